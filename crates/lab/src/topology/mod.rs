@@ -1,0 +1,725 @@
+//! Topology files: parse TOML into checked types, or say exactly what is wrong and where.
+//!
+//! Everything that can be judged from the file alone is judged here: names, references,
+//! addresses, interface names. What depends on the machine (free subnets, other labs) is the
+//! plan's business.
+
+mod names;
+mod raw;
+
+pub use names::{Hostname, IfName, Name};
+
+use crate::diagnostic::{Diagnostic, Source, TopologyError};
+use indexmap::IndexMap;
+use ipnetwork::IpNetwork;
+use raw::{RawAttachments, RawCommand, RawTopology, Str};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A checked topology: every name valid, every reference resolved, every address in range.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub name: Name,
+    pub networks: Vec<Network>,
+    pub nodes: Vec<Node>,
+    pub links: Vec<Link>,
+    /// The file it came from, to point later errors (a subnet that is taken) at it.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub name: Name,
+    /// `None`: picked from the free pool when the lab comes up.
+    pub subnet: Option<IpNetwork>,
+    pub nat: bool,
+    /// Where the subnet (or, without one, the network) is written.
+    pub span: Range<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: Name,
+    pub hostname: Hostname,
+    pub rootfs: Rootfs,
+    /// `None`: the node's init just waits for signals.
+    pub command: Option<Vec<String>>,
+    pub env: Vec<(String, String)>,
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rootfs {
+    /// The host's `/`, read-only, under a private writable layer.
+    Host,
+    /// A directory on the host, read-only, under a private writable layer.
+    Dir(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: IfName,
+    pub kind: InterfaceKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InterfaceKind {
+    /// A port on network `network` (index into `Topology::networks`); `None` = allocate.
+    Network {
+        network: usize,
+        address: Option<IpAddr>,
+    },
+    /// One end of point-to-point link `link` (index into `Topology::links`).
+    Link {
+        link: usize,
+        address: Option<IpNetwork>,
+    },
+}
+
+/// A veth pair straight between two nodes.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub endpoints: [Endpoint; 2],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub node: usize,
+    pub interface: IfName,
+    pub address: Option<IpNetwork>,
+}
+
+impl Topology {
+    /// Reads and checks a topology file.
+    pub fn load(path: &Path) -> Result<Topology, crate::Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            crate::Error::Io(format!("reading topology file {}", path.display()), e)
+        })?;
+        Ok(Topology::parse(Source::new(path, text))?)
+    }
+
+    /// Parses and checks topology text; `source.path` is used for messages and, when the file
+    /// has no `name`, for the lab's name.
+    pub fn parse(source: Source) -> Result<Topology, TopologyError> {
+        let raw: RawTopology = match toml::from_str(&source.text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let diag = Diagnostic::new(span, e.message().trim_end().to_string());
+                return Err(TopologyError::new(source, vec![diag]));
+            }
+        };
+        let mut v = Validator::default();
+        let topology = v.topology(raw, &source);
+        match topology {
+            Some(t) if v.diags.is_empty() => Ok(Topology { source, ..t }),
+            _ => Err(TopologyError::new(source, v.diags)),
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// An error pointing at `span` of this topology's file.
+    pub fn error_at(
+        &self,
+        span: Range<usize>,
+        message: String,
+        hint: Option<String>,
+    ) -> TopologyError {
+        let mut d = Diagnostic::new(span, message);
+        d.hint = hint;
+        TopologyError::new(self.source.clone(), vec![d])
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    diags: Vec<Diagnostic>,
+    /// Where each static address is written, to report addresses used twice.
+    addresses: BTreeMap<IpAddr, Vec<Range<usize>>>,
+}
+
+impl Validator {
+    fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::new(span, msg));
+    }
+
+    fn err_hint(&mut self, span: Range<usize>, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::new(span, msg).hint(hint));
+    }
+
+    fn name(&mut self, s: &Str) -> Option<Name> {
+        Name::parse(s.get_ref())
+            .map_err(|m| self.err(s.span(), m))
+            .ok()
+    }
+
+    fn topology(&mut self, raw: RawTopology, source: &Source) -> Option<Topology> {
+        let name = match &raw.name {
+            Some(n) => self.name(n),
+            None => {
+                let stem = source
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                match Name::parse(&stem) {
+                    Ok(n) => Some(n),
+                    Err(m) => {
+                        self.err_hint(
+                            0..0,
+                            format!("the lab has no `name` and the file name cannot be one: {m}"),
+                            "add `name = \"my-lab\"` at the top of the file",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+
+        let networks = self.networks(&raw.networks);
+        let net_index: HashMap<&str, usize> = raw
+            .networks
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.get_ref().as_str(), i))
+            .collect();
+
+        let defaults_rootfs = raw.defaults.rootfs.as_ref().and_then(|r| self.rootfs(r));
+        let defaults_command = raw.defaults.command.as_ref().and_then(|c| self.command(c));
+        let defaults_env = self.env(&raw.defaults.env);
+
+        let node_index: HashMap<&str, usize> = raw
+            .nodes
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.get_ref().as_str(), i))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut if_spans: Vec<HashMap<IfName, Range<usize>>> = Vec::new();
+        for (key, rn) in &raw.nodes {
+            let name = self.name(key);
+            if key.get_ref() == "localhost" {
+                self.err(
+                    key.span(),
+                    "`localhost` cannot be a node name: every node already has one",
+                );
+            }
+            let hostname = match &rn.hostname {
+                Some(h) => Hostname::parse(h.get_ref())
+                    .map_err(|m| self.err(h.span(), m))
+                    .ok(),
+                None => name.as_ref().map(Hostname::from),
+            };
+            let rootfs = match &rn.rootfs {
+                Some(r) => self.rootfs(r),
+                None => defaults_rootfs.clone().or(Some(Rootfs::Host)),
+            };
+            let command = match &rn.command {
+                Some(c) => self.command(c),
+                None => defaults_command.clone(),
+            };
+            let mut env = defaults_env.clone();
+            for (k, v) in self.env(&rn.env) {
+                env.insert(k, v);
+            }
+            let mut spans = HashMap::new();
+            let interfaces =
+                self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
+            if_spans.push(spans);
+            // Keep one node per table even when it is invalid, so that indexes stay aligned;
+            // the errors already recorded make the whole topology invalid.
+            let name = name.unwrap_or_else(placeholder);
+            nodes.push(Node {
+                hostname: hostname.unwrap_or_else(|| Hostname::from(&name)),
+                name,
+                rootfs: rootfs.unwrap_or(Rootfs::Host),
+                command,
+                env: env.into_iter().collect(),
+                interfaces,
+            });
+        }
+
+        let links = self.links(
+            &raw.links,
+            &node_index,
+            &networks,
+            &mut nodes,
+            &mut if_spans,
+        );
+        self.report_duplicate_addresses();
+
+        Some(Topology {
+            name: name?,
+            networks,
+            nodes,
+            links,
+            source: source.clone(),
+        })
+    }
+
+    fn networks(&mut self, raw: &IndexMap<Str, raw::RawNetwork>) -> Vec<Network> {
+        let mut out: Vec<Network> = Vec::new();
+        for (key, rn) in raw {
+            let name = self.name(key);
+            let subnet = rn.subnet.as_ref().and_then(|s| self.subnet(s));
+            let span = rn.subnet.as_ref().map_or(key.span(), |s| s.span());
+            if let Some(subnet) = subnet {
+                if let Some(other) = out
+                    .iter()
+                    .find(|n| n.subnet.is_some_and(|o| overlaps(o, subnet)))
+                {
+                    self.err(
+                        span.clone(),
+                        format!("subnet {subnet} overlaps network `{}`'s subnet", other.name),
+                    );
+                }
+            }
+            // Keep the network even when its name is bad, so that indexes stay aligned.
+            out.push(Network {
+                name: name.unwrap_or_else(placeholder),
+                subnet,
+                nat: rn.nat,
+                span,
+            });
+        }
+        out
+    }
+
+    fn subnet(&mut self, s: &Str) -> Option<IpNetwork> {
+        let net: IpNetwork = match s.get_ref().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                self.err_hint(
+                    s.span(),
+                    format!("`{}` is not a subnet in CIDR notation", s.get_ref()),
+                    "write it as address/prefix, e.g. 10.42.0.0/24",
+                );
+                return None;
+            }
+        };
+        if !s.get_ref().contains('/') {
+            self.err_hint(
+                s.span(),
+                format!("subnet `{}` has no prefix length", s.get_ref()),
+                format!("e.g. {}/24", s.get_ref()),
+            );
+            return None;
+        }
+        if net.is_ipv6() {
+            self.err(
+                s.span(),
+                format!("IPv6 subnet {net}: only IPv4 networks are supported so far"),
+            );
+            return None;
+        }
+        if net.network() != net.ip() {
+            self.err_hint(
+                s.span(),
+                format!("subnet {net} has host bits set"),
+                format!("did you mean {}/{}?", net.network(), net.prefix()),
+            );
+            return None;
+        }
+        if net.prefix() > 30 {
+            self.err(
+                s.span(),
+                format!("subnet {net} is too small: a network needs at least a /30"),
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    fn rootfs(&mut self, s: &Str) -> Option<Rootfs> {
+        let v = s.get_ref();
+        if v == "host" {
+            return Some(Rootfs::Host);
+        }
+        if !v.starts_with('/') {
+            self.err_hint(
+                s.span(),
+                format!("rootfs `{v}` is neither \"host\" nor an absolute path"),
+                "use \"host\" or a directory such as \"/srv/rootfs/alpine\"",
+            );
+            return None;
+        }
+        if v.contains([',', ':', '\\']) {
+            self.err(s.span(), format!("rootfs `{v}` contains `,`, `:` or `\\`, which overlayfs cannot take in a layer path"));
+            return None;
+        }
+        Some(Rootfs::Dir(PathBuf::from(v)))
+    }
+
+    fn command(&mut self, c: &Spanned<RawCommand>) -> Option<Vec<String>> {
+        match c.get_ref() {
+            RawCommand::Shell(s) if s.trim().is_empty() => {
+                self.err(c.span(), "command is empty");
+                None
+            }
+            RawCommand::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            RawCommand::Argv(v) if v.is_empty() => {
+                self.err(c.span(), "command is empty");
+                None
+            }
+            RawCommand::Argv(v) => {
+                if let Some(bad) = v.iter().find(|a| a.get_ref().contains('\0')) {
+                    self.err(bad.span(), "command arguments cannot contain NUL bytes");
+                    return None;
+                }
+                Some(v.iter().map(|a| a.get_ref().clone()).collect())
+            }
+        }
+    }
+
+    fn env(&mut self, raw: &IndexMap<Str, Str>) -> IndexMap<String, String> {
+        let mut out = IndexMap::new();
+        for (k, v) in raw {
+            let key = k.get_ref();
+            if key.is_empty() || key.contains(['=', '\0']) {
+                self.err(
+                    k.span(),
+                    format!("`{key}` is not a valid environment variable name"),
+                );
+            } else if v.get_ref().contains('\0') {
+                self.err(v.span(), "environment values cannot contain NUL bytes");
+            } else {
+                out.insert(key.clone(), v.get_ref().clone());
+            }
+        }
+        out
+    }
+
+    fn attachments(
+        &mut self,
+        node: &Str,
+        raw: Option<&Spanned<RawAttachments>>,
+        net_index: &HashMap<&str, usize>,
+        networks: &[Network],
+        if_spans: &mut HashMap<IfName, Range<usize>>,
+    ) -> Vec<Interface> {
+        let Some(raw) = raw else { return Vec::new() };
+        let entries: Vec<(&Str, Option<&Str>)> = match raw.get_ref() {
+            RawAttachments::List(l) => l.iter().map(|n| (n, None)).collect(),
+            RawAttachments::Table(t) => t.iter().map(|(n, a)| (n, Some(a))).collect(),
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for (net_name, addr) in entries {
+            let Some(&network) = net_index.get(net_name.get_ref().as_str()) else {
+                let known: Vec<&str> = net_index.keys().copied().collect();
+                self.err_hint(
+                    net_name.span(),
+                    format!(
+                        "node `{}` is on network `{}`, which is not defined",
+                        node.get_ref(),
+                        net_name.get_ref()
+                    ),
+                    if known.is_empty() {
+                        "define it with a [networks.NAME] table".to_string()
+                    } else {
+                        format!("defined networks: {}", sorted(known).join(", "))
+                    },
+                );
+                continue;
+            };
+            if !seen.insert(network) {
+                self.err(
+                    net_name.span(),
+                    format!(
+                        "node `{}` is on network `{}` twice",
+                        node.get_ref(),
+                        net_name.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let address = addr.and_then(|a| self.node_address(a, &networks[network]));
+            let name = IfName::eth(out.len());
+            if_spans.insert(name.clone(), net_name.span());
+            out.push(Interface {
+                name,
+                kind: InterfaceKind::Network { network, address },
+            });
+        }
+        out
+    }
+
+    fn node_address(&mut self, a: &Str, network: &Network) -> Option<IpAddr> {
+        if a.get_ref() == "auto" {
+            return None;
+        }
+        let ip: IpAddr = match a.get_ref().parse() {
+            Ok(ip) => ip,
+            Err(_) => {
+                self.err_hint(
+                    a.span(),
+                    format!("`{}` is not an IP address", a.get_ref()),
+                    "write a plain address such as \"10.42.0.12\", or \"auto\"",
+                );
+                return None;
+            }
+        };
+        let Some(subnet) = network.subnet else {
+            self.err_hint(
+                a.span(),
+                format!(
+                    "address {ip} on network `{}`, which has no subnet",
+                    network.name
+                ),
+                format!(
+                    "give [networks.{}] a subnet that contains {ip}, or leave the address out",
+                    network.name
+                ),
+            );
+            return None;
+        };
+        if !subnet.contains(ip) {
+            self.err(
+                a.span(),
+                format!(
+                    "address {ip} is outside network `{}`'s subnet {subnet}",
+                    network.name
+                ),
+            );
+            return None;
+        }
+        if ip == subnet.network() || ip == subnet.broadcast() {
+            let what = if ip == subnet.network() {
+                "network"
+            } else {
+                "broadcast"
+            };
+            self.err(
+                a.span(),
+                format!("address {ip} is the {what} address of subnet {subnet}"),
+            );
+            return None;
+        }
+        if network.nat && Some(ip) == gateway(subnet) {
+            self.err_hint(
+                a.span(),
+                format!(
+                    "address {ip} is the gateway of network `{}` (the host's side, for NAT)",
+                    network.name
+                ),
+                "pick another address; the first one of a NAT network belongs to the host",
+            );
+            return None;
+        }
+        self.addresses.entry(ip).or_default().push(a.span());
+        Some(ip)
+    }
+
+    fn links(
+        &mut self,
+        raw: &[Spanned<raw::RawLink>],
+        node_index: &HashMap<&str, usize>,
+        networks: &[Network],
+        nodes: &mut [Node],
+        if_spans: &mut [HashMap<IfName, Range<usize>>],
+    ) -> Vec<Link> {
+        let mut out = Vec::new();
+        for rl in raw {
+            let eps = rl.get_ref().endpoints.get_ref();
+            if eps.len() != 2 {
+                self.err(
+                    rl.get_ref().endpoints.span(),
+                    format!("a link has exactly 2 endpoints, not {}", eps.len()),
+                );
+                continue;
+            }
+            let addresses = self.link_addresses(rl.get_ref(), networks);
+            let mut parsed = Vec::new();
+            for (i, ep) in eps.iter().enumerate() {
+                let (node_name, ifname) = match ep.get_ref().split_once(':') {
+                    Some((n, i)) => (n, Some(i)),
+                    None => (ep.get_ref().as_str(), None),
+                };
+                let Some(&node) = node_index.get(node_name) else {
+                    self.err_hint(
+                        ep.span(),
+                        format!(
+                            "link endpoint `{}` names node `{node_name}`, which is not defined",
+                            ep.get_ref()
+                        ),
+                        "write endpoints as \"node:interface\", e.g. \"node1:eth1\"",
+                    );
+                    continue;
+                };
+                let ifname = match ifname.map(IfName::parse) {
+                    Some(Ok(n)) => Some(n),
+                    Some(Err(m)) => {
+                        self.err(ep.span(), m);
+                        continue;
+                    }
+                    None => None,
+                };
+                parsed.push((node, ifname, ep.span(), addresses.as_ref().map(|a| a[i])));
+            }
+            if parsed.len() != 2 {
+                continue;
+            }
+            if parsed[0].0 == parsed[1].0 && parsed[0].1.is_some() && parsed[0].1 == parsed[1].1 {
+                self.err(
+                    rl.get_ref().endpoints.span(),
+                    "a link cannot join an interface to itself",
+                );
+                continue;
+            }
+            let index = out.len();
+            let mut endpoints = Vec::new();
+            for (node, ifname, span, address) in parsed {
+                let spans = &mut if_spans[node];
+                let ifname = ifname.unwrap_or_else(|| next_free_eth(spans));
+                if spans.contains_key(&ifname) {
+                    self.err_hint(span, format!("node `{}` already has an interface `{ifname}`", nodes[node].name), "give this endpoint another interface name, or leave it out to pick the next free ethN");
+                    continue;
+                }
+                spans.insert(ifname.clone(), span);
+                nodes[node].interfaces.push(Interface {
+                    name: ifname.clone(),
+                    kind: InterfaceKind::Link {
+                        link: index,
+                        address,
+                    },
+                });
+                endpoints.push(Endpoint {
+                    node,
+                    interface: ifname,
+                    address,
+                });
+            }
+            if let Ok(endpoints) = <[Endpoint; 2]>::try_from(endpoints) {
+                out.push(Link { endpoints });
+            }
+        }
+        out
+    }
+
+    fn link_addresses(
+        &mut self,
+        rl: &raw::RawLink,
+        networks: &[Network],
+    ) -> Option<[IpNetwork; 2]> {
+        let raw = rl.addresses.as_ref()?;
+        if raw.get_ref().len() != 2 {
+            self.err(
+                raw.span(),
+                format!(
+                    "a link takes 2 addresses, one per endpoint, not {}",
+                    raw.get_ref().len()
+                ),
+            );
+            return None;
+        }
+        let mut out = Vec::new();
+        for a in raw.get_ref() {
+            match a.get_ref().parse::<IpNetwork>() {
+                Ok(n) if a.get_ref().contains('/') && n.is_ipv4() => {
+                    self.addresses.entry(n.ip()).or_default().push(a.span());
+                    out.push(n)
+                }
+                Ok(n) if n.is_ipv6() => {
+                    self.err(
+                        a.span(),
+                        format!("IPv6 address {n}: only IPv4 is supported so far"),
+                    );
+                }
+                _ => {
+                    self.err_hint(
+                        a.span(),
+                        format!("`{}` is not an address with a prefix length", a.get_ref()),
+                        "write it like \"10.0.12.1/30\"",
+                    );
+                }
+            }
+        }
+        let [a, b] = <[IpNetwork; 2]>::try_from(out).ok()?;
+        if a.network() != b.network() || a.prefix() != b.prefix() {
+            self.err(
+                raw.span(),
+                format!("link addresses {a} and {b} are not on one subnet"),
+            );
+            return None;
+        }
+        if a.ip() == b.ip() {
+            self.err(
+                raw.span(),
+                format!("both ends of the link have address {}", a.ip()),
+            );
+            return None;
+        }
+        for n in [a, b] {
+            if a.prefix() < 31 && (n.ip() == n.network() || n.ip() == n.broadcast()) {
+                self.err(
+                    raw.span(),
+                    format!("{n} is the network or broadcast address of its subnet"),
+                );
+                return None;
+            }
+        }
+        if let Some(net) = networks
+            .iter()
+            .find(|n| n.subnet.is_some_and(|s| overlaps(s, a)))
+        {
+            self.err(
+                raw.span(),
+                format!(
+                    "link subnet {} overlaps network `{}`",
+                    a.network(),
+                    net.name
+                ),
+            );
+            return None;
+        }
+        Some([a, b])
+    }
+
+    /// An address given twice, on one network or anywhere among links and networks.
+    fn report_duplicate_addresses(&mut self) {
+        let dups: Vec<(IpAddr, Range<usize>)> = self
+            .addresses
+            .iter()
+            .flat_map(|(addr, spans)| spans.iter().skip(1).map(move |s| (*addr, s.clone())))
+            .collect();
+        for (addr, span) in dups {
+            self.err(span, format!("address {addr} is used twice"));
+        }
+    }
+}
+
+fn placeholder() -> Name {
+    Name::parse("invalid").expect("a valid literal name")
+}
+
+fn next_free_eth(used: &HashMap<IfName, Range<usize>>) -> IfName {
+    (0..)
+        .map(IfName::eth)
+        .find(|n| !used.contains_key(n))
+        .expect("some ethN is free")
+}
+
+fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
+
+/// Whether two subnets share any address.
+pub fn overlaps(a: IpNetwork, b: IpNetwork) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
+/// The first usable address of a subnet: the host's side of a NAT network.
+pub fn gateway(subnet: IpNetwork) -> Option<IpAddr> {
+    subnet.iter().nth(1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,124 @@
+//! The topology file as written: serde structures that keep the span of every value, so that
+//! validation can point at the exact text. Unknown keys are rejected here.
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use toml::Spanned;
+
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTopology {
+    pub name: Option<Str>,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub networks: IndexMap<Str, RawNetwork>,
+    #[serde(default)]
+    pub nodes: IndexMap<Str, RawNode>,
+    #[serde(default)]
+    pub links: Vec<Spanned<RawLink>>,
+}
+
+/// Settings applied to every node that does not set them itself.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub rootfs: Option<Str>,
+    pub command: Option<Spanned<RawCommand>>,
+    #[serde(default)]
+    pub env: IndexMap<Str, Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNetwork {
+    pub subnet: Option<Str>,
+    #[serde(default)]
+    pub nat: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub networks: Option<Spanned<RawAttachments>>,
+    pub command: Option<Spanned<RawCommand>>,
+    #[serde(default)]
+    pub env: IndexMap<Str, Str>,
+    pub rootfs: Option<Str>,
+    pub hostname: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLink {
+    pub endpoints: Spanned<Vec<Str>>,
+    pub addresses: Option<Spanned<Vec<Str>>>,
+}
+
+/// `networks = ["lan", "wan"]` or `networks = { lan = "10.0.0.5", wan = "auto" }`.
+#[derive(Debug)]
+pub enum RawAttachments {
+    List(Vec<Str>),
+    Table(Vec<(Str, Str)>),
+}
+
+impl<'de> Deserialize<'de> for RawAttachments {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttachments;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of network names or a table of network name = address")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Str>()? {
+                    out.push(v);
+                }
+                Ok(RawAttachments::List(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Str, Str>()? {
+                    out.push((k, v));
+                }
+                Ok(RawAttachments::Table(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `command = ["sleep", "infinity"]` or `command = "nc -l -p 80"` (run by `/bin/sh -c`).
+#[derive(Debug)]
+pub enum RawCommand {
+    Shell(String),
+    Argv(Vec<Str>),
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of strings (program and arguments) or a shell command string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawCommand::Shell(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Str>()? {
+                    out.push(v);
+                }
+                Ok(RawCommand::Argv(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
