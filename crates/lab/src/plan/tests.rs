@@ -1,0 +1,210 @@
+use super::*;
+use crate::diagnostic::Source;
+
+fn topo(text: &str) -> Topology {
+    Topology::parse(Source::new("lab.toml", text)).expect("valid topology")
+}
+
+const THREE_NODE: &str = r#"
+name = "three-node"
+[networks.lan]
+subnet = "10.42.0.0/24"
+nat = true
+[nodes.node1]
+networks = ["lan"]
+[nodes.node2]
+networks = { lan = "10.42.0.2" }
+[nodes.node3]
+networks = ["lan"]
+command = ["sleep", "infinity"]
+"#;
+
+#[test]
+fn three_node_plan() {
+    let plan = Plan::new(&topo(THREE_NODE), &Facts::default()).unwrap();
+    assert_eq!(plan.lab.as_str(), "three-node");
+    assert_eq!(plan.nft_table, "lab-three-node");
+    assert_eq!(plan.id.len(), ID_LEN);
+    let lan = &plan.networks[0];
+    assert_eq!(lan.subnet.to_string(), "10.42.0.0/24");
+    assert_eq!(lan.gateway, Some("10.42.0.1".parse().unwrap()));
+    assert_eq!(lan.bridge, format!("lb-{}-0", plan.id));
+    assert_eq!(lan.alias, "lab/three-node/net/lan");
+    assert_eq!(lan.mac[0] & 0x03, 0x02, "locally administered unicast");
+
+    // node2 asked for .2; the others get the next free addresses in file order.
+    let addrs: Vec<String> = plan
+        .nodes
+        .iter()
+        .map(|n| n.interfaces[0].address.unwrap().to_string())
+        .collect();
+    assert_eq!(addrs, ["10.42.0.3/24", "10.42.0.2/24", "10.42.0.4/24"]);
+
+    let n1 = &plan.nodes[0];
+    assert_eq!(n1.netns, "three-node-node1");
+    assert_eq!(n1.cgroup, "lab/three-node/node1");
+    assert_eq!(n1.interfaces[0].name.as_str(), "eth0");
+    assert_eq!(
+        n1.interfaces[0].attach,
+        Attach::Bridge {
+            network: 0,
+            host_veth: format!("lv-{}-0", plan.id),
+            alias: "lab/three-node/node1/eth0".into()
+        }
+    );
+    assert_eq!(
+        n1.routes,
+        [RoutePlan {
+            destination: "0.0.0.0/0".parse().unwrap(),
+            via: "10.42.0.1".parse().unwrap()
+        }]
+    );
+    assert_eq!(
+        n1.hosts,
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         10.42.0.3\tnode1\n10.42.0.2\tnode2\n10.42.0.4\tnode3\n\
+         10.42.0.3\tnode1.lan\n10.42.0.2\tnode2.lan\n10.42.0.4\tnode3.lan\n"
+    );
+}
+
+#[test]
+fn plan_is_deterministic_and_round_trips_through_json() {
+    let t = topo(THREE_NODE);
+    let a = Plan::new(&t, &Facts::default()).unwrap();
+    let b = Plan::new(&t, &Facts::default()).unwrap();
+    assert_eq!(a, b);
+    let json = serde_json::to_string(&a).unwrap();
+    assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), a);
+}
+
+#[test]
+fn free_subnets_avoid_host_routes_and_other_labs() {
+    let facts = Facts {
+        used_subnets: vec![
+            ("10.42.0.0/23".parse().unwrap(), "host route".into()),
+            ("10.42.2.0/24".parse().unwrap(), "lab other".into()),
+        ],
+        ..Facts::default()
+    };
+    let t =
+        topo("name = \"x\"\n[networks.a]\n[networks.b]\nsubnet = \"10.42.3.0/24\"\n[networks.c]\n");
+    let plan = Plan::new(&t, &facts).unwrap();
+    let subnets: Vec<String> = plan.networks.iter().map(|n| n.subnet.to_string()).collect();
+    assert_eq!(subnets, ["10.42.4.0/24", "10.42.3.0/24", "10.42.5.0/24"]);
+}
+
+#[test]
+fn a_taken_explicit_subnet_is_an_error_at_the_subnet() {
+    let facts = Facts {
+        used_subnets: vec![(
+            "10.0.0.0/8".parse().unwrap(),
+            "host route 10.0.0.0/8 dev eth1".into(),
+        )],
+        ..Facts::default()
+    };
+    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n");
+    let err = Plan::new(&t, &facts).unwrap_err();
+    assert_eq!(err.location(), "lab.toml:3:10");
+    assert!(
+        err.diagnostics[0]
+            .message
+            .contains("already in use by host route 10.0.0.0/8 dev eth1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_full_subnet_is_an_error() {
+    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/30\"\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n");
+    let err = Plan::new(&t, &Facts::default()).unwrap_err();
+    assert!(
+        err.diagnostics[0]
+            .message
+            .contains("no free address left for node `b`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ids_are_salted_away_from_taken_ones() {
+    let t = topo(THREE_NODE);
+    let first = Plan::new(&t, &Facts::default()).unwrap().id;
+    let facts = Facts {
+        taken_ids: [first.clone()].into(),
+        ..Facts::default()
+    };
+    let second = Plan::new(&t, &facts).unwrap();
+    assert_ne!(second.id, first);
+    assert_eq!(second.networks[0].bridge, format!("lb-{}-0", second.id));
+}
+
+#[test]
+fn host_interface_names_fit_ifnamsiz_for_big_labs() {
+    let mut text =
+        String::from("name = \"a-lab-with-a-really-long-name-that-is-still-a-dns-label-xyz\"\n");
+    for n in 0..40 {
+        text += &format!("[networks.n{n}]\n");
+    }
+    for i in 0..300 {
+        let nets: Vec<String> = (0..40)
+            .filter(|n| (i + n) % 10 == 0)
+            .map(|n| format!("\"n{n}\""))
+            .collect();
+        text += &format!(
+            "[nodes.node-with-a-long-name-{i}]\nnetworks = [{}]\n",
+            nets.join(",")
+        );
+    }
+    let plan = Plan::new(&topo(&text), &Facts::default()).unwrap();
+    let mut names = HashSet::new();
+    for n in &plan.networks {
+        assert!(n.bridge.len() <= 15, "{}", n.bridge);
+        assert!(names.insert(n.bridge.clone()));
+    }
+    for i in plan.nodes.iter().flat_map(|n| &n.interfaces) {
+        if let Attach::Bridge { host_veth, .. } = &i.attach {
+            assert!(host_veth.len() <= 15, "{host_veth}");
+            assert!(names.insert(host_veth.clone()), "{host_veth} twice");
+        }
+    }
+    assert_eq!(names.len(), 40 + 300 * 4);
+}
+
+#[test]
+fn hosts_prefer_an_address_on_a_shared_segment() {
+    let t = topo(
+        r#"
+name = "x"
+[networks.a]
+subnet = "10.1.0.0/24"
+[networks.b]
+subnet = "10.2.0.0/24"
+[nodes.r]
+networks = ["a", "b"]
+hostname = "router"
+[nodes.left]
+networks = ["a"]
+[nodes.right]
+networks = ["b"]
+[nodes.island]
+[[links]]
+endpoints = ["island", "right"]
+addresses = ["10.9.0.1/30", "10.9.0.2/30"]
+"#,
+    );
+    let plan = Plan::new(&t, &Facts::default()).unwrap();
+    let hosts = |n: usize| plan.nodes[n].hosts.clone();
+    assert!(hosts(1).contains("10.1.0.2\tr router\n"), "{}", hosts(1));
+    assert!(hosts(2).contains("10.2.0.2\tr router\n"), "{}", hosts(2));
+    assert!(
+        hosts(2).contains("10.1.0.2\tr.a\n10.2.0.2\tr.b\n"),
+        "{}",
+        hosts(2)
+    );
+    // island reaches right over the link, so that is the address it gets for it.
+    assert!(hosts(3).contains("10.9.0.2\tright\n"), "{}", hosts(3));
+    assert!(hosts(3).contains("10.9.0.1\tisland\n"), "{}", hosts(3));
+    // Without NAT there is no gateway and no default route.
+    assert!(plan.nodes.iter().all(|n| n.routes.is_empty()));
+    assert_eq!(plan.networks[0].gateway, None);
+}
