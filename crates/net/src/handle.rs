@@ -1,0 +1,173 @@
+use crate::{Error, Result};
+use futures::TryStreamExt;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, TokioSocket};
+use nix::sched::CloneFlags;
+use rtnetlink::LinkUnspec;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// An rtnetlink connection bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    pub(crate) handle: rtnetlink::Handle,
+    /// " in <namespace>" for messages, empty for the host.
+    pub(crate) place: String,
+}
+
+/// What `ip link` shows of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub alias: Option<String>,
+    pub up: bool,
+}
+
+impl Netlink {
+    /// A connection in the caller's network namespace. Needs a tokio runtime.
+    pub fn host() -> Result<Netlink> {
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| Error::os("opening a netlink socket", e))?;
+        tokio::spawn(conn);
+        Ok(Netlink {
+            handle,
+            place: String::new(),
+        })
+    }
+
+    /// A connection inside the network namespace `netns` (a file from /proc/PID/ns/net or
+    /// /run/netns). `label` names the namespace in error messages.
+    pub async fn in_netns(netns: &impl AsFd, label: &str) -> Result<Netlink> {
+        let place = format!(" in {label}");
+        let fd: OwnedFd = netns
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::os(format!("duplicating the namespace fd of {label}"), e))?;
+        let rt = tokio::runtime::Handle::current();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // setns only changes the calling thread: do it on a thread of our own that ends
+        // right after opening the socket, never on a runtime worker.
+        std::thread::spawn(move || {
+            let socket = nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+                .and_then(|()| {
+                    let _rt = rt.enter();
+                    TokioSocket::new(NETLINK_ROUTE)
+                });
+            let _ = tx.send(socket);
+        });
+        let socket = rx
+            .await
+            .map_err(|_| Error::Netlink {
+                what: format!("opening a netlink socket{place}"),
+                message: "thread died".into(),
+            })?
+            .map_err(|e| Error::os(format!("opening a netlink socket{place}"), e))?;
+        let (conn, handle, _) = rtnetlink::from_socket(socket);
+        tokio::spawn(conn);
+        Ok(Netlink { handle, place })
+    }
+
+    /// Every interface of the namespace.
+    pub async fn links(&self) -> Result<Vec<LinkInfo>> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| Error::netlink(format!("listing interfaces{}", self.place), e))?;
+        Ok(msgs.iter().map(link_info).collect())
+    }
+
+    /// The interface called `name`, or `None`.
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let res: std::result::Result<Vec<LinkMessage>, _> = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute()
+            .try_collect()
+            .await;
+        match res {
+            Ok(msgs) => Ok(msgs.first().map(link_info)),
+            Err(e) => {
+                let e = Error::netlink(format!("looking up interface {name}{}", self.place), e);
+                if e.is_gone() {
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Index of the interface `name`; an error if it does not exist.
+    pub async fn index(&self, name: &str) -> Result<u32> {
+        match self.link(name).await? {
+            Some(l) => Ok(l.index),
+            None => Err(Error::os(
+                format!("looking up interface {name}{}", self.place),
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )),
+        }
+    }
+
+    /// Brings interface `index` up (`ip link set ... up`).
+    pub async fn set_up(&self, index: u32, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("bringing up {name}{}", self.place), e))
+    }
+
+    /// Sets the alias (`ip link set NAME alias ...`). The kernel ignores an alias given when a
+    /// link is created, so this is always its own request.
+    pub async fn set_alias(&self, name: &str, alias: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("setting the alias of {name}{}", self.place), e))
+    }
+
+    /// Deletes interface `name` (for a veth, both ends). Already gone is success.
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_name(name).build();
+        match self.handle.link().del_with_message(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::netlink(format!("deleting interface {name}{}", self.place), e);
+                if e.is_gone() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+fn link_info(m: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: m.header.index,
+        name: String::new(),
+        alias: None,
+        up: m.header.flags.contains(LinkFlags::Up),
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::IfAlias(a) => info.alias = Some(a.clone()),
+            _ => {}
+        }
+    }
+    info
+}

@@ -1,0 +1,108 @@
+//! Network namespace names under /run/netns, as iproute2 keeps them, so that `ip netns exec`,
+//! `ip netns list`, tcpdump and Wireshark work on lab nodes.
+
+use crate::{Error, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub const NETNS_DIR: &str = "/run/netns";
+
+/// Path of the namespace called `name`.
+pub fn path(name: &str) -> PathBuf {
+    Path::new(NETNS_DIR).join(name)
+}
+
+/// Makes /run/netns a shared mount point, as `ip netns add` does, so that names removed on
+/// the host also disappear from every mount namespace that copied them.
+pub fn prepare_dir() -> Result<()> {
+    let dir = Path::new(NETNS_DIR);
+    fs::create_dir_all(dir).map_err(|e| Error::os(format!("creating {NETNS_DIR}"), e))?;
+    let shared = |flags| mount(None::<&str>, dir, None::<&str>, flags, None::<&str>);
+    match shared(MsFlags::MS_SHARED | MsFlags::MS_REC) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::EINVAL) => {
+            // Not a mount point yet: bind it onto itself, then share it.
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .and_then(|()| shared(MsFlags::MS_SHARED | MsFlags::MS_REC))
+            .map_err(|e| Error::os(format!("making {NETNS_DIR} a shared mount"), e.into()))
+        }
+        Err(e) => Err(Error::os(
+            format!("making {NETNS_DIR} a shared mount"),
+            e.into(),
+        )),
+    }
+}
+
+/// Gives the namespace at `source` (e.g. /proc/PID/ns/net) the name `name`.
+pub fn persist(source: &Path, name: &str) -> Result<PathBuf> {
+    let target = path(name);
+    let what = || format!("naming network namespace {}", target.display());
+    match fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&target)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(Error::os(
+                format!(
+                    "{}: the name is taken (by another lab, or by `ip netns add`)",
+                    what()
+                ),
+                e,
+            ))
+        }
+        Err(e) => return Err(Error::os(what(), e)),
+    }
+    if let Err(e) = mount(
+        Some(source),
+        &target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
+        let _ = fs::remove_file(&target);
+        return Err(Error::os(what(), e.into()));
+    }
+    Ok(target)
+}
+
+/// Removes the name `name`; the namespace itself goes when nothing else holds it.
+/// Already gone is success.
+pub fn remove(name: &str) -> Result<()> {
+    let target = path(name);
+    match umount2(&target, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(Error::os(
+                format!("unmounting {}", target.display()),
+                e.into(),
+            ))
+        }
+    }
+    match fs::remove_file(&target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::os(format!("removing {}", target.display()), e)),
+    }
+}
+
+/// Names under /run/netns.
+pub fn list() -> Vec<String> {
+    let Ok(dir) = fs::read_dir(NETNS_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}

@@ -1,0 +1,69 @@
+use crate::{Error, Netlink, Result};
+use netlink_packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// One end of a veth pair to create.
+#[derive(Debug, Clone, Copy)]
+pub struct VethEnd<'a> {
+    pub name: &'a str,
+    /// The network namespace it is created in; `None` for the handle's own.
+    pub netns: Option<BorrowedFd<'a>>,
+    /// Interface alias, shown by `ip link`; only for an end in the handle's own namespace.
+    pub alias: Option<&'a str>,
+    /// Index of a bridge to attach it to (in its namespace).
+    pub bridge: Option<u32>,
+}
+
+impl<'a> VethEnd<'a> {
+    pub fn new(name: &'a str) -> Self {
+        VethEnd {
+            name,
+            netns: None,
+            alias: None,
+            bridge: None,
+        }
+    }
+}
+
+impl Netlink {
+    /// Creates a veth pair, each end directly in its own namespace and, if asked, on its
+    /// bridge: one request, no interface ever appears anywhere else. End `a` comes up; end `b`
+    /// stays down (the kernel cannot open a veth before its peer is wired, ENOTCONN), for its
+    /// namespace's own handle to bring up.
+    pub async fn create_veth(&self, a: VethEnd<'_>, b: VethEnd<'_>) -> Result<()> {
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new().name(b.name.to_string());
+        if let Some(ns) = b.netns {
+            peer = peer.setns_by_fd(ns.as_raw_fd());
+        }
+        if let Some(bridge) = b.bridge {
+            peer = peer.controller(bridge);
+        }
+        let mut main = LinkVeth::new(a.name, b.name)
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .up();
+        if let Some(ns) = a.netns {
+            main = main.setns_by_fd(ns.as_raw_fd());
+        }
+        if let Some(bridge) = a.bridge {
+            main = main.controller(bridge);
+        }
+        self.handle
+            .link()
+            .add(main.build())
+            .execute()
+            .await
+            .map_err(|e| {
+                Error::netlink(
+                    format!("creating veth pair {} <-> {}{}", a.name, b.name, self.place),
+                    e,
+                )
+            })?;
+        for end in [a, b] {
+            if let (Some(alias), None) = (end.alias, end.netns) {
+                self.set_alias(end.name, alias).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! lab-net against the real kernel. Needs root; each test names its objects uniquely and
+//! removes them in a guard, also when it fails. `ip` and `nft` only check from outside.
+
+use lab_net::{nat, netns, Netlink, VethEnd};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::process::Command;
+
+fn sh(cmd: &str) -> (bool, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("running sh");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "these tests need root: run them as root (sudo -E cargo test)"
+    );
+}
+
+/// Runs cleanup commands when dropped.
+struct Cleanup(Vec<String>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &self.0 {
+            let _ = sh(c);
+        }
+    }
+}
+
+fn tag(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id() % 100000)
+}
+
+#[tokio::test]
+async fn bridge_and_veth_straight_into_a_namespace() {
+    require_root();
+    let ns = tag("ltn");
+    let br = tag("ltb");
+    let veth = tag("ltv");
+    let _cleanup = Cleanup(vec![
+        format!("ip link del {veth}"),
+        format!("ip link del {br}"),
+        format!("ip netns del {ns}"),
+    ]);
+    assert!(sh(&format!("ip netns add {ns}")).0);
+    let nsfile = File::open(format!("/run/netns/{ns}")).unwrap();
+
+    let host = Netlink::host().unwrap();
+    let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
+    let bridge = host
+        .create_bridge(&br, "lab/test/net/lan", mac)
+        .await
+        .unwrap();
+    host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap())
+        .await
+        .unwrap();
+    let mut a = VethEnd::new(&veth);
+    a.bridge = Some(bridge);
+    a.alias = Some("lab/test/n1/eth0");
+    let mut b = VethEnd::new("eth0");
+    b.netns = Some(nsfile.as_fd());
+    host.create_veth(a, b).await.unwrap();
+
+    let node = Netlink::in_netns(&nsfile, &ns).await.unwrap();
+    let links = node.links().await.unwrap();
+    let eth0 = links
+        .iter()
+        .find(|l| l.name == "eth0")
+        .expect("eth0 inside the namespace");
+    assert!(!eth0.up, "the peer end is created down");
+    node.set_up(eth0.index, "eth0").await.unwrap();
+    node.set_up(1, "lo").await.unwrap();
+    node.add_address(eth0.index, "eth0", "10.250.7.2/24".parse().unwrap())
+        .await
+        .unwrap();
+    node.add_route("0.0.0.0/0".parse().unwrap(), "10.250.7.1".parse().unwrap())
+        .await
+        .unwrap();
+
+    let (_, out) = sh(&format!("ip -d link show {veth}"));
+    assert!(out.contains(&format!("master {br}")), "{out}");
+    assert!(out.contains("alias lab/test/n1/eth0"), "{out}");
+    let (_, out) = sh(&format!("ip link show {br}"));
+    assert!(
+        out.contains("02:11:22:33:44:55"),
+        "bridge keeps the MAC we gave it: {out}"
+    );
+    let (_, out) = sh(&format!("ip -n {ns} route"));
+    assert!(out.contains("default via 10.250.7.1 dev eth0"), "{out}");
+    let (ok, out) = sh(&format!("ip netns exec {ns} ping -c1 -W2 10.250.7.1"));
+    assert!(ok, "node reaches the bridge address: {out}");
+    assert!(!sh(&format!("ip link show eth0 | grep -q {ns}")).0);
+
+    // Deleting one end removes the pair; deleting again is fine.
+    host.delete_link(&veth).await.unwrap();
+    host.delete_link(&veth).await.unwrap();
+    assert!(node.links().await.unwrap().iter().all(|l| l.name != "eth0"));
+    host.delete_link(&br).await.unwrap();
+    assert!(host.link(&br).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn veth_between_two_namespaces() {
+    require_root();
+    let (n1, n2) = (tag("ltp1-"), tag("ltp2-"));
+    let _cleanup = Cleanup(vec![
+        format!("ip netns del {n1}"),
+        format!("ip netns del {n2}"),
+    ]);
+    assert!(sh(&format!("ip netns add {n1} && ip netns add {n2}")).0);
+    let f1 = File::open(format!("/run/netns/{n1}")).unwrap();
+    let f2 = File::open(format!("/run/netns/{n2}")).unwrap();
+    let host = Netlink::host().unwrap();
+    let mut a = VethEnd::new("eth1");
+    a.netns = Some(f1.as_fd());
+    let mut b = VethEnd::new("eth1");
+    b.netns = Some(f2.as_fd());
+    host.create_veth(a, b).await.unwrap();
+    for ns in [&n1, &n2] {
+        let (_, out) = sh(&format!("ip -n {ns} -br link show eth1"));
+        assert!(out.contains("eth1@"), "{ns}: {out}");
+    }
+    assert!(
+        host.link("eth1").await.unwrap().is_none(),
+        "nothing appears on the host"
+    );
+}
+
+#[test]
+fn nat_table_lifecycle() {
+    require_root();
+    let table = tag("lab-test-nat-");
+    let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
+    let rules = [nat::Masquerade {
+        subnet: "10.250.9.0/24".parse().unwrap(),
+        bridge: "lb-test-0".into(),
+    }];
+    nat::create_table(&table, &rules).unwrap();
+    assert!(nat::tables().unwrap().contains(&table));
+    let (ok, out) = sh(&format!("nft list table inet {table}"));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("type nat hook postrouting priority srcnat"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ip saddr 10.250.9.0/24 oifname != \"lb-test-0\" masquerade"),
+        "{out}"
+    );
+    let err = nat::create_table(&table, &rules);
+    assert!(
+        err.is_ok() || err.as_ref().is_err_and(|e| e.errno().is_some()),
+        "{err:?}"
+    );
+    nat::delete_table(&table).unwrap();
+    assert!(!nat::tables().unwrap().contains(&table));
+    nat::delete_table(&table).expect("deleting a missing table is fine");
+}
+
+#[test]
+fn netns_names_are_bind_mounts_ip_netns_sees() {
+    require_root();
+    let name = tag("lab-test-ns-");
+    let _cleanup = Cleanup(vec![format!(
+        "umount /run/netns/{name}; rm -f /run/netns/{name}"
+    )]);
+    netns::prepare_dir().unwrap();
+    netns::persist(std::path::Path::new("/proc/self/ns/net"), &name).unwrap();
+    assert!(netns::list().contains(&name));
+    let (_, out) = sh("ip netns list");
+    assert!(out.contains(&name), "{out}");
+    let err = netns::persist(std::path::Path::new("/proc/self/ns/net"), &name).unwrap_err();
+    assert!(err.to_string().contains("the name is taken"), "{err}");
+    netns::remove(&name).unwrap();
+    netns::remove(&name).unwrap();
+    assert!(!netns::list().contains(&name));
+    let (_, mounts) = sh("cat /proc/self/mounts");
+    assert!(!mounts.contains(&name), "{mounts}");
+}
