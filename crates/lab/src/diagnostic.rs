@@ -15,11 +15,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
-        Diagnostic {
-            span,
-            message: message.into(),
-            hint: None,
-        }
+        Diagnostic { span, message: message.into(), hint: None }
     }
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
@@ -37,10 +33,7 @@ pub struct Source {
 
 impl Source {
     pub fn new(path: impl AsRef<Path>, text: impl Into<String>) -> Self {
-        Source {
-            path: path.as_ref().to_path_buf(),
-            text: text.into(),
-        }
+        Source { path: path.as_ref().to_path_buf(), text: text.into() }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -74,10 +67,7 @@ pub struct TopologyError {
 
 impl TopologyError {
     pub fn new(source: Source, diagnostics: Vec<Diagnostic>) -> Self {
-        TopologyError {
-            source,
-            diagnostics,
-        }
+        TopologyError { source, diagnostics }
     }
 
     /// `path:line:column` of the first problem.
@@ -142,8 +132,7 @@ mod tests {
         let src = Source::new("lab.toml", "name = \"x\"\nnetwroks = 1\n");
         let err = TopologyError::new(
             src,
-            vec![Diagnostic::new(11..19, "unknown field `netwroks`")
-                .hint("did you mean `networks`?")],
+            vec![Diagnostic::new(11..19, "unknown field `netwroks`").hint("did you mean `networks`?")],
         );
         assert_eq!(err.location(), "lab.toml:2:1");
         let text = err.to_string();

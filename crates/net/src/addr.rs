@@ -1,9 +1,7 @@
 use crate::{Error, Netlink, Result};
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
-};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::RouteMessageBuilder;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -19,10 +17,9 @@ impl Netlink {
     pub async fn add_route(&self, destination: IpNetwork, via: IpAddr) -> Result<()> {
         let what = || format!("adding route {destination} via {via}{}", self.place);
         let msg = match (destination, via) {
-            (IpNetwork::V4(d), IpAddr::V4(v)) => RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(d.network(), d.prefix())
-                .gateway(v)
-                .build(),
+            (IpNetwork::V4(d), IpAddr::V4(v)) => {
+                RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d.network(), d.prefix()).gateway(v).build()
+            }
             (IpNetwork::V6(d), IpAddr::V6(v)) => RouteMessageBuilder::<std::net::Ipv6Addr>::new()
                 .destination_prefix(d.network(), d.prefix())
                 .gateway(v)
@@ -34,12 +31,7 @@ impl Netlink {
                 })
             }
         };
-        self.handle
-            .route()
-            .add(msg)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(what(), e))
+        self.handle.route().add(msg).execute().await.map_err(|e| Error::netlink(what(), e))
     }
 
     /// IPv4 unicast routes of the main table, except default routes.
@@ -65,18 +57,12 @@ impl Netlink {
             let mut dev = None;
             for a in &m.attributes {
                 match a {
-                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => {
-                        dst = Some(IpAddr::V4(*ip))
-                    }
-                    RouteAttribute::Oif(i) => {
-                        dev = links.iter().find(|l| l.index == *i).map(|l| l.name.clone())
-                    }
+                    RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+                    RouteAttribute::Oif(i) => dev = links.iter().find(|l| l.index == *i).map(|l| l.name.clone()),
                     _ => {}
                 }
             }
-            if let Some(Ok(destination)) =
-                dst.map(|d| IpNetwork::new(d, m.header.destination_prefix_length))
-            {
+            if let Some(Ok(destination)) = dst.map(|d| IpNetwork::new(d, m.header.destination_prefix_length)) {
                 out.push(HostRoute { destination, dev });
             }
         }

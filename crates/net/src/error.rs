@@ -17,25 +17,16 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn os(what: impl Into<String>, source: io::Error) -> Error {
-        Error::Os {
-            what: what.into(),
-            source,
-        }
+        Error::Os { what: what.into(), source }
     }
 
     pub(crate) fn netlink(what: impl Into<String>, e: rtnetlink::Error) -> Error {
         match e {
             rtnetlink::Error::NetlinkError(msg) => match msg.code {
                 Some(code) => Error::os(what, io::Error::from_raw_os_error(-code.get())),
-                None => Error::Netlink {
-                    what: what.into(),
-                    message: "unexpected acknowledgement".into(),
-                },
+                None => Error::Netlink { what: what.into(), message: "unexpected acknowledgement".into() },
             },
-            other => Error::Netlink {
-                what: what.into(),
-                message: other.to_string(),
-            },
+            other => Error::Netlink { what: what.into(), message: other.to_string() },
         }
     }
 
@@ -49,9 +40,6 @@ impl Error {
 
     /// The object is already gone: teardown treats this as success.
     pub fn is_gone(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL)
-        )
+        matches!(self.errno(), Some(libc::ENODEV | libc::ENOENT | libc::ESRCH | libc::EADDRNOTAVAIL))
     }
 }

@@ -20,19 +20,17 @@ pub struct LinkInfo {
     pub index: u32,
     pub name: String,
     pub alias: Option<String>,
+    /// Link group (`ip link ... group N`); 0 is the default.
+    pub group: u32,
     pub up: bool,
 }
 
 impl Netlink {
     /// A connection in the caller's network namespace. Needs a tokio runtime.
     pub fn host() -> Result<Netlink> {
-        let (conn, handle, _) =
-            rtnetlink::new_connection().map_err(|e| Error::os("opening a netlink socket", e))?;
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| Error::os("opening a netlink socket", e))?;
         tokio::spawn(conn);
-        Ok(Netlink {
-            handle,
-            place: String::new(),
-        })
+        Ok(Netlink { handle, place: String::new() })
     }
 
     /// A connection inside the network namespace `netns` (a file from /proc/PID/ns/net or
@@ -48,9 +46,8 @@ impl Netlink {
         // setns only changes the calling thread: do it on a thread of our own that ends
         // right after opening the socket, never on a runtime worker.
         std::thread::spawn(move || {
-            let socket = nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET)
-                .map_err(std::io::Error::from)
-                .and_then(|()| {
+            let socket =
+                nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
                     let _rt = rt.enter();
                     TokioSocket::new(NETLINK_ROUTE)
                 });
@@ -83,14 +80,8 @@ impl Netlink {
 
     /// The interface called `name`, or `None`.
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
-        let res: std::result::Result<Vec<LinkMessage>, _> = self
-            .handle
-            .link()
-            .get()
-            .match_name(name.to_string())
-            .execute()
-            .try_collect()
-            .await;
+        let res: std::result::Result<Vec<LinkMessage>, _> =
+            self.handle.link().get().match_name(name.to_string()).execute().try_collect().await;
         match res {
             Ok(msgs) => Ok(msgs.first().map(link_info)),
             Err(e) => {
@@ -138,6 +129,24 @@ impl Netlink {
             .map_err(|e| Error::netlink(format!("setting the alias of {name}{}", self.place), e))
     }
 
+    /// Deletes every interface in link group `group` in one request: the kernel unregisters
+    /// them as one batch (one RCU grace period instead of one each). None left is success.
+    pub async fn delete_group(&self, group: u32) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_index(0).build();
+        msg.attributes.push(LinkAttribute::Group(group));
+        match self.handle.link().del_with_message(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let e = Error::netlink(format!("deleting the interfaces of link group {group}{}", self.place), e);
+                if e.is_gone() {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// Deletes interface `name` (for a veth, both ends). Already gone is success.
     pub async fn delete_link(&self, name: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_name(name).build();
@@ -160,12 +169,14 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
         index: m.header.index,
         name: String::new(),
         alias: None,
+        group: 0,
         up: m.header.flags.contains(LinkFlags::Up),
     };
     for a in &m.attributes {
         match a {
             LinkAttribute::IfName(n) => info.name = n.clone(),
             LinkAttribute::IfAlias(a) => info.alias = Some(a.clone()),
+            LinkAttribute::Group(g) => info.group = *g,
             _ => {}
         }
     }

@@ -4,10 +4,7 @@
 use crate::{Error, Result};
 use ipnetwork::IpNetwork;
 use nftnl::expr::InterfaceName;
-use nftnl::{
-    nft_expr, Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule,
-    Table,
-};
+use nftnl::{nft_expr, Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 use std::collections::HashSet;
 use std::ffi::CString;
 use std::io;
@@ -75,43 +72,27 @@ pub fn tables() -> Result<Vec<String>> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| Error::os(what, e))?;
     let portid = socket.portid();
     let seq = 1;
-    socket
-        .send(&nftnl::table::get_tables_nlmsg(seq))
-        .map_err(|e| Error::os(what, e))?;
+    socket.send(&nftnl::table::get_tables_nlmsg(seq)).map_err(|e| Error::os(what, e))?;
     let mut names: HashSet<CString> = HashSet::new();
     let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
     loop {
-        let n = socket
-            .recv_raw(&mut buffer)
-            .map_err(|e| Error::os(what, e))?;
+        let n = socket.recv_raw(&mut buffer).map_err(|e| Error::os(what, e))?;
         if n == 0 {
             break;
         }
-        match mnl::cb_run2(
-            &buffer[..n],
-            seq,
-            portid,
-            nftnl::table::get_tables_cb,
-            &mut names,
-        ) {
+        match mnl::cb_run2(&buffer[..n], seq, portid, nftnl::table::get_tables_cb, &mut names) {
             Ok(mnl::CbResult::Stop) => break,
             Ok(mnl::CbResult::Ok) => {}
             Err(e) => return Err(Error::os(what, e)),
         }
     }
-    let mut out: Vec<String> = names
-        .into_iter()
-        .map(|n| n.to_string_lossy().into_owned())
-        .collect();
+    let mut out: Vec<String> = names.into_iter().map(|n| n.to_string_lossy().into_owned()).collect();
     out.sort();
     Ok(out)
 }
 
 fn cstring(s: &str, what: impl Fn() -> String) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Netlink {
-        what: what(),
-        message: format!("{s:?} contains a NUL byte"),
-    })
+    CString::new(s).map_err(|_| Error::Netlink { what: what(), message: format!("{s:?} contains a NUL byte") })
 }
 
 /// Sends a batch and checks the kernel's answer to every message in it.
@@ -125,10 +106,7 @@ fn send(batch: &FinalizedBatch) -> io::Result<()> {
         for message in socket.recv(&mut buffer[..])? {
             let message = message?;
             let Some(seq) = expected.next() else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "unexpected nftables acknowledgement",
-                ));
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected nftables acknowledgement"));
             };
             mnl::cb_run(message, seq, portid)?;
         }

@@ -14,61 +14,67 @@ pub fn path(name: &str) -> PathBuf {
     Path::new(NETNS_DIR).join(name)
 }
 
+/// What [`prepare_dir`] had to do, so that it can be undone when no name is left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prepared {
+    pub created_dir: bool,
+    pub mounted: bool,
+}
+
 /// Makes /run/netns a shared mount point, as `ip netns add` does, so that names removed on
 /// the host also disappear from every mount namespace that copied them.
-pub fn prepare_dir() -> Result<()> {
+pub fn prepare_dir() -> Result<Prepared> {
     let dir = Path::new(NETNS_DIR);
+    let created_dir = !dir.is_dir();
     fs::create_dir_all(dir).map_err(|e| Error::os(format!("creating {NETNS_DIR}"), e))?;
+    let what = || format!("making {NETNS_DIR} a shared mount");
     let shared = |flags| mount(None::<&str>, dir, None::<&str>, flags, None::<&str>);
     match shared(MsFlags::MS_SHARED | MsFlags::MS_REC) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(Prepared { created_dir, mounted: false }),
         Err(nix::errno::Errno::EINVAL) => {
             // Not a mount point yet: bind it onto itself, then share it.
-            mount(
-                Some(dir),
-                dir,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .and_then(|()| shared(MsFlags::MS_SHARED | MsFlags::MS_REC))
-            .map_err(|e| Error::os(format!("making {NETNS_DIR} a shared mount"), e.into()))
+            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .and_then(|()| shared(MsFlags::MS_SHARED | MsFlags::MS_REC))
+                .map_err(|e| Error::os(what(), e.into()))?;
+            Ok(Prepared { created_dir, mounted: true })
         }
-        Err(e) => Err(Error::os(
-            format!("making {NETNS_DIR} a shared mount"),
-            e.into(),
-        )),
+        Err(e) => Err(Error::os(what(), e.into())),
     }
+}
+
+/// Undoes what [`prepare_dir`] did, if no name is left in /run/netns. Returns whether it did.
+pub fn release_dir(prepared: Prepared) -> Result<bool> {
+    if !list().is_empty() {
+        return Ok(false);
+    }
+    if prepared.mounted {
+        match umount2(NETNS_DIR, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
+            Err(e) => return Err(Error::os(format!("unmounting {NETNS_DIR}"), e.into())),
+        }
+    }
+    if prepared.created_dir {
+        match fs::remove_dir(NETNS_DIR) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::os(format!("removing {NETNS_DIR}"), e)),
+        }
+    }
+    Ok(true)
 }
 
 /// Gives the namespace at `source` (e.g. /proc/PID/ns/net) the name `name`.
 pub fn persist(source: &Path, name: &str) -> Result<PathBuf> {
     let target = path(name);
     let what = || format!("naming network namespace {}", target.display());
-    match fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&target)
-    {
+    match fs::OpenOptions::new().write(true).create_new(true).open(&target) {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(Error::os(
-                format!(
-                    "{}: the name is taken (by another lab, or by `ip netns add`)",
-                    what()
-                ),
-                e,
-            ))
+            return Err(Error::os(format!("{}: the name is taken (by another lab, or by `ip netns add`)", what()), e))
         }
         Err(e) => return Err(Error::os(what(), e)),
     }
-    if let Err(e) = mount(
-        Some(source),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    ) {
+    if let Err(e) = mount(Some(source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
         let _ = fs::remove_file(&target);
         return Err(Error::os(what(), e.into()));
     }
@@ -81,12 +87,7 @@ pub fn remove(name: &str) -> Result<()> {
     let target = path(name);
     match umount2(&target, MntFlags::MNT_DETACH) {
         Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => {}
-        Err(e) => {
-            return Err(Error::os(
-                format!("unmounting {}", target.display()),
-                e.into(),
-            ))
-        }
+        Err(e) => return Err(Error::os(format!("unmounting {}", target.display()), e.into())),
     }
     match fs::remove_file(&target) {
         Ok(()) => Ok(()),
@@ -100,9 +101,7 @@ pub fn list() -> Vec<String> {
     let Ok(dir) = fs::read_dir(NETNS_DIR) else {
         return Vec::new();
     };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    let mut names: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     names.sort();
     names
 }

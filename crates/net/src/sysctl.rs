@@ -7,9 +7,7 @@ use std::fs;
 pub const IPV4_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 pub fn read(path: &str) -> Result<String> {
-    fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| Error::os(format!("reading {path}"), e))
+    fs::read_to_string(path).map(|s| s.trim().to_string()).map_err(|e| Error::os(format!("reading {path}"), e))
 }
 
 pub fn write(path: &str, value: &str) -> Result<()> {

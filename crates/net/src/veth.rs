@@ -13,16 +13,13 @@ pub struct VethEnd<'a> {
     pub alias: Option<&'a str>,
     /// Index of a bridge to attach it to (in its namespace).
     pub bridge: Option<u32>,
+    /// Link group, so that one request can delete many links at once.
+    pub group: Option<u32>,
 }
 
 impl<'a> VethEnd<'a> {
     pub fn new(name: &'a str) -> Self {
-        VethEnd {
-            name,
-            netns: None,
-            alias: None,
-            bridge: None,
-        }
+        VethEnd { name, netns: None, alias: None, bridge: None, group: None }
     }
 }
 
@@ -39,26 +36,25 @@ impl Netlink {
         if let Some(bridge) = b.bridge {
             peer = peer.controller(bridge);
         }
-        let mut main = LinkVeth::new(a.name, b.name)
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-            .up();
+        if let Some(group) = b.group {
+            peer = peer.link_group(group);
+        }
+        let mut main = LinkVeth::new(a.name, b.name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).up();
         if let Some(ns) = a.netns {
             main = main.setns_by_fd(ns.as_raw_fd());
         }
         if let Some(bridge) = a.bridge {
             main = main.controller(bridge);
         }
+        if let Some(group) = a.group {
+            main = main.link_group(group);
+        }
         self.handle
             .link()
             .add(main.build())
             .execute()
             .await
-            .map_err(|e| {
-                Error::netlink(
-                    format!("creating veth pair {} <-> {}{}", a.name, b.name, self.place),
-                    e,
-                )
-            })?;
+            .map_err(|e| Error::netlink(format!("creating veth pair {} <-> {}{}", a.name, b.name, self.place), e))?;
         for end in [a, b] {
             if let (Some(alias), None) = (end.alias, end.netns) {
                 self.set_alias(end.name, alias).await?;

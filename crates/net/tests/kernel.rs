@@ -7,21 +7,13 @@ use std::os::fd::AsFd;
 use std::process::Command;
 
 fn sh(cmd: &str) -> (bool, String) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .expect("running sh");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new("sh").arg("-c").arg(cmd).output().expect("running sh");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
 fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "these tests need root: run them as root (sudo -E cargo test)"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "these tests need root: run them as root (sudo -E cargo test)");
 }
 
 /// Runs cleanup commands when dropped.
@@ -44,65 +36,55 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     let ns = tag("ltn");
     let br = tag("ltb");
     let veth = tag("ltv");
-    let _cleanup = Cleanup(vec![
-        format!("ip link del {veth}"),
-        format!("ip link del {br}"),
-        format!("ip netns del {ns}"),
-    ]);
+    let _cleanup =
+        Cleanup(vec![format!("ip link del {veth}"), format!("ip link del {br}"), format!("ip netns del {ns}")]);
     assert!(sh(&format!("ip netns add {ns}")).0);
     let nsfile = File::open(format!("/run/netns/{ns}")).unwrap();
 
     let host = Netlink::host().unwrap();
     let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
-    let bridge = host
-        .create_bridge(&br, "lab/test/net/lan", mac)
-        .await
-        .unwrap();
-    host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap())
-        .await
-        .unwrap();
+    let group = 0x4c41_fff0 + std::process::id() % 8;
+    let bridge = host.create_bridge(&br, "lab/test/net/lan", mac, group).await.unwrap();
+    host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap()).await.unwrap();
     let mut a = VethEnd::new(&veth);
     a.bridge = Some(bridge);
     a.alias = Some("lab/test/n1/eth0");
+    a.group = Some(group);
+    a.group = Some(group);
     let mut b = VethEnd::new("eth0");
     b.netns = Some(nsfile.as_fd());
     host.create_veth(a, b).await.unwrap();
 
     let node = Netlink::in_netns(&nsfile, &ns).await.unwrap();
     let links = node.links().await.unwrap();
-    let eth0 = links
-        .iter()
-        .find(|l| l.name == "eth0")
-        .expect("eth0 inside the namespace");
+    let eth0 = links.iter().find(|l| l.name == "eth0").expect("eth0 inside the namespace");
     assert!(!eth0.up, "the peer end is created down");
     node.set_up(eth0.index, "eth0").await.unwrap();
     node.set_up(1, "lo").await.unwrap();
-    node.add_address(eth0.index, "eth0", "10.250.7.2/24".parse().unwrap())
-        .await
-        .unwrap();
-    node.add_route("0.0.0.0/0".parse().unwrap(), "10.250.7.1".parse().unwrap())
-        .await
-        .unwrap();
+    node.add_address(eth0.index, "eth0", "10.250.7.2/24".parse().unwrap()).await.unwrap();
+    node.add_route("0.0.0.0/0".parse().unwrap(), "10.250.7.1".parse().unwrap()).await.unwrap();
 
     let (_, out) = sh(&format!("ip -d link show {veth}"));
     assert!(out.contains(&format!("master {br}")), "{out}");
     assert!(out.contains("alias lab/test/n1/eth0"), "{out}");
     let (_, out) = sh(&format!("ip link show {br}"));
-    assert!(
-        out.contains("02:11:22:33:44:55"),
-        "bridge keeps the MAC we gave it: {out}"
-    );
+    assert!(out.contains("02:11:22:33:44:55"), "bridge keeps the MAC we gave it: {out}");
     let (_, out) = sh(&format!("ip -n {ns} route"));
     assert!(out.contains("default via 10.250.7.1 dev eth0"), "{out}");
     let (ok, out) = sh(&format!("ip netns exec {ns} ping -c1 -W2 10.250.7.1"));
     assert!(ok, "node reaches the bridge address: {out}");
     assert!(!sh(&format!("ip link show eth0 | grep -q {ns}")).0);
 
+    let links = host.links().await.unwrap();
+    assert_eq!(links.iter().filter(|l| l.group == group).count(), 2, "bridge and host end in the group");
+
     // Deleting one end removes the pair; deleting again is fine.
     host.delete_link(&veth).await.unwrap();
     host.delete_link(&veth).await.unwrap();
     assert!(node.links().await.unwrap().iter().all(|l| l.name != "eth0"));
-    host.delete_link(&br).await.unwrap();
+    // The bridge goes with its group; an empty group is fine too.
+    host.delete_group(group).await.unwrap();
+    host.delete_group(group).await.unwrap();
     assert!(host.link(&br).await.unwrap().is_none());
 }
 
@@ -110,10 +92,7 @@ async fn bridge_and_veth_straight_into_a_namespace() {
 async fn veth_between_two_namespaces() {
     require_root();
     let (n1, n2) = (tag("ltp1-"), tag("ltp2-"));
-    let _cleanup = Cleanup(vec![
-        format!("ip netns del {n1}"),
-        format!("ip netns del {n2}"),
-    ]);
+    let _cleanup = Cleanup(vec![format!("ip netns del {n1}"), format!("ip netns del {n2}")]);
     assert!(sh(&format!("ip netns add {n1} && ip netns add {n2}")).0);
     let f1 = File::open(format!("/run/netns/{n1}")).unwrap();
     let f2 = File::open(format!("/run/netns/{n2}")).unwrap();
@@ -127,10 +106,7 @@ async fn veth_between_two_namespaces() {
         let (_, out) = sh(&format!("ip -n {ns} -br link show eth1"));
         assert!(out.contains("eth1@"), "{ns}: {out}");
     }
-    assert!(
-        host.link("eth1").await.unwrap().is_none(),
-        "nothing appears on the host"
-    );
+    assert!(host.link("eth1").await.unwrap().is_none(), "nothing appears on the host");
 }
 
 #[test]
@@ -138,27 +114,15 @@ fn nat_table_lifecycle() {
     require_root();
     let table = tag("lab-test-nat-");
     let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
-    let rules = [nat::Masquerade {
-        subnet: "10.250.9.0/24".parse().unwrap(),
-        bridge: "lb-test-0".into(),
-    }];
+    let rules = [nat::Masquerade { subnet: "10.250.9.0/24".parse().unwrap(), bridge: "lb-test-0".into() }];
     nat::create_table(&table, &rules).unwrap();
     assert!(nat::tables().unwrap().contains(&table));
     let (ok, out) = sh(&format!("nft list table inet {table}"));
     assert!(ok, "{out}");
-    assert!(
-        out.contains("type nat hook postrouting priority srcnat"),
-        "{out}"
-    );
-    assert!(
-        out.contains("ip saddr 10.250.9.0/24 oifname != \"lb-test-0\" masquerade"),
-        "{out}"
-    );
+    assert!(out.contains("type nat hook postrouting priority srcnat"), "{out}");
+    assert!(out.contains("ip saddr 10.250.9.0/24 oifname != \"lb-test-0\" masquerade"), "{out}");
     let err = nat::create_table(&table, &rules);
-    assert!(
-        err.is_ok() || err.as_ref().is_err_and(|e| e.errno().is_some()),
-        "{err:?}"
-    );
+    assert!(err.is_ok() || err.as_ref().is_err_and(|e| e.errno().is_some()), "{err:?}");
     nat::delete_table(&table).unwrap();
     assert!(!nat::tables().unwrap().contains(&table));
     nat::delete_table(&table).expect("deleting a missing table is fine");
@@ -168,10 +132,8 @@ fn nat_table_lifecycle() {
 fn netns_names_are_bind_mounts_ip_netns_sees() {
     require_root();
     let name = tag("lab-test-ns-");
-    let _cleanup = Cleanup(vec![format!(
-        "umount /run/netns/{name}; rm -f /run/netns/{name}"
-    )]);
-    netns::prepare_dir().unwrap();
+    let _cleanup = Cleanup(vec![format!("umount /run/netns/{name}; rm -f /run/netns/{name}")]);
+    let prepared = netns::prepare_dir().unwrap();
     netns::persist(std::path::Path::new("/proc/self/ns/net"), &name).unwrap();
     assert!(netns::list().contains(&name));
     let (_, out) = sh("ip netns list");
@@ -183,4 +145,8 @@ fn netns_names_are_bind_mounts_ip_netns_sees() {
     assert!(!netns::list().contains(&name));
     let (_, mounts) = sh("cat /proc/self/mounts");
     assert!(!mounts.contains(&name), "{mounts}");
+    // Other tests may hold names in /run/netns: only then is the directory kept.
+    if netns::release_dir(prepared).unwrap() && prepared.mounted {
+        assert!(!sh("findmnt /run/netns").0, "the mount point we made is gone");
+    }
 }

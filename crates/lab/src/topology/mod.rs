@@ -69,15 +69,9 @@ pub struct Interface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InterfaceKind {
     /// A port on network `network` (index into `Topology::networks`); `None` = allocate.
-    Network {
-        network: usize,
-        address: Option<IpAddr>,
-    },
+    Network { network: usize, address: Option<IpAddr> },
     /// One end of point-to-point link `link` (index into `Topology::links`).
-    Link {
-        link: usize,
-        address: Option<IpNetwork>,
-    },
+    Link { link: usize, address: Option<IpNetwork> },
 }
 
 /// A veth pair straight between two nodes.
@@ -96,9 +90,8 @@ pub struct Endpoint {
 impl Topology {
     /// Reads and checks a topology file.
     pub fn load(path: &Path) -> Result<Topology, crate::Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            crate::Error::Io(format!("reading topology file {}", path.display()), e)
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::Io(format!("reading topology file {}", path.display()), e))?;
         Ok(Topology::parse(Source::new(path, text))?)
     }
 
@@ -126,12 +119,7 @@ impl Topology {
     }
 
     /// An error pointing at `span` of this topology's file.
-    pub fn error_at(
-        &self,
-        span: Range<usize>,
-        message: String,
-        hint: Option<String>,
-    ) -> TopologyError {
+    pub fn error_at(&self, span: Range<usize>, message: String, hint: Option<String>) -> TopologyError {
         let mut d = Diagnostic::new(span, message);
         d.hint = hint;
         TopologyError::new(self.source.clone(), vec![d])
@@ -155,20 +143,14 @@ impl Validator {
     }
 
     fn name(&mut self, s: &Str) -> Option<Name> {
-        Name::parse(s.get_ref())
-            .map_err(|m| self.err(s.span(), m))
-            .ok()
+        Name::parse(s.get_ref()).map_err(|m| self.err(s.span(), m)).ok()
     }
 
     fn topology(&mut self, raw: RawTopology, source: &Source) -> Option<Topology> {
         let name = match &raw.name {
             Some(n) => self.name(n),
             None => {
-                let stem = source
-                    .path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let stem = source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
                 match Name::parse(&stem) {
                     Ok(n) => Some(n),
                     Err(m) => {
@@ -184,37 +166,24 @@ impl Validator {
         };
 
         let networks = self.networks(&raw.networks);
-        let net_index: HashMap<&str, usize> = raw
-            .networks
-            .keys()
-            .enumerate()
-            .map(|(i, k)| (k.get_ref().as_str(), i))
-            .collect();
+        let net_index: HashMap<&str, usize> =
+            raw.networks.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
 
         let defaults_rootfs = raw.defaults.rootfs.as_ref().and_then(|r| self.rootfs(r));
         let defaults_command = raw.defaults.command.as_ref().and_then(|c| self.command(c));
         let defaults_env = self.env(&raw.defaults.env);
 
-        let node_index: HashMap<&str, usize> = raw
-            .nodes
-            .keys()
-            .enumerate()
-            .map(|(i, k)| (k.get_ref().as_str(), i))
-            .collect();
+        let node_index: HashMap<&str, usize> =
+            raw.nodes.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
         let mut nodes = Vec::new();
         let mut if_spans: Vec<HashMap<IfName, Range<usize>>> = Vec::new();
         for (key, rn) in &raw.nodes {
             let name = self.name(key);
             if key.get_ref() == "localhost" {
-                self.err(
-                    key.span(),
-                    "`localhost` cannot be a node name: every node already has one",
-                );
+                self.err(key.span(), "`localhost` cannot be a node name: every node already has one");
             }
             let hostname = match &rn.hostname {
-                Some(h) => Hostname::parse(h.get_ref())
-                    .map_err(|m| self.err(h.span(), m))
-                    .ok(),
+                Some(h) => Hostname::parse(h.get_ref()).map_err(|m| self.err(h.span(), m)).ok(),
                 None => name.as_ref().map(Hostname::from),
             };
             let rootfs = match &rn.rootfs {
@@ -230,8 +199,7 @@ impl Validator {
                 env.insert(k, v);
             }
             let mut spans = HashMap::new();
-            let interfaces =
-                self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
+            let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
             if_spans.push(spans);
             // Keep one node per table even when it is invalid, so that indexes stay aligned;
             // the errors already recorded make the whole topology invalid.
@@ -246,22 +214,10 @@ impl Validator {
             });
         }
 
-        let links = self.links(
-            &raw.links,
-            &node_index,
-            &networks,
-            &mut nodes,
-            &mut if_spans,
-        );
+        let links = self.links(&raw.links, &node_index, &networks, &mut nodes, &mut if_spans);
         self.report_duplicate_addresses();
 
-        Some(Topology {
-            name: name?,
-            networks,
-            nodes,
-            links,
-            source: source.clone(),
-        })
+        Some(Topology { name: name?, networks, nodes, links, source: source.clone() })
     }
 
     fn networks(&mut self, raw: &IndexMap<Str, raw::RawNetwork>) -> Vec<Network> {
@@ -271,23 +227,12 @@ impl Validator {
             let subnet = rn.subnet.as_ref().and_then(|s| self.subnet(s));
             let span = rn.subnet.as_ref().map_or(key.span(), |s| s.span());
             if let Some(subnet) = subnet {
-                if let Some(other) = out
-                    .iter()
-                    .find(|n| n.subnet.is_some_and(|o| overlaps(o, subnet)))
-                {
-                    self.err(
-                        span.clone(),
-                        format!("subnet {subnet} overlaps network `{}`'s subnet", other.name),
-                    );
+                if let Some(other) = out.iter().find(|n| n.subnet.is_some_and(|o| overlaps(o, subnet))) {
+                    self.err(span.clone(), format!("subnet {subnet} overlaps network `{}`'s subnet", other.name));
                 }
             }
             // Keep the network even when its name is bad, so that indexes stay aligned.
-            out.push(Network {
-                name: name.unwrap_or_else(placeholder),
-                subnet,
-                nat: rn.nat,
-                span,
-            });
+            out.push(Network { name: name.unwrap_or_else(placeholder), subnet, nat: rn.nat, span });
         }
         out
     }
@@ -313,10 +258,7 @@ impl Validator {
             return None;
         }
         if net.is_ipv6() {
-            self.err(
-                s.span(),
-                format!("IPv6 subnet {net}: only IPv4 networks are supported so far"),
-            );
+            self.err(s.span(), format!("IPv6 subnet {net}: only IPv4 networks are supported so far"));
             return None;
         }
         if net.network() != net.ip() {
@@ -328,10 +270,7 @@ impl Validator {
             return None;
         }
         if net.prefix() > 30 {
-            self.err(
-                s.span(),
-                format!("subnet {net} is too small: a network needs at least a /30"),
-            );
+            self.err(s.span(), format!("subnet {net} is too small: a network needs at least a /30"));
             return None;
         }
         Some(net)
@@ -351,7 +290,10 @@ impl Validator {
             return None;
         }
         if v.contains([',', ':', '\\']) {
-            self.err(s.span(), format!("rootfs `{v}` contains `,`, `:` or `\\`, which overlayfs cannot take in a layer path"));
+            self.err(
+                s.span(),
+                format!("rootfs `{v}` contains `,`, `:` or `\\`, which overlayfs cannot take in a layer path"),
+            );
             return None;
         }
         Some(Rootfs::Dir(PathBuf::from(v)))
@@ -383,10 +325,7 @@ impl Validator {
         for (k, v) in raw {
             let key = k.get_ref();
             if key.is_empty() || key.contains(['=', '\0']) {
-                self.err(
-                    k.span(),
-                    format!("`{key}` is not a valid environment variable name"),
-                );
+                self.err(k.span(), format!("`{key}` is not a valid environment variable name"));
             } else if v.get_ref().contains('\0') {
                 self.err(v.span(), "environment values cannot contain NUL bytes");
             } else {
@@ -416,11 +355,7 @@ impl Validator {
                 let known: Vec<&str> = net_index.keys().copied().collect();
                 self.err_hint(
                     net_name.span(),
-                    format!(
-                        "node `{}` is on network `{}`, which is not defined",
-                        node.get_ref(),
-                        net_name.get_ref()
-                    ),
+                    format!("node `{}` is on network `{}`, which is not defined", node.get_ref(), net_name.get_ref()),
                     if known.is_empty() {
                         "define it with a [networks.NAME] table".to_string()
                     } else {
@@ -432,21 +367,14 @@ impl Validator {
             if !seen.insert(network) {
                 self.err(
                     net_name.span(),
-                    format!(
-                        "node `{}` is on network `{}` twice",
-                        node.get_ref(),
-                        net_name.get_ref()
-                    ),
+                    format!("node `{}` is on network `{}` twice", node.get_ref(), net_name.get_ref()),
                 );
                 continue;
             }
             let address = addr.and_then(|a| self.node_address(a, &networks[network]));
             let name = IfName::eth(out.len());
             if_spans.insert(name.clone(), net_name.span());
-            out.push(Interface {
-                name,
-                kind: InterfaceKind::Network { network, address },
-            });
+            out.push(Interface { name, kind: InterfaceKind::Network { network, address } });
         }
         out
     }
@@ -469,46 +397,24 @@ impl Validator {
         let Some(subnet) = network.subnet else {
             self.err_hint(
                 a.span(),
-                format!(
-                    "address {ip} on network `{}`, which has no subnet",
-                    network.name
-                ),
-                format!(
-                    "give [networks.{}] a subnet that contains {ip}, or leave the address out",
-                    network.name
-                ),
+                format!("address {ip} on network `{}`, which has no subnet", network.name),
+                format!("give [networks.{}] a subnet that contains {ip}, or leave the address out", network.name),
             );
             return None;
         };
         if !subnet.contains(ip) {
-            self.err(
-                a.span(),
-                format!(
-                    "address {ip} is outside network `{}`'s subnet {subnet}",
-                    network.name
-                ),
-            );
+            self.err(a.span(), format!("address {ip} is outside network `{}`'s subnet {subnet}", network.name));
             return None;
         }
         if ip == subnet.network() || ip == subnet.broadcast() {
-            let what = if ip == subnet.network() {
-                "network"
-            } else {
-                "broadcast"
-            };
-            self.err(
-                a.span(),
-                format!("address {ip} is the {what} address of subnet {subnet}"),
-            );
+            let what = if ip == subnet.network() { "network" } else { "broadcast" };
+            self.err(a.span(), format!("address {ip} is the {what} address of subnet {subnet}"));
             return None;
         }
         if network.nat && Some(ip) == gateway(subnet) {
             self.err_hint(
                 a.span(),
-                format!(
-                    "address {ip} is the gateway of network `{}` (the host's side, for NAT)",
-                    network.name
-                ),
+                format!("address {ip} is the gateway of network `{}` (the host's side, for NAT)", network.name),
                 "pick another address; the first one of a NAT network belongs to the host",
             );
             return None;
@@ -529,10 +435,7 @@ impl Validator {
         for rl in raw {
             let eps = rl.get_ref().endpoints.get_ref();
             if eps.len() != 2 {
-                self.err(
-                    rl.get_ref().endpoints.span(),
-                    format!("a link has exactly 2 endpoints, not {}", eps.len()),
-                );
+                self.err(rl.get_ref().endpoints.span(), format!("a link has exactly 2 endpoints, not {}", eps.len()));
                 continue;
             }
             let addresses = self.link_addresses(rl.get_ref(), networks);
@@ -545,10 +448,7 @@ impl Validator {
                 let Some(&node) = node_index.get(node_name) else {
                     self.err_hint(
                         ep.span(),
-                        format!(
-                            "link endpoint `{}` names node `{node_name}`, which is not defined",
-                            ep.get_ref()
-                        ),
+                        format!("link endpoint `{}` names node `{node_name}`, which is not defined", ep.get_ref()),
                         "write endpoints as \"node:interface\", e.g. \"node1:eth1\"",
                     );
                     continue;
@@ -567,10 +467,7 @@ impl Validator {
                 continue;
             }
             if parsed[0].0 == parsed[1].0 && parsed[0].1.is_some() && parsed[0].1 == parsed[1].1 {
-                self.err(
-                    rl.get_ref().endpoints.span(),
-                    "a link cannot join an interface to itself",
-                );
+                self.err(rl.get_ref().endpoints.span(), "a link cannot join an interface to itself");
                 continue;
             }
             let index = out.len();
@@ -579,22 +476,18 @@ impl Validator {
                 let spans = &mut if_spans[node];
                 let ifname = ifname.unwrap_or_else(|| next_free_eth(spans));
                 if spans.contains_key(&ifname) {
-                    self.err_hint(span, format!("node `{}` already has an interface `{ifname}`", nodes[node].name), "give this endpoint another interface name, or leave it out to pick the next free ethN");
+                    self.err_hint(
+                        span,
+                        format!("node `{}` already has an interface `{ifname}`", nodes[node].name),
+                        "give this endpoint another interface name, or leave it out to pick the next free ethN",
+                    );
                     continue;
                 }
                 spans.insert(ifname.clone(), span);
-                nodes[node].interfaces.push(Interface {
-                    name: ifname.clone(),
-                    kind: InterfaceKind::Link {
-                        link: index,
-                        address,
-                    },
-                });
-                endpoints.push(Endpoint {
-                    node,
-                    interface: ifname,
-                    address,
-                });
+                nodes[node]
+                    .interfaces
+                    .push(Interface { name: ifname.clone(), kind: InterfaceKind::Link { link: index, address } });
+                endpoints.push(Endpoint { node, interface: ifname, address });
             }
             if let Ok(endpoints) = <[Endpoint; 2]>::try_from(endpoints) {
                 out.push(Link { endpoints });
@@ -603,20 +496,10 @@ impl Validator {
         out
     }
 
-    fn link_addresses(
-        &mut self,
-        rl: &raw::RawLink,
-        networks: &[Network],
-    ) -> Option<[IpNetwork; 2]> {
+    fn link_addresses(&mut self, rl: &raw::RawLink, networks: &[Network]) -> Option<[IpNetwork; 2]> {
         let raw = rl.addresses.as_ref()?;
         if raw.get_ref().len() != 2 {
-            self.err(
-                raw.span(),
-                format!(
-                    "a link takes 2 addresses, one per endpoint, not {}",
-                    raw.get_ref().len()
-                ),
-            );
+            self.err(raw.span(), format!("a link takes 2 addresses, one per endpoint, not {}", raw.get_ref().len()));
             return None;
         }
         let mut out = Vec::new();
@@ -627,10 +510,7 @@ impl Validator {
                     out.push(n)
                 }
                 Ok(n) if n.is_ipv6() => {
-                    self.err(
-                        a.span(),
-                        format!("IPv6 address {n}: only IPv4 is supported so far"),
-                    );
+                    self.err(a.span(), format!("IPv6 address {n}: only IPv4 is supported so far"));
                 }
                 _ => {
                     self.err_hint(
@@ -643,40 +523,21 @@ impl Validator {
         }
         let [a, b] = <[IpNetwork; 2]>::try_from(out).ok()?;
         if a.network() != b.network() || a.prefix() != b.prefix() {
-            self.err(
-                raw.span(),
-                format!("link addresses {a} and {b} are not on one subnet"),
-            );
+            self.err(raw.span(), format!("link addresses {a} and {b} are not on one subnet"));
             return None;
         }
         if a.ip() == b.ip() {
-            self.err(
-                raw.span(),
-                format!("both ends of the link have address {}", a.ip()),
-            );
+            self.err(raw.span(), format!("both ends of the link have address {}", a.ip()));
             return None;
         }
         for n in [a, b] {
             if a.prefix() < 31 && (n.ip() == n.network() || n.ip() == n.broadcast()) {
-                self.err(
-                    raw.span(),
-                    format!("{n} is the network or broadcast address of its subnet"),
-                );
+                self.err(raw.span(), format!("{n} is the network or broadcast address of its subnet"));
                 return None;
             }
         }
-        if let Some(net) = networks
-            .iter()
-            .find(|n| n.subnet.is_some_and(|s| overlaps(s, a)))
-        {
-            self.err(
-                raw.span(),
-                format!(
-                    "link subnet {} overlaps network `{}`",
-                    a.network(),
-                    net.name
-                ),
-            );
+        if let Some(net) = networks.iter().find(|n| n.subnet.is_some_and(|s| overlaps(s, a))) {
+            self.err(raw.span(), format!("link subnet {} overlaps network `{}`", a.network(), net.name));
             return None;
         }
         Some([a, b])
@@ -700,10 +561,7 @@ fn placeholder() -> Name {
 }
 
 fn next_free_eth(used: &HashMap<IfName, Range<usize>>) -> IfName {
-    (0..)
-        .map(IfName::eth)
-        .find(|n| !used.contains_key(n))
-        .expect("some ethN is free")
+    (0..).map(IfName::eth).find(|n| !used.contains_key(n)).expect("some ethN is free")
 }
 
 fn sorted(mut v: Vec<&str>) -> Vec<&str> {

@@ -24,18 +24,13 @@ impl Name {
                 Self::MAX_LEN
             ));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
-        {
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
             return Err(format!(
                 "`{s}` is not a valid name: {c:?} is not allowed; use lowercase letters, digits and `-` (a DNS label)"
             ));
         }
         if s.starts_with('-') || s.ends_with('-') {
-            return Err(format!(
-                "`{s}` is not a valid name: it cannot start or end with `-` (a DNS label)"
-            ));
+            return Err(format!("`{s}` is not a valid name: it cannot start or end with `-` (a DNS label)"));
         }
         Ok(Name(s.to_string()))
     }
@@ -93,13 +88,8 @@ impl IfName {
         if s == "." || s == ".." {
             return Err(format!("`{s}` is not a valid interface name"));
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control())
-        {
-            return Err(format!(
-                "interface name `{s}` contains {c:?}, which Linux does not allow"
-            ));
+        if let Some(c) = s.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace() || c.is_control()) {
+            return Err(format!("interface name `{s}` contains {c:?}, which Linux does not allow"));
         }
         Ok(IfName(s.to_string()))
     }
@@ -143,10 +133,7 @@ impl Hostname {
 
     pub fn parse(s: &str) -> Result<Hostname, String> {
         if s.len() > Self::MAX_LEN {
-            return Err(format!(
-                "host name `{s}` is longer than {} bytes",
-                Self::MAX_LEN
-            ));
+            return Err(format!("host name `{s}` is longer than {} bytes", Self::MAX_LEN));
         }
         for label in s.split('.') {
             let ok = !label.is_empty()
@@ -202,16 +189,7 @@ mod tests {
         for ok in ["a", "node1", "three-node", "x".repeat(63).as_str()] {
             assert!(Name::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "Node1",
-            "node_1",
-            "a.b",
-            "nöde",
-            "x".repeat(64).as_str(),
-        ] {
+        for bad in ["", "-a", "a-", "Node1", "node_1", "a.b", "nöde", "x".repeat(64).as_str()] {
             assert!(Name::parse(bad).is_err(), "{bad}");
         }
     }

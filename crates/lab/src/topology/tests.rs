@@ -43,34 +43,19 @@ addresses = ["10.0.12.1/30", "10.0.12.2/30"]
     assert!(t.networks[0].nat);
 
     let alpha = &t.nodes[1];
-    assert_eq!(
-        alpha.env,
-        [("ROLE".into(), "alpha".into()), ("A".into(), "1".into())]
-    );
-    assert_eq!(
-        alpha.command.as_deref(),
-        Some(&["sleep".to_string(), "infinity".to_string()][..])
-    );
+    assert_eq!(alpha.env, [("ROLE".into(), "alpha".into()), ("A".into(), "1".into())]);
+    assert_eq!(alpha.command.as_deref(), Some(&["sleep".to_string(), "infinity".to_string()][..]));
     assert_eq!(
         alpha.interfaces[0].kind,
-        InterfaceKind::Network {
-            network: 0,
-            address: Some("10.42.0.12".parse().unwrap())
-        }
+        InterfaceKind::Network { network: 0, address: Some("10.42.0.12".parse().unwrap()) }
     );
     // The link endpoint without an interface name gets the next free ethN.
     assert_eq!(alpha.interfaces[1].name.as_str(), "eth1");
     assert_eq!(t.links[0].endpoints[1].node, 1);
-    assert_eq!(
-        t.links[0].endpoints[0].address,
-        Some("10.0.12.1/30".parse().unwrap())
-    );
+    assert_eq!(t.links[0].endpoints[0].address, Some("10.0.12.1/30".parse().unwrap()));
 
     let mid = &t.nodes[2];
-    assert_eq!(
-        mid.command.as_deref(),
-        Some(&["/bin/sh".to_string(), "-c".into(), "echo hi".into()][..])
-    );
+    assert_eq!(mid.command.as_deref(), Some(&["/bin/sh".to_string(), "-c".into(), "echo hi".into()][..]));
     assert_eq!(mid.rootfs, Rootfs::Dir("/srv/root".into()));
     assert_eq!(mid.hostname.as_str(), "Mid.example");
     assert_eq!(t.nodes[0].rootfs, Rootfs::Host);
@@ -81,10 +66,7 @@ fn lab_name_defaults_to_the_file_stem() {
     let t = Topology::parse(Source::new("dir/my-lab.toml", "[nodes.a]\n")).unwrap();
     assert_eq!(t.name.as_str(), "my-lab");
     let err = Topology::parse(Source::new("My Lab.toml", "[nodes.a]\n")).unwrap_err();
-    assert!(
-        err.diagnostics[0].message.contains("has no `name`"),
-        "{err}"
-    );
+    assert!(err.diagnostics[0].message.contains("has no `name`"), "{err}");
 }
 
 #[test]
@@ -96,20 +78,12 @@ fn unknown_keys_point_at_the_key() {
 
 #[test]
 fn several_problems_are_all_reported() {
-    let err = parse(
-        "name = \"x\"\n[networks.lan]\nsubnet = \"10.1.0.0/24\"\n[nodes.A]\nnetworks = [\"wan\"]\n",
-    )
-    .unwrap_err();
+    let err =
+        parse("name = \"x\"\n[networks.lan]\nsubnet = \"10.1.0.0/24\"\n[nodes.A]\nnetworks = [\"wan\"]\n").unwrap_err();
     let messages: Vec<&str> = err.diagnostics.iter().map(|d| d.message.as_str()).collect();
     assert_eq!(messages.len(), 2, "{messages:?}");
-    assert!(
-        messages[0].contains("`A` is not a valid name"),
-        "{messages:?}"
-    );
-    assert!(
-        messages[1].contains("network `wan`, which is not defined"),
-        "{messages:?}"
-    );
+    assert!(messages[0].contains("`A` is not a valid name"), "{messages:?}");
+    assert!(messages[1].contains("network `wan`, which is not defined"), "{messages:?}");
 }
 
 #[test]
@@ -118,28 +92,19 @@ fn explicit_interface_names_cannot_collide() {
         "name = \"x\"\n[networks.lan]\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\n[[links]]\nendpoints = [\"a:eth0\", \"b:eth0\"]\n",
     );
     assert_eq!(loc, "lab.toml:7:14");
-    assert!(
-        msg.contains("node `a` already has an interface `eth0`"),
-        "{msg}"
-    );
+    assert!(msg.contains("node `a` already has an interface `eth0`"), "{msg}");
 }
 
 #[test]
 fn auto_address_keyword_is_accepted() {
-    let t =
-        parse("name = \"x\"\n[networks.lan]\n[nodes.a]\nnetworks = { lan = \"auto\" }\n").unwrap();
-    assert_eq!(
-        t.nodes[0].interfaces[0].kind,
-        InterfaceKind::Network {
-            network: 0,
-            address: None
-        }
-    );
+    let t = parse("name = \"x\"\n[networks.lan]\n[nodes.a]\nnetworks = { lan = \"auto\" }\n").unwrap();
+    assert_eq!(t.nodes[0].interfaces[0].kind, InterfaceKind::Network { network: 0, address: None });
 }
 
 #[test]
 fn gateway_is_reserved_only_on_nat_networks() {
-    let plain = "name = \"x\"\n[networks.lan]\nsubnet = \"10.1.0.0/24\"\n[nodes.a]\nnetworks = { lan = \"10.1.0.1\" }\n";
+    let plain =
+        "name = \"x\"\n[networks.lan]\nsubnet = \"10.1.0.0/24\"\n[nodes.a]\nnetworks = { lan = \"10.1.0.1\" }\n";
     assert!(parse(plain).is_ok());
     let nat = plain.replace("subnet = ", "nat = true\nsubnet = ");
     let (_, msg) = first_error(&nat);
@@ -157,38 +122,21 @@ fn bad_topology_files_give_their_expected_errors() {
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    assert!(
-        files.len() >= 10,
-        "expected the table of bad topologies in {}",
-        dir.display()
-    );
+    assert!(files.len() >= 10, "expected the table of bad topologies in {}", dir.display());
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let expect = text
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} must start with `# expect: LINE:COL message`",
-                    file.display()
-                )
-            });
+            .unwrap_or_else(|| panic!("{} must start with `# expect: LINE:COL message`", file.display()));
         let (loc, msg) = expect.split_once(' ').expect("LINE:COL then message");
         let err = match Topology::parse(Source::new(&file, text.clone())) {
-            Ok(_) => panic!(
-                "{} was accepted; expected an error at {loc}: {msg}",
-                file.display()
-            ),
+            Ok(_) => panic!("{} was accepted; expected an error at {loc}: {msg}", file.display()),
             Err(e) => e,
         };
         let want_loc = format!("{}:{loc}", file.display());
-        assert_eq!(
-            err.location(),
-            want_loc,
-            "{}: wrong place for the error:\n{err}",
-            file.display()
-        );
+        assert_eq!(err.location(), want_loc, "{}: wrong place for the error:\n{err}", file.display());
         assert!(
             err.diagnostics[0].message.contains(msg),
             "{}: expected a message containing {msg:?}, got:\n{err}",
