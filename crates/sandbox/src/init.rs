@@ -1,0 +1,154 @@
+//! The node's PID 1. It waits for `lab up` to finish the node's network, builds the node's
+//! root, starts the node's command, then reaps every zombie and forwards signals until the
+//! command exits, whose status becomes its own. Without a command it waits for a signal.
+
+use crate::error::{Context, Error, Result};
+use crate::rootfs;
+use crate::spec::{ExitStatus, NodeSpec};
+use crate::sync::{self, Message, SYNC_FD};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::io::BufReader;
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Signals the init handles itself; the rest keep their default, which for PID 1 of a pid
+/// namespace means they are ignored.
+const HANDLED: &[Signal] = &[
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs the init; never returns. `spec_path` is read before the root changes.
+pub fn main(spec_path: &Path) -> ! {
+    // SAFETY: the monitor hands the init the sync socket on SYNC_FD and nothing else uses it.
+    let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
+    let mut reader = match sync.try_clone() {
+        Ok(s) => BufReader::new(s),
+        Err(_) => std::process::exit(1),
+    };
+    let spec = match NodeSpec::load(spec_path) {
+        Ok(s) => s,
+        Err(e) => fail(&mut sync, e),
+    };
+    // `lab up` says Go once the node's network is ready; end-of-file means it gave up.
+    match sync::recv(&mut reader) {
+        Some(Message::Go) => {}
+        _ => std::process::exit(1),
+    }
+    drop(reader);
+    let signals = match setup(&spec) {
+        Ok(s) => s,
+        Err(e) => fail(&mut sync, e),
+    };
+    let child = match &spec.command {
+        Some(argv) => match spawn(argv, &spec) {
+            Ok(pid) => Some(pid),
+            Err(e) => fail(&mut sync, e),
+        },
+        None => None,
+    };
+    let _ = sync::send(&mut sync, &Message::Ready);
+    drop(sync);
+    let status = supervise(&signals, child);
+    std::process::exit(status.code())
+}
+
+fn fail(sync: &mut UnixStream, e: Error) -> ! {
+    let _ = sync::send(sync, &Message::Failed { error: e.to_string() });
+    eprintln!("lab-init: {e}");
+    std::process::exit(1)
+}
+
+/// Everything between Go and the command: cgroup namespace, root, host name, signals.
+fn setup(spec: &NodeSpec) -> Result<SignalFd> {
+    // The monitor placed us in the node's cgroup; that becomes the root of our view.
+    unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the node's cgroup namespace".into())?;
+    rootfs::setup(spec)?;
+    nix::unistd::sethostname(&spec.hostname).ctx(|| format!("setting the host name to {}", spec.hostname))?;
+    let mut mask = SigSet::empty();
+    for s in HANDLED {
+        mask.add(*s);
+    }
+    mask.thread_block().ctx(|| "blocking signals in the init".into())?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())
+}
+
+/// Starts the node's command with a clean environment; an exec failure (missing program,
+/// not executable) is reported here, so `lab up` can name it.
+fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .env("HOSTNAME", &spec.hostname)
+        .env("HOME", "/root")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null());
+    // std resets the signal mask and SIGPIPE in the child before exec.
+    let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;
+    Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Reaps children and forwards signals until the command exits (or, without a command, until
+/// asked to stop). Returns the status the init exits with.
+fn supervise(signals: &SignalFd, child: Option<Pid>) -> ExitStatus {
+    loop {
+        let Ok(Some(info)) = signals.read_signal() else { continue };
+        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else { continue };
+        match signal {
+            Signal::SIGCHLD => {
+                if let Some(status) = reap(child) {
+                    return status;
+                }
+            }
+            s => match child {
+                Some(pid) => {
+                    let _ = kill(pid, s);
+                }
+                None if matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) => {
+                    return ExitStatus::Code(0);
+                }
+                None => {}
+            },
+        }
+    }
+}
+
+/// Reaps every exited child; the command's status if it was among them.
+fn reap(command: Option<Pid>) -> Option<ExitStatus> {
+    let mut result = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if Some(pid) == command => result = Some(ExitStatus::Code(code)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if Some(pid) == command => {
+                result = Some(ExitStatus::Signal(sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return result,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The std exit status of a process as ours.
+pub fn from_std(s: std::process::ExitStatus) -> ExitStatus {
+    match (s.code(), s.signal()) {
+        (Some(c), _) => ExitStatus::Code(c),
+        (None, Some(sig)) => ExitStatus::Signal(sig),
+        (None, None) => ExitStatus::Code(1),
+    }
+}

@@ -1,0 +1,376 @@
+//! Running a command inside a running node (`lab exec`).
+//!
+//! The caller (single-threaded) forks; the child joins the node's cgroup, then all of its
+//! namespaces at once with setns on a pidfd (checked against the init's start time, so a
+//! recycled pid is never joined), and forks again so that the command is inside the node's
+//! pid namespace. The caller stays on the host: it relays a pty if asked, forwards signals,
+//! and returns the command's exit status.
+
+use crate::error::{Context, Error, Result};
+use crate::process::{PidFd, ProcessRef};
+use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::{fstat, major, minor, Mode, SFlag};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Namespaces `lab exec` joins.
+const NAMESPACES: i32 = libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWUTS
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWCGROUP;
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub argv: Vec<String>,
+    /// The command's whole environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    /// Give the command a pseudo-terminal (`-t`).
+    pub tty: bool,
+    /// Pass our stdin to the command (`-i`); otherwise it reads /dev/null.
+    pub interactive: bool,
+}
+
+/// Runs `opts` in the node whose init is `init`, with `cgroup_procs` the node's cgroup.procs
+/// files. Returns the exit code to pass on (128 + signal if the command was killed).
+///
+/// The calling process must be single-threaded: it forks and the child calls setns.
+pub fn exec(init: &ProcessRef, cgroup_procs: &[PathBuf], opts: &ExecOptions) -> Result<i32> {
+    let not_running = || Error::Other("the node is not running".into());
+    let pidfd = init.open()?.ok_or_else(not_running)?;
+    let master = if opts.tty { Some(open_pty_master(init.pid)?) } else { None };
+    if !pidfd.is_alive() {
+        return Err(not_running());
+    }
+    let argv = cstrings(opts.argv.iter().map(String::as_str))?;
+    let envp =
+        cstrings(opts.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().iter().map(String::as_str))?;
+    let search_path = opts.env.iter().find(|(k, _)| k == "PATH").map_or(crate::init::DEFAULT_PATH, |(_, v)| v.as_str());
+    let cwd = CString::new(opts.cwd.as_str()).map_err(|_| Error::Other("working directory contains NUL".into()))?;
+    let (pid_r, pid_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+
+    // Signals we forward or act on arrive on a signalfd; children unblock them before exec.
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGWINCH] {
+        mask.add(s);
+    }
+    mask.thread_block().ctx(|| "blocking signals".into())?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .ctx(|| "creating a signalfd".into())?;
+
+    let join = Join { pidfd: &pidfd, cgroup_procs, master: master.as_ref(), opts, argv, envp, search_path, cwd };
+    // SAFETY: the caller is single-threaded, so the child may run ordinary code.
+    let child = match unsafe { fork() }.ctx(|| "forking".into())? {
+        ForkResult::Child => join.intermediate(pid_w),
+        ForkResult::Parent { child } => child,
+    };
+    drop(pid_w);
+    let command = read_pid(pid_r);
+    let child_fd = PidFd::open(child.as_raw())?;
+    match &master {
+        Some(m) => relay_pty(m, &signals, &child_fd, command, opts.interactive)?,
+        None => wait_forwarding(&signals, &child_fd, command)?,
+    }
+    let _ = SigSet::empty().thread_set_mask();
+    match waitpid(child, None).ctx(|| "waiting for the command".into())? {
+        WaitStatus::Exited(_, code) => Ok(code),
+        WaitStatus::Signaled(_, sig, _) => Ok(128 + sig as i32),
+        other => Err(Error::Other(format!("unexpected wait status {other:?}"))),
+    }
+}
+
+struct Join<'a> {
+    pidfd: &'a PidFd,
+    cgroup_procs: &'a [PathBuf],
+    master: Option<&'a OwnedFd>,
+    opts: &'a ExecOptions,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    search_path: &'a str,
+    cwd: CString,
+}
+
+impl Join<'_> {
+    /// In the forked child: join the node, fork the command into its pid namespace, report
+    /// the command's pid, and exit with its status.
+    fn intermediate(&self, pid_w: OwnedFd) -> ! {
+        for f in self.cgroup_procs {
+            if let Err(e) = std::fs::write(f, "0") {
+                die(126, &format!("joining the node's cgroup {}: {e}", f.display()));
+            }
+        }
+        // SAFETY: setns with a pidfd and CLONE_NEW* flags; we are single-threaded.
+        if unsafe { libc::setns(self.pidfd.as_raw_fd(), NAMESPACES) } != 0 {
+            die(126, &format!("joining the node's namespaces: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: single-threaded, as above.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => self.command(),
+            Ok(ForkResult::Parent { child }) => {
+                let _ = File::from(pid_w).write_all(&child.as_raw().to_ne_bytes());
+                let code = match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                    _ => 1,
+                };
+                // SAFETY: leave without running destructors or atexit handlers of the parent.
+                unsafe { libc::_exit(code) }
+            }
+            Err(e) => die(126, &format!("forking into the node: {e}")),
+        }
+    }
+
+    /// In the grandchild, inside the node: set up stdio, cwd and signals, then exec.
+    fn command(&self) -> ! {
+        if let Some(master) = self.master {
+            // SAFETY: plain syscalls on fds we own; TIOCGPTPEER opens the pty's other end
+            // through the master, never through a path the node controls.
+            unsafe {
+                libc::setsid();
+                let slave = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
+                if slave < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                    die(126, &format!("opening the terminal: {}", std::io::Error::last_os_error()));
+                }
+                for fd in 0..3 {
+                    libc::dup2(slave, fd);
+                }
+                libc::close(slave);
+            }
+        } else if !self.opts.interactive {
+            match open("/dev/null", OFlag::O_RDONLY, Mode::empty()) {
+                Ok(null) => {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                }
+                Err(e) => die(126, &format!("opening /dev/null in the node: {e}")),
+            }
+        }
+        if let Err(e) = nix::unistd::chdir(self.cwd.as_c_str()) {
+            die(126, &format!("cannot change to directory {}: {e}", self.opts.cwd));
+        }
+        let _ = SigSet::empty().thread_set_mask();
+        // Nothing of ours (sockets, pidfds, the pty master) may reach the node's program.
+        // SAFETY: close_range on fds 3 and up; none is used after this.
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+        let err = exec_search(&self.argv, &self.envp, self.search_path);
+        let prog = &self.opts.argv[0];
+        match err {
+            nix::errno::Errno::ENOENT if !prog.contains('/') => die(127, &format!("{prog}: command not found")),
+            nix::errno::Errno::ENOENT => die(127, &format!("{prog}: no such file or directory")),
+            e => die(126, &format!("{prog}: {}", e.desc())),
+        }
+    }
+}
+
+/// execvp with the command's own PATH (glibc's execvpe would search ours).
+fn exec_search(argv: &[CString], envp: &[CString], path: &str) -> nix::errno::Errno {
+    let prog = argv[0].to_bytes();
+    if prog.contains(&b'/') {
+        return nix::unistd::execve(&argv[0], argv, envp).unwrap_err();
+    }
+    let mut result = nix::errno::Errno::ENOENT;
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let Ok(candidate) = CString::new([dir.as_bytes(), b"/", prog].concat()) else { continue };
+        match nix::unistd::execve(&candidate, argv, envp).unwrap_err() {
+            nix::errno::Errno::ENOENT | nix::errno::Errno::ENOTDIR => {}
+            nix::errno::Errno::EACCES => result = nix::errno::Errno::EACCES,
+            e => return e,
+        }
+    }
+    result
+}
+
+fn die(code: i32, message: &str) -> ! {
+    eprintln!("lab exec: {message}");
+    // SAFETY: leave the forked process without running the parent's destructors.
+    unsafe { libc::_exit(code) }
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>> {
+    items.map(|s| CString::new(s).map_err(|_| Error::Other(format!("{s:?} contains a NUL byte")))).collect()
+}
+
+fn read_pid(r: OwnedFd) -> Option<Pid> {
+    let mut buf = [0u8; 4];
+    File::from(r).read_exact(&mut buf).ok()?;
+    Some(Pid::from_raw(i32::from_ne_bytes(buf)))
+}
+
+/// Opens a new pty master in the node's own devpts instance (so the command sees its
+/// terminal as /dev/pts/N), resolving the path inside the node's root.
+fn open_pty_master(init: i32) -> Result<OwnedFd> {
+    let root = open(
+        format!("/proc/{init}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx(|| "opening the node's root".into())?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let master = openat2(&root, "dev/pts/ptmx", how).ctx(|| "opening the node's /dev/pts/ptmx".into())?;
+    let st = fstat(&master).ctx(|| "checking the node's /dev/pts/ptmx".into())?;
+    let is_ptmx = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+        && major(st.st_rdev) == 5
+        && minor(st.st_rdev) == 2;
+    if !is_ptmx {
+        return Err(Error::Other("the node's /dev/pts/ptmx is not a pty multiplexer".into()));
+    }
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK with a pointer to an int, on a ptmx fd we just checked.
+    if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {
+        return Err(Error::os("unlocking the pty", std::io::Error::last_os_error()));
+    }
+    copy_window_size(&master);
+    Ok(master)
+}
+
+fn copy_window_size(master: &OwnedFd) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
+        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a pointer to a winsize.
+        unsafe {
+            if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+                return;
+            }
+        }
+    }
+}
+
+/// Without a pty: stdio is the command's own; wait for it, passing on signals that were
+/// sent to us alone (a terminal's ^C already reaches the whole process group).
+fn wait_forwarding(signals: &SignalFd, child: &PidFd, command: Option<Pid>) -> Result<()> {
+    loop {
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(child.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("waiting for the command", e)),
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok(());
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            if let (Ok(s @ (Signal::SIGTERM | Signal::SIGHUP)), Some(pid)) =
+                (Signal::try_from(info.ssi_signo as i32), command)
+            {
+                let _ = kill(pid, s);
+            }
+        }
+    }
+}
+
+/// Puts our terminal in raw mode for the life of the value.
+struct RawMode(Option<Termios>);
+
+impl RawMode {
+    fn new() -> RawMode {
+        let stdin = std::io::stdin();
+        let Ok(saved) = tcgetattr(&stdin) else { return RawMode(None) };
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        RawMode(Some(saved))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
+        }
+    }
+}
+
+/// With a pty: copy stdin to it and it to stdout, keep its size in step with ours.
+fn relay_pty(
+    master: &OwnedFd,
+    signals: &SignalFd,
+    child: &PidFd,
+    command: Option<Pid>,
+    interactive: bool,
+) -> Result<()> {
+    let _raw = if interactive { Some(RawMode::new()) } else { None };
+    // SAFETY: fd 0 stays open for the life of this function.
+    let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+    let mut stdin_open = interactive;
+    let mut master_open = true;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut out = std::io::stdout();
+    loop {
+        let mut fds = vec![
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(child.as_fd(), PollFlags::POLLIN),
+            PollFd::new(master.as_fd(), if master_open { PollFlags::POLLIN } else { PollFlags::empty() }),
+        ];
+        if stdin_open {
+            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::os("relaying the terminal", e)),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        if ready[0] {
+            while let Ok(Some(info)) = signals.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGWINCH) => copy_window_size(master),
+                    Ok(s) => {
+                        if let Some(pid) = command {
+                            let _ = kill(pid, s);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        if ready[2] {
+            match nix::unistd::read(master, &mut buf) {
+                Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+                Err(_) => {}
+            }
+        }
+        if stdin_open && ready[3] {
+            match nix::unistd::read(stdin, &mut buf) {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    // End of input: the terminal's end-of-file character.
+                    let _ = nix::unistd::write(master, &[4u8]);
+                }
+                Ok(n) => {
+                    let _ = nix::unistd::write(master, &buf[..n]);
+                }
+            }
+        }
+        if ready[1] {
+            drain(master, &mut buf, &mut out);
+            return Ok(());
+        }
+    }
+}
+
+/// Whatever the command wrote just before it exited.
+fn drain(master: &OwnedFd, buf: &mut [u8], out: &mut std::io::Stdout) {
+    // SAFETY: F_SETFL on our own fd.
+    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    while let Ok(n @ 1..) = nix::unistd::read(master, buf) {
+        let _ = out.write_all(&buf[..n]);
+    }
+    let _ = out.flush();
+}

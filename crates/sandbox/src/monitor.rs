@@ -1,0 +1,228 @@
+//! A node's monitor: a small process outside the node that creates it (clone3 into new
+//! namespaces), places it in its cgroup, writes its output to a log with timestamps, and
+//! records how it ended. It is what lets `lab ps` say "exited, killed by signal 9" after the
+//! fact, without a daemon and without handing the node any host file descriptor.
+
+use crate::cgroup;
+use crate::clone::{clone_into, Forked};
+use crate::error::{Context, Error, Result};
+use crate::process::PidFd;
+use crate::spec::{ExitStatus, NodeSpec};
+use crate::sync::{self, Message, SYNC_FD};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// Namespaces every node gets from the start; the cgroup namespace follows once the init is
+/// in its cgroup.
+const NAMESPACES: i32 =
+    libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+
+/// Longest line kept whole in the log; longer output is split.
+const MAX_LINE: usize = 16 * 1024;
+
+/// Runs the monitor; never returns.
+pub fn main(spec_path: &Path) -> ! {
+    // SAFETY: `lab up` hands the monitor the sync socket on SYNC_FD.
+    let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
+    // The monitor lives in its own session; a terminal's hangup or ^C is not for it.
+    for s in [Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: SIG_IGN installs no handler code.
+        let _ = unsafe { signal(s, SigHandler::SigIgn) };
+    }
+    let spec = match NodeSpec::load(spec_path) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = sync::send(&mut sync, &Message::Failed { error: e.to_string() });
+            std::process::exit(1)
+        }
+    };
+    match run(&spec, spec_path, sync) {
+        Ok(status) => {
+            let _ = record(&spec, status);
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let _ = append_log(&spec, &format!("lab-monitor: {e}"));
+            std::process::exit(1)
+        }
+    }
+}
+
+fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitStatus> {
+    let cgroups = cgroup::detect()?;
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spec.log())
+        .ctx(|| format!("opening {}", spec.log().display()))?;
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+    let devnull = File::open("/dev/null").ctx(|| "opening /dev/null".into())?;
+    let exe = CString::new("/proc/self/exe").expect("no NUL in a literal");
+    let path = CString::new(spec_path.as_os_str().as_encoded_bytes()).map_err(|e| Error::Other(e.to_string()))?;
+    let argv = [CString::new("lab-init").expect("literal"), CString::new("__init").expect("literal"), path];
+
+    // SAFETY: the monitor is single-threaded, so the child may run any code before exec.
+    let (pid, pidfd) = match unsafe { clone_into(NAMESPACES) }? {
+        Forked::Child => {
+            // The init: stdin /dev/null, stdout/stderr into our pipes, the sync socket on
+            // SYNC_FD (inherited: it is not close-on-exec).
+            let _ = nix::unistd::dup2_stdin(&devnull);
+            let _ = nix::unistd::dup2_stdout(&out_w);
+            let _ = nix::unistd::dup2_stderr(&err_w);
+            let err = nix::unistd::execv(&exe, &argv).err();
+            eprintln!("lab-monitor: starting the node's init: {err:?}");
+            // SAFETY: leave without running the parent's atexit handlers or destructors.
+            unsafe { libc::_exit(127) }
+        }
+        Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop((out_w, err_w, devnull));
+    if let Err(e) = cgroups.add_process(&spec.cgroup, pid) {
+        let _ = pidfd.signal(libc::SIGKILL);
+        let _ = sync::send(&mut sync, &Message::Failed { error: e.to_string() });
+        return Err(e);
+    }
+    let _ = sync::send(&mut sync, &Message::Started { pid });
+    // From here on the conversation is between `lab up` and the init.
+    drop(sync);
+    relay(&pidfd, [out_r, err_r], &mut log)?;
+    match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
+        Ok(WaitStatus::Exited(_, code)) => Ok(ExitStatus::Code(code)),
+        Ok(WaitStatus::Signaled(_, sig, _)) => Ok(ExitStatus::Signal(sig as i32)),
+        Ok(other) => Err(Error::Other(format!("unexpected wait status of the init: {other:?}"))),
+        Err(e) => Err(Error::os("waiting for the node's init", e)),
+    }
+}
+
+/// Copies the node's stdout and stderr into the log, a timestamped line at a time, until the
+/// init has exited and every writer of the pipes is gone.
+fn relay(pidfd: &PidFd, pipes: [OwnedFd; 2], log: &mut File) -> Result<()> {
+    const NAMES: [&str; 2] = ["stdout", "stderr"];
+    let mut open = [true, true];
+    let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut files = pipes.map(File::from);
+    let mut init_alive = true;
+    let mut buf = vec![0u8; 64 * 1024];
+    while open.iter().any(|o| *o) {
+        let mut fds = Vec::with_capacity(3);
+        let order: Vec<usize> = (0..2).filter(|i| open[*i]).collect();
+        for i in &order {
+            fds.push(PollFd::new(files[*i].as_fd(), PollFlags::POLLIN));
+        }
+        if init_alive {
+            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("waiting for the node's output", e)),
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
+        if init_alive && ready[order.len()] {
+            init_alive = false;
+        }
+        for (slot, i) in order.iter().enumerate() {
+            if !ready[slot] {
+                continue;
+            }
+            match files[*i].read(&mut buf) {
+                Ok(0) => {
+                    open[*i] = false;
+                    flush_line(log, NAMES[*i], &mut partial[*i])?;
+                }
+                Ok(n) => write_lines(log, NAMES[*i], &mut partial[*i], &buf[..n])?,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::os("reading the node's output", e)),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_lines(log: &mut File, stream: &str, partial: &mut Vec<u8>, data: &[u8]) -> Result<()> {
+    partial.extend_from_slice(data);
+    while let Some(nl) = partial.iter().position(|b| *b == b'\n') {
+        let line: Vec<u8> = partial.drain(..=nl).collect();
+        write_line(log, stream, &line[..line.len() - 1])?;
+    }
+    if partial.len() >= MAX_LINE {
+        flush_line(log, stream, partial)?;
+    }
+    Ok(())
+}
+
+fn flush_line(log: &mut File, stream: &str, partial: &mut Vec<u8>) -> Result<()> {
+    if !partial.is_empty() {
+        let line = std::mem::take(partial);
+        write_line(log, stream, &line)?;
+    }
+    Ok(())
+}
+
+fn write_line(log: &mut File, stream: &str, line: &[u8]) -> Result<()> {
+    let mut out = format!("{} {stream} ", timestamp(SystemTime::now())).into_bytes();
+    out.extend_from_slice(line);
+    out.push(b'\n');
+    log.write_all(&out).ctx(|| "writing the node's log".into())
+}
+
+fn append_log(spec: &NodeSpec, message: &str) -> Result<()> {
+    let mut log = OpenOptions::new().create(true).append(true).open(spec.log()).ctx(|| "opening the log".into())?;
+    write_line(&mut log, "lab", message.as_bytes())
+}
+
+/// Writes how the init ended, atomically.
+fn record(spec: &NodeSpec, status: ExitStatus) -> Result<()> {
+    let tmp = spec.status_file().with_extension("tmp");
+    let json = serde_json::to_vec(&status).map_err(|e| Error::Other(e.to_string()))?;
+    std::fs::write(&tmp, json).ctx(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, spec.status_file()).ctx(|| format!("writing {}", spec.status_file().display()))?;
+    let _ = append_log(spec, &format!("node exited: {status}"));
+    Ok(())
+}
+
+/// RFC 3339 UTC with milliseconds, e.g. 2026-11-23T07:12:01.123Z.
+pub fn timestamp(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_millis())
+}
+
+/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_418_521_123);
+        assert_eq!(timestamp(t), "2026-11-23T07:22:01.123Z");
+        assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
