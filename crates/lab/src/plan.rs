@@ -23,6 +23,8 @@ pub struct Facts {
     pub used_subnets: Vec<(IpNetwork, String)>,
     /// Ids of other labs, and of leftover interfaces, that a new lab must not reuse.
     pub taken_ids: BTreeSet<String>,
+    /// Link groups in use on the host.
+    pub taken_groups: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,9 @@ pub struct Plan {
     pub lab: Name,
     /// Short id carried by host-side interface names (`lb-<id>-0`), unique among live labs.
     pub id: String,
+    /// Link group of the lab's host interfaces, unique on the host: `lab down` deletes them
+    /// all with one request.
+    pub group: u32,
     /// The lab's nftables table (family inet); all its NAT rules live there.
     pub nft_table: String,
     pub networks: Vec<NetworkPlan>,
@@ -79,11 +84,7 @@ pub struct InterfacePlan {
 #[serde(rename_all = "lowercase")]
 pub enum Attach {
     /// A veth whose other end, `host_veth`, is a port of network `network`'s bridge.
-    Bridge {
-        network: usize,
-        host_veth: String,
-        alias: String,
-    },
+    Bridge { network: usize, host_veth: String, alias: String },
     /// One end of point-to-point link `link`.
     Link { link: usize },
 }
@@ -105,16 +106,12 @@ impl Plan {
     /// machine makes the file impossible (a subnet already in use, a pool exhausted).
     pub fn new(topology: &Topology, facts: &Facts) -> Result<Plan, TopologyError> {
         let lab = topology.name.clone();
-        let id = lab_id(lab.as_str(), &facts.taken_ids);
+        let (id, group) = lab_identity(lab.as_str(), facts);
         let networks = plan_networks(topology, facts, &id)?;
         let mut nodes = Vec::with_capacity(topology.nodes.len());
         let mut allocators: Vec<Allocator> = networks.iter().map(Allocator::new).collect();
         for iface in topology.nodes.iter().flat_map(|n| &n.interfaces) {
-            if let InterfaceKind::Network {
-                network,
-                address: Some(a),
-            } = iface.kind
-            {
+            if let InterfaceKind::Network { network, address: Some(a) } = iface.kind {
                 allocators[network].taken.insert(a);
             }
         }
@@ -142,24 +139,12 @@ impl Plan {
                         let host_veth = format!("lv-{id}-{veth_counter}");
                         veth_counter += 1;
                         let alias = format!("lab/{lab}/{}/{}", node.name, iface.name);
-                        let address = IpNetwork::new(ip, net.subnet.prefix())
-                            .expect("prefix of a valid subnet");
-                        (
-                            Some(address),
-                            Attach::Bridge {
-                                network,
-                                host_veth,
-                                alias,
-                            },
-                        )
+                        let address = IpNetwork::new(ip, net.subnet.prefix()).expect("prefix of a valid subnet");
+                        (Some(address), Attach::Bridge { network, host_veth, alias })
                     }
                     InterfaceKind::Link { link, address } => (address, Attach::Link { link }),
                 };
-                interfaces.push(InterfacePlan {
-                    name: iface.name.clone(),
-                    address,
-                    attach,
-                });
+                interfaces.push(InterfacePlan { name: iface.name.clone(), address, attach });
             }
             let routes = default_route(&interfaces, &networks).into_iter().collect();
             nodes.push(NodePlan {
@@ -178,24 +163,13 @@ impl Plan {
         let links: Vec<LinkPlan> = topology
             .links
             .iter()
-            .map(|l| LinkPlan {
-                endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)),
-            })
+            .map(|l| LinkPlan { endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)) })
             .collect();
-        let hosts: Vec<String> = (0..nodes.len())
-            .map(|i| hosts_file(i, &nodes, &networks))
-            .collect();
+        let hosts: Vec<String> = (0..nodes.len()).map(|i| hosts_file(i, &nodes, &networks)).collect();
         for (node, hosts) in nodes.iter_mut().zip(hosts) {
             node.hosts = hosts;
         }
-        Ok(Plan {
-            nft_table: format!("lab-{lab}"),
-            lab,
-            id,
-            networks,
-            nodes,
-            links,
-        })
+        Ok(Plan { nft_table: format!("lab-{lab}"), lab, id, group, networks, nodes, links })
     }
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
@@ -208,29 +182,14 @@ impl Plan {
     }
 }
 
-fn plan_networks(
-    topology: &Topology,
-    facts: &Facts,
-    id: &str,
-) -> Result<Vec<NetworkPlan>, TopologyError> {
+fn plan_networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<NetworkPlan>, TopologyError> {
     let mut used = facts.used_subnets.clone();
-    for (net, _) in topology
-        .networks
-        .iter()
-        .filter_map(|n| n.subnet.map(|s| (s, n)))
-    {
+    for (net, _) in topology.networks.iter().filter_map(|n| n.subnet.map(|s| (s, n))) {
         if let Some((_, who)) = used.iter().find(|(u, _)| overlaps(*u, net)) {
-            let n = topology
-                .networks
-                .iter()
-                .find(|n| n.subnet == Some(net))
-                .expect("network with this subnet");
+            let n = topology.networks.iter().find(|n| n.subnet == Some(net)).expect("network with this subnet");
             return Err(topology.error_at(
                 n.span.clone(),
-                format!(
-                    "subnet {net} of network `{}` is already in use by {who}",
-                    n.name
-                ),
+                format!("subnet {net} of network `{}` is already in use by {who}", n.name),
                 Some("pick another subnet, or leave `subnet` out to get a free one".into()),
             ));
         }
@@ -253,10 +212,7 @@ fn plan_networks(
                 let s = free_subnet(&used).ok_or_else(|| {
                     topology.error_at(
                         n.span.clone(),
-                        format!(
-                            "no free /{POOL_PREFIX} left in {SUBNET_POOL} for network `{}`",
-                            n.name
-                        ),
+                        format!("no free /{POOL_PREFIX} left in {SUBNET_POOL} for network `{}`", n.name),
                         Some("give the network an explicit `subnet`".into()),
                     )
                 })?;
@@ -285,10 +241,7 @@ fn free_subnet(used: &[(IpNetwork, String)]) -> Option<IpNetwork> {
     };
     let count = 1u32 << (u32::from(POOL_PREFIX) - u32::from(pool.prefix()));
     (0..count)
-        .map(|i| {
-            IpNetwork::new(IpAddr::V4((u32::from(base) + i * step).into()), POOL_PREFIX)
-                .expect("valid prefix")
-        })
+        .map(|i| IpNetwork::new(IpAddr::V4((u32::from(base) + i * step).into()), POOL_PREFIX).expect("valid prefix"))
         .find(|c| !used.iter().any(|(u, _)| overlaps(*u, *c)))
 }
 
@@ -304,10 +257,7 @@ impl Allocator {
         let last = subnet.broadcast();
         // .1 is left for a gateway or a router even where the host takes no address.
         let hosts = subnet.iter().skip(2).filter(move |ip| *ip != last);
-        Allocator {
-            hosts: Box::new(hosts),
-            taken: net.gateway.into_iter().collect(),
-        }
+        Allocator { hosts: Box::new(hosts), taken: net.gateway.into_iter().collect() }
     }
 
     fn next(&mut self) -> Option<IpAddr> {
@@ -321,10 +271,9 @@ impl Allocator {
 /// Default route through the gateway of the node's first NAT network.
 fn default_route(interfaces: &[InterfacePlan], networks: &[NetworkPlan]) -> Option<RoutePlan> {
     interfaces.iter().find_map(|i| match &i.attach {
-        Attach::Bridge { network, .. } => networks[*network].gateway.map(|via| RoutePlan {
-            destination: IpNetwork::new(IpAddr::V4(0.into()), 0).expect("0.0.0.0/0"),
-            via,
-        }),
+        Attach::Bridge { network, .. } => networks[*network]
+            .gateway
+            .map(|via| RoutePlan { destination: IpNetwork::new(IpAddr::V4(0.into()), 0).expect("0.0.0.0/0"), via }),
         Attach::Link { .. } => None,
     })
 }
@@ -340,11 +289,7 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let mut qualified = String::new();
     for (i, node) in nodes.iter().enumerate() {
-        let addressed: Vec<&InterfacePlan> = node
-            .interfaces
-            .iter()
-            .filter(|i| i.address.is_some())
-            .collect();
+        let addressed: Vec<&InterfacePlan> = node.interfaces.iter().filter(|i| i.address.is_some()).collect();
         let best = addressed
             .iter()
             .find(|iface| i == me || mine.contains(&segment(iface)))
@@ -362,36 +307,31 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
         .expect("writing to a String");
         for iface in addressed {
             if let (Attach::Bridge { network, .. }, Some(a)) = (&iface.attach, iface.address) {
-                writeln!(
-                    qualified,
-                    "{}\t{}.{}",
-                    a.ip(),
-                    node.name,
-                    networks[*network].name
-                )
-                .expect("writing to a String");
+                writeln!(qualified, "{}\t{}.{}", a.ip(), node.name, networks[*network].name)
+                    .expect("writing to a String");
             }
         }
     }
     out + &qualified
 }
 
-/// A short id for host-side names, from the lab's name so that it is stable, salted until it
-/// differs from every id in use.
-fn lab_id(name: &str, taken: &BTreeSet<String>) -> String {
+/// Link groups lab uses: a range of its own, far from the small numbers people pick.
+pub const GROUP_BASE: u32 = 0x4c41_0000;
+
+/// A short id for host-side names and a link group, from the lab's name so that they are
+/// stable, salted until both differ from every one in use.
+fn lab_identity(name: &str, facts: &Facts) -> (String, u32) {
     (0u32..)
         .map(|salt| {
             let h = fnv1a(format!("{name}#{salt}").as_bytes());
-            base36(h, ID_LEN)
+            (base36(h, ID_LEN), GROUP_BASE | (h >> 48) as u32)
         })
-        .find(|id| !taken.contains(id))
-        .expect("some salt gives a free id")
+        .find(|(id, group)| !facts.taken_ids.contains(id) && !facts.taken_groups.contains(group))
+        .expect("some salt gives a free id and group")
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn base36(mut v: u64, len: usize) -> String {

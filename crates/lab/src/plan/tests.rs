@@ -33,11 +33,7 @@ fn three_node_plan() {
     assert_eq!(lan.mac[0] & 0x03, 0x02, "locally administered unicast");
 
     // node2 asked for .2; the others get the next free addresses in file order.
-    let addrs: Vec<String> = plan
-        .nodes
-        .iter()
-        .map(|n| n.interfaces[0].address.unwrap().to_string())
-        .collect();
+    let addrs: Vec<String> = plan.nodes.iter().map(|n| n.interfaces[0].address.unwrap().to_string()).collect();
     assert_eq!(addrs, ["10.42.0.3/24", "10.42.0.2/24", "10.42.0.4/24"]);
 
     let n1 = &plan.nodes[0];
@@ -52,13 +48,7 @@ fn three_node_plan() {
             alias: "lab/three-node/node1/eth0".into()
         }
     );
-    assert_eq!(
-        n1.routes,
-        [RoutePlan {
-            destination: "0.0.0.0/0".parse().unwrap(),
-            via: "10.42.0.1".parse().unwrap()
-        }]
-    );
+    assert_eq!(n1.routes, [RoutePlan { destination: "0.0.0.0/0".parse().unwrap(), via: "10.42.0.1".parse().unwrap() }]);
     assert_eq!(
         n1.hosts,
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
@@ -86,8 +76,7 @@ fn free_subnets_avoid_host_routes_and_other_labs() {
         ],
         ..Facts::default()
     };
-    let t =
-        topo("name = \"x\"\n[networks.a]\n[networks.b]\nsubnet = \"10.42.3.0/24\"\n[networks.c]\n");
+    let t = topo("name = \"x\"\n[networks.a]\n[networks.b]\nsubnet = \"10.42.3.0/24\"\n[networks.c]\n");
     let plan = Plan::new(&t, &facts).unwrap();
     let subnets: Vec<String> = plan.networks.iter().map(|n| n.subnet.to_string()).collect();
     assert_eq!(subnets, ["10.42.4.0/24", "10.42.3.0/24", "10.42.5.0/24"]);
@@ -96,64 +85,46 @@ fn free_subnets_avoid_host_routes_and_other_labs() {
 #[test]
 fn a_taken_explicit_subnet_is_an_error_at_the_subnet() {
     let facts = Facts {
-        used_subnets: vec![(
-            "10.0.0.0/8".parse().unwrap(),
-            "host route 10.0.0.0/8 dev eth1".into(),
-        )],
+        used_subnets: vec![("10.0.0.0/8".parse().unwrap(), "host route 10.0.0.0/8 dev eth1".into())],
         ..Facts::default()
     };
     let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n");
     let err = Plan::new(&t, &facts).unwrap_err();
     assert_eq!(err.location(), "lab.toml:3:10");
-    assert!(
-        err.diagnostics[0]
-            .message
-            .contains("already in use by host route 10.0.0.0/8 dev eth1"),
-        "{err}"
-    );
+    assert!(err.diagnostics[0].message.contains("already in use by host route 10.0.0.0/8 dev eth1"), "{err}");
 }
 
 #[test]
 fn a_full_subnet_is_an_error() {
     let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/30\"\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n");
     let err = Plan::new(&t, &Facts::default()).unwrap_err();
-    assert!(
-        err.diagnostics[0]
-            .message
-            .contains("no free address left for node `b`"),
-        "{err}"
-    );
+    assert!(err.diagnostics[0].message.contains("no free address left for node `b`"), "{err}");
 }
 
 #[test]
 fn ids_are_salted_away_from_taken_ones() {
     let t = topo(THREE_NODE);
     let first = Plan::new(&t, &Facts::default()).unwrap().id;
-    let facts = Facts {
-        taken_ids: [first.clone()].into(),
-        ..Facts::default()
-    };
+    let facts = Facts { taken_ids: [first.clone()].into(), ..Facts::default() };
     let second = Plan::new(&t, &facts).unwrap();
     assert_ne!(second.id, first);
+    let plan = Plan::new(&t, &Facts::default()).unwrap();
+    let facts = Facts { taken_groups: [plan.group].into(), ..Facts::default() };
+    let third = Plan::new(&t, &facts).unwrap();
+    assert_ne!(third.group, plan.group);
+    assert_eq!(third.group & 0xffff_0000, GROUP_BASE);
     assert_eq!(second.networks[0].bridge, format!("lb-{}-0", second.id));
 }
 
 #[test]
 fn host_interface_names_fit_ifnamsiz_for_big_labs() {
-    let mut text =
-        String::from("name = \"a-lab-with-a-really-long-name-that-is-still-a-dns-label-xyz\"\n");
+    let mut text = String::from("name = \"a-lab-with-a-really-long-name-that-is-still-a-dns-label-xyz\"\n");
     for n in 0..40 {
         text += &format!("[networks.n{n}]\n");
     }
     for i in 0..300 {
-        let nets: Vec<String> = (0..40)
-            .filter(|n| (i + n) % 10 == 0)
-            .map(|n| format!("\"n{n}\""))
-            .collect();
-        text += &format!(
-            "[nodes.node-with-a-long-name-{i}]\nnetworks = [{}]\n",
-            nets.join(",")
-        );
+        let nets: Vec<String> = (0..40).filter(|n| (i + n) % 10 == 0).map(|n| format!("\"n{n}\"")).collect();
+        text += &format!("[nodes.node-with-a-long-name-{i}]\nnetworks = [{}]\n", nets.join(","));
     }
     let plan = Plan::new(&topo(&text), &Facts::default()).unwrap();
     let mut names = HashSet::new();
@@ -196,11 +167,7 @@ addresses = ["10.9.0.1/30", "10.9.0.2/30"]
     let hosts = |n: usize| plan.nodes[n].hosts.clone();
     assert!(hosts(1).contains("10.1.0.2\tr router\n"), "{}", hosts(1));
     assert!(hosts(2).contains("10.2.0.2\tr router\n"), "{}", hosts(2));
-    assert!(
-        hosts(2).contains("10.1.0.2\tr.a\n10.2.0.2\tr.b\n"),
-        "{}",
-        hosts(2)
-    );
+    assert!(hosts(2).contains("10.1.0.2\tr.a\n10.2.0.2\tr.b\n"), "{}", hosts(2));
     // island reaches right over the link, so that is the address it gets for it.
     assert!(hosts(3).contains("10.9.0.2\tright\n"), "{}", hosts(3));
     assert!(hosts(3).contains("10.9.0.1\tisland\n"), "{}", hosts(3));

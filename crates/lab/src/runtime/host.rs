@@ -1,0 +1,77 @@
+//! Host-wide settings that lab changes for its labs and puts back when the last lab goes:
+//! IPv4 forwarding (NAT needs it) and /run/netns as a shared mount point (as `ip netns`
+//! makes it). A marker file under /run/lab remembers what lab changed. Callers hold the
+//! global lock.
+
+use crate::plan::Plan;
+use crate::state::{all_states, STATE_ROOT};
+use crate::Error;
+use lab_net::{nat, netns, sysctl};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Changes {
+    /// IPv4 forwarding was off before a lab needed it.
+    forwarding: bool,
+    /// lab created /run/netns, and made it a mount point.
+    netns_dir: bool,
+    netns_mount: bool,
+}
+
+fn marker() -> PathBuf {
+    PathBuf::from(STATE_ROOT).join(".host-changes.json")
+}
+
+fn load() -> Changes {
+    std::fs::read(marker()).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn save(c: &Changes) -> Result<(), Error> {
+    if !c.forwarding && !c.netns_dir && !c.netns_mount {
+        return match std::fs::remove_file(marker()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::Io(format!("removing {}", marker().display()), e))
+            }
+            _ => Ok(()),
+        };
+    }
+    let json = serde_json::to_vec(c).map_err(|e| Error::Corrupt(e.to_string()))?;
+    std::fs::write(marker(), json).map_err(|e| Error::Io(format!("writing {}", marker().display()), e))
+}
+
+/// Before a lab is made: /run/netns ready, and forwarding on if the lab has NAT.
+pub fn prepare(plan: &Plan) -> Result<(), Error> {
+    let mut c = load();
+    let prepared = netns::prepare_dir()?;
+    c.netns_dir |= prepared.created_dir;
+    c.netns_mount |= prepared.mounted;
+    if plan.needs_nat() && sysctl::read(sysctl::IPV4_FORWARD)? == "0" {
+        c.forwarding = true;
+        save(&c)?;
+        sysctl::write(sysctl::IPV4_FORWARD, "1")?;
+    }
+    save(&c)
+}
+
+/// After a lab is removed: put back what no remaining lab needs.
+pub fn restore() -> Result<(), Error> {
+    let mut c = load();
+    let states: Vec<_> = all_states().into_iter().filter_map(|(_, s)| s).collect();
+    if c.forwarding {
+        let nat_left =
+            states.iter().any(|s| s.plan.needs_nat()) || nat::tables()?.iter().any(|t| t.starts_with("lab-"));
+        if !nat_left {
+            sysctl::write(sysctl::IPV4_FORWARD, "0")?;
+            c.forwarding = false;
+        }
+    }
+    if (c.netns_dir || c.netns_mount) && states.is_empty() {
+        let prepared = netns::Prepared { created_dir: c.netns_dir, mounted: c.netns_mount };
+        if netns::release_dir(prepared)? {
+            c.netns_dir = false;
+            c.netns_mount = false;
+        }
+    }
+    save(&c)
+}

@@ -1,0 +1,222 @@
+//! What is up, on disk: one directory per lab under /run/lab (gone at reboot, like the
+//! kernel objects it describes), holding the journal of every resource made, the lab's state
+//! for `exec`, `ps` and `down`, and each node's files.
+
+use crate::plan::Plan;
+use crate::topology::Name;
+use crate::Error;
+use lab_sandbox::ProcessRef;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const STATE_ROOT: &str = "/run/lab";
+
+/// One thing `lab up` made that `lab down` must undo. Recorded before it is made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Resource {
+    NftTable {
+        name: String,
+    },
+    Bridge {
+        name: String,
+    },
+    /// The host end of a veth (deleting it removes both ends).
+    Veth {
+        name: String,
+    },
+    /// A name under /run/netns.
+    Netns {
+        name: String,
+    },
+    /// A cgroup path below each hierarchy's root.
+    Cgroup {
+        path: String,
+    },
+    /// A node's processes, recorded as soon as they exist.
+    Node {
+        name: String,
+        init: ProcessRef,
+        monitor: ProcessRef,
+    },
+}
+
+/// The lab as `exec`, `ps` and `down` see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    pub plan: Plan,
+    /// The topology file it came from.
+    pub topology: PathBuf,
+    /// False until every node is ready.
+    pub complete: bool,
+    pub nodes: Vec<NodeProcesses>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeProcesses {
+    pub name: String,
+    pub init: ProcessRef,
+    pub monitor: ProcessRef,
+}
+
+impl LabState {
+    pub fn node(&self, name: &str) -> Option<&NodeProcesses> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+}
+
+/// A lab's directory.
+#[derive(Debug, Clone)]
+pub struct LabDir {
+    pub path: PathBuf,
+}
+
+impl LabDir {
+    pub fn new(name: &Name) -> LabDir {
+        LabDir { path: Path::new(STATE_ROOT).join(name.as_str()) }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.path.is_dir()
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.path.join("journal")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.path.join("state.json")
+    }
+
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.path.join("nodes").join(node)
+    }
+
+    /// Creates the directory; fails if it exists (the lab is up, or was not taken down).
+    pub fn create(&self) -> Result<(), Error> {
+        fs::create_dir_all(STATE_ROOT).map_err(|e| Error::Io(format!("creating {STATE_ROOT}"), e))?;
+        fs::create_dir(&self.path).map_err(|e| Error::Io(format!("creating {}", self.path.display()), e))
+    }
+
+    /// Takes the lab's lock: two `lab` commands never change one lab at once.
+    pub fn lock(&self) -> Result<Lock, Error> {
+        Lock::exclusive(&self.path.join("lock"))
+    }
+
+    pub fn read_state(&self) -> Result<Option<LabState>, Error> {
+        match fs::read(self.state_path()) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", self.state_path().display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::Io(format!("reading {}", self.state_path().display()), e)),
+        }
+    }
+
+    /// Replaces the state file atomically.
+    pub fn write_state(&self, state: &LabState) -> Result<(), Error> {
+        let tmp = self.path.join("state.json.tmp");
+        let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Corrupt(e.to_string()))?;
+        fs::write(&tmp, json).map_err(|e| Error::Io(format!("writing {}", tmp.display()), e))?;
+        fs::rename(&tmp, self.state_path())
+            .map_err(|e| Error::Io(format!("writing {}", self.state_path().display()), e))
+    }
+
+    /// The journal's entries, oldest first; a torn last line (a crash mid-write) is skipped.
+    pub fn read_journal(&self) -> Vec<Resource> {
+        let Ok(text) = fs::read_to_string(self.journal_path()) else { return Vec::new() };
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Removes the directory and everything in it. Already gone is success.
+    pub fn remove(&self) -> Result<(), Error> {
+        match fs::remove_dir_all(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Io(format!("removing {}", self.path.display()), e)),
+        }
+    }
+}
+
+/// Appends to a lab's journal; each call is one write, so entries are never interleaved.
+pub struct Journal {
+    file: Mutex<File>,
+}
+
+impl Journal {
+    pub fn open(dir: &LabDir) -> Result<Journal, Error> {
+        let path = dir.journal_path();
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("opening {}", path.display()), e))?;
+        Ok(Journal { file: Mutex::new(file) })
+    }
+
+    /// Records resources about to be made.
+    pub fn record(&self, resources: &[Resource]) -> Result<(), Error> {
+        let mut buf = String::new();
+        for r in resources {
+            buf += &serde_json::to_string(r).map_err(|e| Error::Corrupt(e.to_string()))?;
+            buf.push('\n');
+        }
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        file.write_all(buf.as_bytes()).map_err(|e| Error::Io("writing the lab's journal".into(), e))
+    }
+}
+
+/// An flock held until dropped.
+pub struct Lock {
+    _file: File,
+}
+
+impl Lock {
+    /// Waits for an exclusive lock on `path` (created if missing).
+    pub fn exclusive(path: &Path) -> Result<Lock, Error> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::Io(format!("opening lock {}", path.display()), e))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::Io(format!("locking {}", path.display()), io::Error::last_os_error()));
+        }
+        Ok(Lock { _file: file })
+    }
+
+    /// The lock that serializes choosing subnets and ids across all labs.
+    pub fn global() -> Result<Lock, Error> {
+        fs::create_dir_all(STATE_ROOT).map_err(|e| Error::Io(format!("creating {STATE_ROOT}"), e))?;
+        Lock::exclusive(&Path::new(STATE_ROOT).join(".lock"))
+    }
+}
+
+/// Names of the labs that have a directory.
+pub fn lab_names() -> Vec<Name> {
+    let Ok(dir) = fs::read_dir(STATE_ROOT) else { return Vec::new() };
+    let mut names: Vec<Name> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| Name::parse(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every lab's state that can be read.
+pub fn all_states() -> Vec<(Name, Option<LabState>)> {
+    lab_names()
+        .into_iter()
+        .map(|n| {
+            let state = LabDir::new(&n).read_state().ok().flatten();
+            (n, state)
+        })
+        .collect()
+}
