@@ -1,0 +1,111 @@
+//! What the user reads: tables, JSON, and errors with a hint and an exit code.
+
+use lab::runtime::{DownReport, LabStatus};
+use lab::topology::Name;
+use lab::Error;
+use std::process::ExitCode;
+
+pub fn json<T: serde::Serialize>(value: &T) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("lab: error: encoding JSON: {e}"),
+    }
+}
+
+/// LAB NODE STATE PID ADDRESSES, one row per node.
+pub fn nodes_table(labs: &[LabStatus]) {
+    let mut rows = vec![["LAB".to_string(), "NODE".into(), "STATE".into(), "PID".into(), "ADDRESSES".into()]];
+    for lab in labs {
+        if lab.nodes.is_empty() {
+            let state = if lab.complete { "-" } else { "incomplete (run lab down)" };
+            rows.push([lab.name.clone(), "-".into(), state.into(), "-".into(), String::new()]);
+        }
+        for n in &lab.nodes {
+            rows.push([
+                lab.name.clone(),
+                n.name.clone(),
+                n.state.to_string(),
+                n.pid.map_or("-".into(), |p| p.to_string()),
+                n.addresses.join(" "),
+            ]);
+        }
+    }
+    print!("{}", table(&rows));
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line += cell;
+            } else {
+                line += &format!("{cell:<width$}  ", width = widths[i]);
+            }
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+pub fn down_report(name: &Name, r: &DownReport) {
+    if r.found_anything() {
+        eprintln!(
+            "lab {name} is down: removed {} nodes, {} processes, {} interfaces, {} nft tables",
+            r.nodes.len(),
+            r.processes,
+            r.interfaces,
+            r.nft_tables
+        );
+    } else {
+        eprintln!("lab {name}: nothing to remove");
+    }
+}
+
+/// Prints an error and what to do about it; returns the exit code.
+pub fn report(e: &Error) -> ExitCode {
+    match e {
+        Error::Topology(t) => {
+            eprintln!("{t}");
+            return ExitCode::from(2);
+        }
+        _ => eprintln!("lab: error: {e}"),
+    }
+    if let Some(hint) = hint(e) {
+        eprintln!("  hint: {hint}");
+    }
+    ExitCode::from(match e {
+        Error::NotFound(_) => 3,
+        _ => 1,
+    })
+}
+
+fn hint(e: &Error) -> Option<String> {
+    Some(match e {
+        Error::NotRoot => "run it as root, e.g. with sudo".into(),
+        Error::AlreadyUp(name) => {
+            format!("take it down first with `lab down {name}`, or pick another name with --name")
+        }
+        Error::NotFound(_) => "`lab ps` lists the labs and nodes that are up".into(),
+        Error::Interrupted => "everything made so far was removed".into(),
+        Error::Node { .. } | Error::Net(_) | Error::Sandbox(_) => "nothing was left behind; see `lab ps`".into(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn table_aligns_columns_and_trims() {
+        let rows = [["A".to_string(), "BB".into(), "C".into()], ["aaa".to_string(), "b".into(), "".into()]];
+        assert_eq!(super::table(&rows), "A    BB  C\naaa  b\n");
+    }
+}
