@@ -25,5 +25,5 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use process::{PidFd, ProcessRef};
 pub use seal::SealedExe;
-pub use spec::{ExitStatus, NodeSpec};
+pub use spec::{ExitStatus, NodeFile, NodeSpec};
 pub use start::{start, StartingNode};

@@ -1,5 +1,6 @@
 //! The node's root file system, built by its init inside its own mount namespace: an overlay
-//! (read-only lower layer, private writable upper layer), fresh /proc, /sys, /dev, /tmp and /run,
+//! (read-only lower layer, writable upper layer on a private tmpfs), fresh /proc, /sys, /dev,
+//! /tmp and /run,
 //! then pivot_root. Every mount target is resolved inside the new root and refused if it is a
 //! symlink, so a rootfs cannot redirect a mount onto a host path.
 
@@ -9,8 +10,10 @@ use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fchmodat, makedev, mkdirat, mknodat, FchmodatFlags, Mode, SFlag};
 use nix::unistd::{chdir, fchdir, pivot_root, symlinkat};
+use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Character devices every node gets: (name, major, minor), as runc and Docker do.
 const DEVICES: &[(&str, u64, u64)] =
@@ -30,9 +33,9 @@ pub fn setup(spec: &NodeSpec) -> Result<()> {
     // Nothing mounted from here on may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
         .ctx(|| "making / a slave mount in the node".into())?;
-    mount_overlay(spec)?;
-    let root = open(&spec.root(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| format!("opening {}", spec.root().display()))?;
+    let root_path = writable_layer(spec)?;
+    let root = open(&root_path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .ctx(|| format!("opening {}", root_path.display()))?;
     let noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_in(&root, "/", "proc", "proc", noexec, None)?;
     mount_in(&root, "/", "sys", "sysfs", noexec | MsFlags::MS_RDONLY, None)?;
@@ -52,22 +55,39 @@ pub fn setup(spec: &NodeSpec) -> Result<()> {
     mount_in(&root, "/", "tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
     // A fresh /run: the host's may be part of its root (and hold /run/lab, /run/netns).
     mount_in(&root, "/", "run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))?;
-    pivot(&spec.root())
+    pivot(&root_path)
 }
 
-fn mount_overlay(spec: &NodeSpec) -> Result<()> {
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        spec.rootfs.display(),
-        spec.upper().display(),
-        spec.work().display()
-    );
-    mount(Some("overlay"), &spec.root(), Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(|e| {
-        Error::os(
-            format!("mounting the node's root (overlay of {} under {})", spec.rootfs.display(), spec.upper().display()),
-            e,
-        )
-    })
+/// The writable layer: a tmpfs private to this mount namespace, mounted over the node's
+/// directory (so nothing of it touches the host's disk or shows on the host), holding the
+/// overlay's upper and work directories and the node's own files. Returns where the overlay
+/// root is mounted.
+fn writable_layer(spec: &NodeSpec) -> Result<PathBuf> {
+    let layer = &spec.dir;
+    mount(Some("tmpfs"), layer, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
+        .ctx(|| "mounting the node's writable layer (tmpfs)".into())?;
+    let (upper, work, root) = (layer.join("upper"), layer.join("work"), layer.join("root"));
+    for (dir, mode) in [(&upper, 0o755), (&work, 0o700), (&root, 0o755)] {
+        fs::DirBuilder::new().mode(mode).create(dir).ctx(|| format!("creating {}", dir.display()))?;
+    }
+    for file in &spec.files {
+        // A fresh tmpfs of our own: no symlink can be in the way.
+        let target = upper.join(file.path.trim_start_matches('/'));
+        if let Some(parent) = target.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .ctx(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&target, &file.contents).ctx(|| format!("writing {} in the node", file.path))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(file.mode))
+            .ctx(|| format!("setting the mode of {}", file.path))?;
+    }
+    let data = format!("lowerdir={},upperdir={},workdir={}", spec.rootfs.display(), upper.display(), work.display());
+    mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .ctx(|| format!("mounting the node's root (overlay on {})", spec.rootfs.display()))?;
+    Ok(root)
 }
 
 /// Opens directory `name` in `dir` without following any symlink, never leaving `dir`.

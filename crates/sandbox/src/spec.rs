@@ -3,8 +3,8 @@
 use crate::error::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 
 /// Everything needed to start one node. Written as JSON to the node's directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,29 +14,42 @@ pub struct NodeSpec {
     pub hostname: String,
     /// Read-only lower layer: `/` for the host's root, or a directory.
     pub rootfs: PathBuf,
-    /// The node's directory: writable layer, mount point, log, exit status.
+    /// The node's directory on the host: spec, log, exit status. Inside the node's mount
+    /// namespace a private tmpfs is mounted over it to hold the writable layer.
     pub dir: PathBuf,
     /// `None`: the init waits for signals.
     pub command: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
     /// cgroup path below each hierarchy's root.
     pub cgroup: String,
+    /// Files put into the writable layer before the node starts (/etc/hosts, ...); each
+    /// replaces whatever the read-only layer has at that path, symlinks included.
+    pub files: Vec<NodeFile>,
+}
+
+/// A file of the node's own, written into its writable layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFile {
+    /// Absolute path inside the node, plain components only.
+    pub path: String,
+    pub contents: String,
+    pub mode: u32,
+}
+
+impl NodeFile {
+    pub fn new(path: &str, contents: impl Into<String>, mode: u32) -> Result<NodeFile> {
+        let plain =
+            path.strip_prefix('/').is_some_and(|rest| rest.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
+        if !plain {
+            return Err(crate::Error::Other(format!("{path:?} is not a plain absolute path")));
+        }
+        Ok(NodeFile { path: path.to_string(), contents: contents.into(), mode })
+    }
 }
 
 impl NodeSpec {
     pub fn spec_file(&self) -> PathBuf {
         self.dir.join("spec.json")
-    }
-    /// Writable layer: everything the node writes, discarded with the lab.
-    pub fn upper(&self) -> PathBuf {
-        self.dir.join("upper")
-    }
-    pub fn work(&self) -> PathBuf {
-        self.dir.join("work")
-    }
-    /// Where the node's root is mounted (visible only in the node's mount namespace).
-    pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
     }
     /// The node command's stdout and stderr, with timestamps.
     pub fn log(&self) -> PathBuf {
@@ -49,39 +62,18 @@ impl NodeSpec {
 
     /// Creates the node's directory and writes the spec into it.
     pub fn prepare(&self) -> Result<()> {
-        for d in [&self.dir, &self.upper(), &self.work(), &self.root()] {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(d).ctx(|| format!("creating {}", d.display()))?;
-        }
-        // The upper layer's root becomes the node's `/`: it must look like one.
-        fs::set_permissions(self.upper(), fs::Permissions::from_mode(0o755))
-            .ctx(|| format!("setting permissions of {}", self.upper().display()))?;
-        let json = serde_json::to_vec_pretty(self).map_err(|e| crate::Error::Other(e.to_string()))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .ctx(|| format!("creating {}", self.dir.display()))?;
+        let json = serde_json::to_vec(self).map_err(|e| crate::Error::Other(e.to_string()))?;
         fs::write(self.spec_file(), json).ctx(|| format!("writing {}", self.spec_file().display()))
     }
 
     pub fn load(path: &Path) -> Result<NodeSpec> {
         let text = fs::read(path).ctx(|| format!("reading {}", path.display()))?;
         serde_json::from_slice(&text).map_err(|e| crate::Error::Other(format!("parsing {}: {e}", path.display())))
-    }
-
-    /// Puts a file into the node's writable layer before it starts (e.g. /etc/hosts). It
-    /// replaces whatever the read-only layer has at that path, symlinks included.
-    pub fn add_file(&self, path_in_node: &str, contents: &str, mode: u32) -> Result<()> {
-        let rel = Path::new(path_in_node.trim_start_matches('/'));
-        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(crate::Error::Other(format!("{path_in_node:?} is not a plain absolute path")));
-        }
-        let target = self.upper().join(rel);
-        if let Some(parent) = target.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .ctx(|| format!("creating {}", parent.display()))?;
-        }
-        fs::write(&target, contents).ctx(|| format!("writing {}", target.display()))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(mode))
-            .ctx(|| format!("setting permissions of {}", target.display()))
     }
 
     /// How the node's init ended, if it has.
@@ -126,7 +118,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn files_land_in_the_upper_layer() {
+    fn spec_round_trips_and_files_must_be_plain_paths() {
         let tmp = tempfile::tempdir().unwrap();
         let spec = NodeSpec {
             name: "n1".into(),
@@ -136,12 +128,13 @@ mod tests {
             command: None,
             env: vec![],
             cgroup: "lab/x/n1".into(),
+            files: vec![NodeFile::new("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap()],
         };
         spec.prepare().unwrap();
-        spec.add_file("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap();
-        assert_eq!(fs::read_to_string(tmp.path().join("n1/upper/etc/hosts")).unwrap(), "127.0.0.1\tlocalhost\n");
-        assert!(spec.add_file("/etc/../../escape", "", 0o644).is_err());
         assert_eq!(NodeSpec::load(&spec.spec_file()).unwrap(), spec);
+        for bad in ["etc/hosts", "/etc/../../escape", "/etc/./x", "/"] {
+            assert!(NodeFile::new(bad, "", 0o644).is_err(), "{bad}");
+        }
         assert_eq!(spec.exit_status(), None);
         fs::write(spec.status_file(), r#"{"signal":9}"#).unwrap();
         assert_eq!(spec.exit_status(), Some(ExitStatus::Signal(9)));

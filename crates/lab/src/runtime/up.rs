@@ -10,7 +10,7 @@ use futures::future::try_join_all;
 use ipnetwork::IpNetwork;
 use lab_net::{nat, netns, Netlink, VethEnd};
 use lab_sandbox::cgroup::Cgroups;
-use lab_sandbox::{NodeSpec, SealedExe, StartingNode};
+use lab_sandbox::{NodeFile, NodeSpec, SealedExe, StartingNode};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -34,16 +34,22 @@ struct Started {
 
 impl Builder<'_> {
     pub async fn run(&self) -> Result<Vec<NodeProcesses>, Error> {
+        let t = std::time::Instant::now();
         self.nat()?;
         let bridges = self.bridges().await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "made NAT rules and bridges");
         let specs = self.prepare_nodes()?;
+        tracing::debug!(elapsed = ?t.elapsed(), "prepared node directories and cgroups");
         let mut nodes = try_join_all(specs.iter().enumerate().map(|(i, s)| self.start(i, s))).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "started every node's init");
         self.wire(&nodes, &bridges).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "wired veths, addresses and routes");
         try_join_all(nodes.iter_mut().map(|n| {
             let name = self.plan.nodes[n.index].name.to_string();
             async move { n.node.go().await.map_err(|e| Error::node(&name, e)) }
         }))
         .await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "every node is ready");
         Ok(nodes
             .iter()
             .map(|n| NodeProcesses {
@@ -90,15 +96,17 @@ impl Builder<'_> {
         let resolv = resolv_conf();
         let mut specs = Vec::with_capacity(self.plan.nodes.len());
         for node in &self.plan.nodes {
-            let spec = node_spec(node, self.dir.node_dir(node.name.as_str()));
-            let files = || -> Result<(), lab_sandbox::Error> {
+            let spec = || -> Result<NodeSpec, lab_sandbox::Error> {
+                let files = vec![
+                    NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
+                    NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
+                    NodeFile::new("/etc/resolv.conf", resolv.clone(), 0o644)?,
+                ];
+                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files);
                 spec.prepare()?;
-                spec.add_file("/etc/hosts", &node.hosts, 0o644)?;
-                spec.add_file("/etc/hostname", &format!("{}\n", node.hostname), 0o644)?;
-                spec.add_file("/etc/resolv.conf", &resolv, 0o644)
+                Ok(spec)
             };
-            files().map_err(|e| Error::node(node.name.as_str(), e))?;
-            specs.push(spec);
+            specs.push(spec().map_err(|e| Error::node(node.name.as_str(), e))?);
         }
         let records: Vec<Resource> =
             self.plan.nodes.iter().map(|n| Resource::Cgroup { path: n.cgroup.clone() }).collect();
@@ -191,7 +199,7 @@ async fn configure(node: &NodePlan, netns: &File) -> Result<(), Error> {
     Ok(())
 }
 
-fn node_spec(node: &NodePlan, dir: PathBuf) -> NodeSpec {
+fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>) -> NodeSpec {
     NodeSpec {
         name: node.name.to_string(),
         hostname: node.hostname.to_string(),
@@ -203,6 +211,7 @@ fn node_spec(node: &NodePlan, dir: PathBuf) -> NodeSpec {
         command: node.command.clone(),
         env: node.env.clone(),
         cgroup: node.cgroup.clone(),
+        files,
     }
 }
 
