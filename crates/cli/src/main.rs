@@ -98,15 +98,15 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("LAB_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Up(a) => run_async(up(a)),
-        Command::Exec(a) => exec(a),
-        Command::Ps(a) => ps(a),
-        Command::Down(a) => run_async(down(a)),
+    let (which, result) = match cli.command {
+        Command::Up(a) => (output::Command::Up, run_async(up(a))),
+        Command::Exec(a) => (output::Command::Exec, exec(a)),
+        Command::Ps(a) => (output::Command::Other, ps(a)),
+        Command::Down(a) => (output::Command::Other, run_async(down(a))),
     };
     match result {
         Ok(code) => code,
-        Err(e) => output::report(&e),
+        Err(e) => output::report(&e, which),
     }
 }
 

@@ -70,33 +70,40 @@ pub fn down_report(name: &Name, r: &DownReport) {
     }
 }
 
-/// Prints an error and what to do about it; returns the exit code.
-pub fn report(e: &Error) -> ExitCode {
-    match e {
-        Error::Topology(t) => {
-            eprintln!("{t}");
-            return ExitCode::from(2);
-        }
-        _ => eprintln!("lab: error: {e}"),
-    }
-    if let Some(hint) = hint(e) {
-        eprintln!("  hint: {hint}");
-    }
-    ExitCode::from(match e {
-        Error::NotFound(_) => 3,
-        _ => 1,
-    })
+/// The command that failed, for the hint and the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Up,
+    Exec,
+    Other,
 }
 
-fn hint(e: &Error) -> Option<String> {
-    Some(match e {
-        Error::NotRoot => "run it as root, e.g. with sudo".into(),
-        Error::AlreadyUp(name) => {
+/// Exit code of `lab exec` when lab itself fails (the command's own codes pass through).
+pub const EXEC_FAILED: u8 = 125;
+
+/// Prints an error and what to do about it; returns the exit code: 2 for a bad topology file,
+/// 125 when `lab exec` could not run the command, 1 otherwise.
+pub fn report(e: &Error, command: Command) -> ExitCode {
+    if let Error::Topology(t) = e {
+        eprintln!("{t}");
+        return ExitCode::from(2);
+    }
+    eprintln!("lab: error: {e}");
+    if let Some(hint) = hint(e, command) {
+        eprintln!("  hint: {hint}");
+    }
+    ExitCode::from(if command == Command::Exec { EXEC_FAILED } else { 1 })
+}
+
+fn hint(e: &Error, command: Command) -> Option<String> {
+    Some(match (e, command) {
+        (Error::NotRoot, _) => "run it as root, e.g. with sudo".into(),
+        (Error::AlreadyUp(name), _) => {
             format!("take it down first with `lab down {name}`, or pick another name with --name")
         }
-        Error::NotFound(_) => "`lab ps` lists the labs and nodes that are up".into(),
-        Error::Interrupted => "everything made so far was removed".into(),
-        Error::Node { .. } | Error::Net(_) | Error::Sandbox(_) => "nothing was left behind; see `lab ps`".into(),
+        (Error::NotFound(_), _) => "`lab ps` lists the labs and nodes that are up".into(),
+        (Error::Interrupted, _) => "everything made so far was removed".into(),
+        (_, Command::Up) => "everything made so far was removed".into(),
         _ => return None,
     })
 }

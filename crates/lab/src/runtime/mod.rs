@@ -43,6 +43,8 @@ fn ensure_root() -> Result<(), Error> {
 /// SIGTERM during bring-up roll back too.
 pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Error> {
     ensure_root()?;
+    // Caught from before anything is made: a signal at any point means roll back.
+    let mut interrupts = Interrupts::catch()?;
     preflight(topology)?;
     let exe = SealedExe::of(&options.lab_binary)?;
     let host = Netlink::host()?;
@@ -76,7 +78,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     };
     let result = tokio::select! {
         r = builder.run() => r,
-        _ = interrupted() => Err(Error::Interrupted),
+        _ = interrupts.wait() => Err(Error::Interrupted),
     };
     match result {
         Ok(nodes) => {
@@ -94,17 +96,25 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     }
 }
 
-async fn interrupted() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
+/// SIGINT and SIGTERM, held (not acted on by the default handler) while registered.
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn catch() -> Result<Interrupts, Error> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let catch = |kind| signal(kind).map_err(|e| Error::Io("catching SIGINT and SIGTERM".into(), e));
+        Ok(Interrupts { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())? })
+    }
+
+    /// Returns once either signal has arrived since `catch`.
+    async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
-        // Without signal handling, never interrupt.
-        _ => std::future::pending().await,
     }
 }
 
@@ -193,6 +203,8 @@ pub struct NodeStatus {
     pub pid: Option<i32>,
     /// `eth0=10.42.0.2/24` and so on.
     pub addresses: Vec<String>,
+    /// The node command's output, with timestamps.
+    pub log: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -252,6 +264,7 @@ fn status(dir: &LabDir, state: &LabState) -> LabStatus {
                 state: node_state,
                 pid: procs.filter(|_| alive).map(|p| p.init.pid),
                 addresses: n.interfaces.iter().filter_map(|i| i.address.map(|a| format!("{}={a}", i.name))).collect(),
+                log: dir.node_dir(n.name.as_str()).join("log"),
             }
         })
         .collect();
