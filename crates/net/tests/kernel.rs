@@ -26,6 +26,39 @@ impl Drop for Cleanup {
     }
 }
 
+/// A network namespace held by a process of its own, addressed by pid: no name under
+/// /run/netns (which `ip netns add` would leave mounted on the host).
+struct TestNs(std::process::Child);
+
+impl TestNs {
+    fn new() -> TestNs {
+        let mut child = Command::new("unshare")
+            .args(["--net", "sh", "-c", "echo ready; exec sleep infinity"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("running unshare --net");
+        let mut ready = [0u8; 6];
+        std::io::Read::read_exact(child.stdout.as_mut().expect("piped"), &mut ready).expect("namespace ready");
+        TestNs(child)
+    }
+
+    fn file(&self) -> File {
+        File::open(format!("/proc/{}/ns/net", self.0.id())).expect("the namespace file")
+    }
+
+    /// `ip ARGS` run inside the namespace.
+    fn ip(&self, args: &str) -> (bool, String) {
+        sh(&format!("nsenter -t {} -n ip {args}", self.0.id()))
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn tag(prefix: &str) -> String {
     format!("{prefix}{}", std::process::id() % 100000)
 }
@@ -33,13 +66,11 @@ fn tag(prefix: &str) -> String {
 #[tokio::test]
 async fn bridge_and_veth_straight_into_a_namespace() {
     require_root();
-    let ns = tag("ltn");
+    let ns = TestNs::new();
     let br = tag("ltb");
     let veth = tag("ltv");
-    let _cleanup =
-        Cleanup(vec![format!("ip link del {veth}"), format!("ip link del {br}"), format!("ip netns del {ns}")]);
-    assert!(sh(&format!("ip netns add {ns}")).0);
-    let nsfile = File::open(format!("/run/netns/{ns}")).unwrap();
+    let _cleanup = Cleanup(vec![format!("ip link del {veth}"), format!("ip link del {br}")]);
+    let nsfile = ns.file();
 
     let host = Netlink::host().unwrap();
     let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
@@ -55,7 +86,7 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     b.netns = Some(nsfile.as_fd());
     host.create_veth(a, b).await.unwrap();
 
-    let node = Netlink::in_netns(&nsfile, &ns).await.unwrap();
+    let node = Netlink::in_netns(&nsfile, "the test namespace").await.unwrap();
     let links = node.links().await.unwrap();
     let eth0 = links.iter().find(|l| l.name == "eth0").expect("eth0 inside the namespace");
     assert!(!eth0.up, "the peer end is created down");
@@ -69,11 +100,10 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     assert!(out.contains("alias lab/test/n1/eth0"), "{out}");
     let (_, out) = sh(&format!("ip link show {br}"));
     assert!(out.contains("02:11:22:33:44:55"), "bridge keeps the MAC we gave it: {out}");
-    let (_, out) = sh(&format!("ip -n {ns} route"));
+    let (_, out) = ns.ip("route");
     assert!(out.contains("default via 10.250.7.1 dev eth0"), "{out}");
-    let (ok, out) = sh(&format!("ip netns exec {ns} ping -c1 -W2 10.250.7.1"));
+    let (ok, out) = sh(&format!("nsenter -t {} -n ping -c1 -W2 10.250.7.1", ns.0.id()));
     assert!(ok, "node reaches the bridge address: {out}");
-    assert!(!sh(&format!("ip link show eth0 | grep -q {ns}")).0);
 
     let links = host.links().await.unwrap();
     assert_eq!(links.iter().filter(|l| l.group == group).count(), 2, "bridge and host end in the group");
@@ -91,11 +121,8 @@ async fn bridge_and_veth_straight_into_a_namespace() {
 #[tokio::test]
 async fn veth_between_two_namespaces() {
     require_root();
-    let (n1, n2) = (tag("ltp1-"), tag("ltp2-"));
-    let _cleanup = Cleanup(vec![format!("ip netns del {n1}"), format!("ip netns del {n2}")]);
-    assert!(sh(&format!("ip netns add {n1} && ip netns add {n2}")).0);
-    let f1 = File::open(format!("/run/netns/{n1}")).unwrap();
-    let f2 = File::open(format!("/run/netns/{n2}")).unwrap();
+    let (n1, n2) = (TestNs::new(), TestNs::new());
+    let (f1, f2) = (n1.file(), n2.file());
     let host = Netlink::host().unwrap();
     let mut a = VethEnd::new("eth1");
     a.netns = Some(f1.as_fd());
@@ -103,8 +130,8 @@ async fn veth_between_two_namespaces() {
     b.netns = Some(f2.as_fd());
     host.create_veth(a, b).await.unwrap();
     for ns in [&n1, &n2] {
-        let (_, out) = sh(&format!("ip -n {ns} -br link show eth1"));
-        assert!(out.contains("eth1@"), "{ns}: {out}");
+        let (_, out) = ns.ip("-br link show eth1");
+        assert!(out.contains("eth1@"), "{out}");
     }
     assert!(host.link("eth1").await.unwrap().is_none(), "nothing appears on the host");
 }

@@ -1,0 +1,167 @@
+//! What a node sees: its own host name, processes, mounts, interfaces and files.
+
+use crate::support::*;
+use std::path::Path;
+
+const TWO: &str = "[networks.lan]\n[nodes.node1]\nnetworks = [\"lan\"]\n[nodes.node2]\nnetworks = [\"lan\"]\n";
+
+#[test]
+fn a_node_sees_only_itself() {
+    let _host = shared();
+    let lab = Lab::up("iso", TWO);
+    assert_eq!(lab.sh("node1", "hostname"), "node1\n");
+    assert_ne!(text(&host("hostname").stdout).trim(), "node1", "the host's name is untouched");
+
+    // pid namespace: the init is PID 1, and only the node's processes are visible.
+    assert!(lab.sh("node1", "cat /proc/1/cmdline | tr '\\0' ' '").starts_with("lab-init __init "));
+    let pids = lab.sh("node1", "ls /proc | grep -c '^[0-9]'");
+    assert!(pids.trim().parse::<u32>().unwrap() <= 4, "node sees host processes: {pids}");
+    let ps = lab.sh("node1", "ps -eo pid=,comm=");
+    assert!(!ps.contains("cargo") && !ps.contains("lab-monitor"), "{ps}");
+
+    // network namespace: lo and its own interface only.
+    let links = lab.sh("node1", "ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//'");
+    assert_eq!(links.lines().collect::<Vec<_>>(), ["lo", "eth0"], "{links}");
+
+    // mount namespace: a fresh /proc, /sys read-only, /dev minimal, tmpfs /tmp and /run;
+    // none of it appears on the host.
+    let mounts = lab.sh("node1", "awk '{print $2\" \"$3}' /proc/mounts");
+    for m in [
+        "/ overlay",
+        "/proc proc",
+        "/sys sysfs",
+        "/dev tmpfs",
+        "/dev/pts devpts",
+        "/dev/shm tmpfs",
+        "/tmp tmpfs",
+        "/run tmpfs",
+    ] {
+        assert!(mounts.lines().any(|l| l == m), "missing {m} in:\n{mounts}");
+    }
+    assert!(!mounts.contains("/work"), "host mounts leak into the node:\n{mounts}");
+    let dev = lab.sh("node1", "ls /dev | tr '\\n' ' '");
+    assert_eq!(dev.trim(), "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero");
+    let sys = lab.exec("node1", &["sh", "-c", "echo 1 > /sys/kernel/lab-test"]);
+    assert!(!sys.status.success() && text(&sys.stderr).contains("Read-only file system"), "{}", show(&sys));
+    assert_eq!(lab.sh("node1", "echo hi > /dev/null && head -c 4 /dev/zero | wc -c"), "4\n");
+    let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!host_mounts.contains(&format!("/run/lab/{}/", lab.name)), "node mounts leak to the host");
+
+    // cgroup namespace: the node's cgroup is its root.
+    let cgroup = lab.sh("node1", "cat /proc/self/cgroup");
+    assert!(cgroup.lines().all(|l| l.ends_with(":/")), "{cgroup}");
+    lab.down();
+}
+
+#[test]
+fn nodes_live_in_their_own_cgroups() {
+    let _host = shared();
+    let lab = Lab::up("cg", TWO);
+    let ps = lab_ps_json();
+    let node = ps
+        .as_array()
+        .and_then(|labs| labs.iter().find(|l| l["name"] == lab.name.as_str()))
+        .and_then(|l| l["nodes"].as_array().cloned())
+        .expect("the lab in ps --json");
+    let pid = node[0]["pid"].as_i64().expect("node1 has a pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let want = format!("/lab/{}/node1", lab.name);
+    assert!(cgroups.lines().any(|l| l.ends_with(&want)), "init {pid} is not in {want}:\n{cgroups}");
+    lab.down();
+}
+
+pub fn lab_ps_json() -> serde_json::Value {
+    let out = lab(&["ps", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).expect("ps --json prints JSON")
+}
+
+#[test]
+fn writes_go_to_a_private_layer_that_down_discards() {
+    let _host = shared();
+    let lab = Lab::up("write", TWO);
+    let file = format!("/etc/lab-write-test-{}", lab.name);
+    lab.sh("node1", &format!("echo secret > {file} && echo more >> /etc/hostname"));
+    assert_eq!(lab.sh("node1", &format!("cat {file}")), "secret\n");
+    assert!(!Path::new(&file).exists(), "a node's write reached the host's {file}");
+    let other = lab.exec("node2", &["cat", &file]);
+    assert!(!other.status.success(), "node2 sees node1's file:\n{}", show(&other));
+    assert_eq!(lab.sh("node2", "cat /etc/hostname"), "node2\n");
+    // The host's files are there, read-only underneath.
+    assert!(lab.sh("node1", "cat /etc/os-release").contains("ID="));
+    // The layer is the node's own tmpfs: nothing of it shows on the host.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(&format!("/run/lab/{}", lab.name)), "{mounts}");
+    // Down and up again under the same name: the write is gone.
+    lab.recreate();
+    let gone = lab.exec("node1", &["cat", &file]);
+    assert!(!gone.status.success(), "the write survived down:\n{}", show(&gone));
+    lab.down();
+}
+
+/// Copies `binaries` and the libraries they load into `root`, at the same paths.
+fn make_rootfs(root: &Path, binaries: &[&str]) {
+    let mut files: Vec<String> = Vec::new();
+    for b in binaries {
+        files.push(b.to_string());
+        let ldd = text(&host(&format!("ldd {b}")).stdout);
+        for line in ldd.lines() {
+            let path = line.split("=>").last().unwrap_or("").split_whitespace().next().unwrap_or("");
+            if path.starts_with('/') {
+                files.push(path.to_string());
+            }
+        }
+    }
+    for f in files {
+        let dest = root.join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::copy(&f, &dest).unwrap_or_else(|e| panic!("copying {f}: {e}"));
+    }
+}
+
+#[test]
+fn a_directory_can_be_the_rootfs() {
+    let _host = shared();
+    let rootfs = tempfile::tempdir().unwrap();
+    make_rootfs(rootfs.path(), &["/bin/sh", "/bin/cat", "/bin/ls"]);
+    std::fs::write(rootfs.path().join("marker"), "from the rootfs\n").unwrap();
+    let lab = Lab::up("rootfs", &format!("[nodes.box]\nrootfs = \"{}\"\n", rootfs.path().display()));
+    assert_eq!(lab.sh("box", "cat /marker"), "from the rootfs\n");
+    assert_eq!(lab.sh("box", "test -e /usr/bin/apt-get && echo host || echo own"), "own\n");
+    assert_eq!(lab.sh("box", "cat /proc/sys/kernel/hostname"), "box\n");
+    lab.sh("box", "echo changed > /marker; echo new > /new");
+    assert_eq!(std::fs::read_to_string(rootfs.path().join("marker")).unwrap(), "from the rootfs\n");
+    assert!(!rootfs.path().join("new").exists(), "the rootfs directory stays read-only");
+    lab.down();
+}
+
+#[test]
+fn zombies_are_reaped_by_the_init() {
+    let _host = shared();
+    let lab = Lab::up("zombie", "[nodes.a]\n");
+    // The subshell exits at once: its `sleep` is orphaned to the node's init, which must
+    // reap it when it exits.
+    let out = lab.sh("a", "(sleep 0.2 &); sleep 1; ps -eo stat=,pid=,comm= | grep '^Z' | wc -l");
+    assert_eq!(out.trim(), "0", "unreaped zombies in the node");
+    lab.down();
+}
+
+#[test]
+fn point_to_point_links_carry_addresses_and_names() {
+    let _host = shared();
+    let lab = Lab::up(
+        "p2p",
+        r#"
+[nodes.r1]
+[nodes.r2]
+[[links]]
+endpoints = ["r1:eth1", "r2:eth7"]
+addresses = ["10.255.12.1/30", "10.255.12.2/30"]
+"#,
+    );
+    assert!(lab.sh("r2", "ip -o -4 addr show eth7").contains("10.255.12.2/30"));
+    let out = lab.exec("r1", &["ping", "-c1", "-W2", "r2"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(text(&out.stdout).contains("(10.255.12.2)"), "{}", show(&out));
+    lab.down();
+}

@@ -1,0 +1,184 @@
+//! Bringing labs up and down: the three-node example, repeats, rollbacks, several labs.
+
+use crate::support::*;
+
+#[test]
+fn three_node_example_up_ping_every_pair_down() {
+    let _host = shared();
+    let lab = Lab::up_file("three", &repo().join("topologies/three-node.toml"));
+    let nodes = ["node1", "node2", "node3"];
+    for a in nodes {
+        for b in nodes.iter().filter(|b| **b != a) {
+            let out = lab.exec(a, &["ping", "-c1", "-W2", b]);
+            assert!(out.status.success(), "{a} cannot ping {b} by name:\n{}", show(&out));
+            assert!(text(&out.stdout).contains(&format!("PING {b} (10.")), "{}", show(&out));
+        }
+    }
+    // ip netns knows the nodes as <lab>-<node>.
+    let netns = text(&host("ip netns list").stdout);
+    for n in nodes {
+        assert!(netns.contains(&format!("{}-{n}", lab.name)), "{netns}");
+    }
+    lab.down();
+}
+
+#[test]
+fn up_prints_a_table_and_returns_while_nodes_keep_running() {
+    let _host = shared();
+    let name = unique("table");
+    let file = repo().join("topologies/three-node.toml");
+    let out = lab(&["up", file.to_str().unwrap(), "--name", &name]);
+    let guard = GuardDown(name.clone());
+    assert!(out.status.success(), "{}", show(&out));
+    let table = text(&out.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["LAB", "NODE", "STATE", "PID", "ADDRESSES"]);
+    for n in ["node1", "node2", "node3"] {
+        let row = table.lines().find(|l| l.split_whitespace().nth(1) == Some(n)).unwrap_or_else(|| panic!("{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[2], "running", "{row}");
+        let pid: i32 = cols[3].parse().unwrap_or_else(|_| panic!("pid in {row}"));
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "node init {pid} runs after up returned");
+        assert!(cols[4].starts_with("eth0=10."), "{row}");
+    }
+    drop(guard);
+    assert_eq!(leftovers(&name), Vec::<String>::new());
+}
+
+/// Runs `lab down NAME` when dropped.
+struct GuardDown(String);
+impl Drop for GuardDown {
+    fn drop(&mut self) {
+        let _ = lab(&["down", &self.0]);
+    }
+}
+
+#[test]
+fn down_twice_and_by_file_is_fine() {
+    let _host = shared();
+    let lab_ = Lab::up("twice", "[nodes.a]\n[nodes.b]\n");
+    let file = lab_.file.to_str().unwrap().to_string();
+    let name = lab_.name.clone();
+    // By file: the name comes from the file.
+    let out = lab(&["down", &file]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(text(&out.stderr).contains(&format!("lab {name} is down")), "{}", show(&out));
+    let again = lab(&["down", &name]);
+    assert!(again.status.success(), "second down must succeed:\n{}", show(&again));
+    assert!(text(&again.stderr).contains("nothing to remove"), "{}", show(&again));
+    assert_eq!(leftovers(&name), Vec::<String>::new());
+    lab_.down();
+}
+
+#[test]
+fn the_same_name_twice_is_a_clear_error() {
+    let _host = shared();
+    let lab_ = Lab::up("dup", "[nodes.a]\n");
+    let out = lab(&["up", lab_.file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains(&format!("lab {} is already up", lab_.name)), "{}", show(&out));
+    assert!(text(&out.stderr).contains("lab down"), "the hint says what to do:\n{}", show(&out));
+    // The first lab is untouched.
+    assert_eq!(lab_.sh("a", "echo ok"), "ok\n");
+    lab_.down();
+}
+
+#[test]
+fn two_labs_at_once_get_their_own_subnets_names_and_tables() {
+    let _host = shared();
+    let topo = "[networks.lan]\nnat = true\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n";
+    let (first, second) = std::thread::scope(|s| {
+        let one = s.spawn(|| Lab::up("pair", topo));
+        let two = s.spawn(|| Lab::up("pair", topo));
+        (one.join().expect("first up"), two.join().expect("second up"))
+    });
+    let subnet = |l: &Lab| {
+        let out = l.sh("a", "ip -o -4 addr show eth0 | awk '{print $4}'");
+        out.trim().rsplit_once('.').map(|(net, _)| net.to_string()).unwrap_or_default()
+    };
+    assert_ne!(subnet(&first), subnet(&second), "two labs picked the same subnet");
+    for l in [&first, &second] {
+        assert!(l.exec("a", &["ping", "-c1", "-W2", "b"]).status.success());
+        let tables = text(&host("nft list tables").stdout);
+        assert!(tables.contains(&format!("table inet lab-{}", l.name)), "{tables}");
+    }
+    first.down();
+    // The other lab still works after the first is gone.
+    assert!(second.exec("b", &["ping", "-c1", "-W2", "a"]).status.success());
+    second.down();
+}
+
+#[test]
+fn a_node_that_cannot_start_fails_up_naming_it_and_rolls_back() {
+    let _host = shared();
+    let (lab_, out) = Lab::try_up(
+        "fail",
+        r#"
+[networks.lan]
+nat = true
+[nodes.a]
+networks = ["lan"]
+[nodes.b]
+networks = ["lan"]
+command = ["/no/such/program", "--flag"]
+[nodes.c]
+networks = ["lan"]
+[[links]]
+endpoints = ["a", "c"]
+"#,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("node b:"), "names the node:\n{err}");
+    assert!(err.contains("/no/such/program"), "names the command:\n{err}");
+    assert!(err.contains("No such file or directory"), "says why:\n{err}");
+    assert_eq!(leftovers(&lab_.name), Vec::<String>::new(), "a failed up must leave nothing");
+}
+
+#[test]
+fn a_missing_rootfs_is_refused_before_anything_is_made() {
+    let _host = shared();
+    let (lab_, out) = Lab::try_up("norootfs", "[nodes.a]\n[nodes.b]\nrootfs = \"/no/such/rootfs\"\n");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(text(&out.stderr).contains("node b: rootfs /no/such/rootfs is not a directory"), "{}", show(&out));
+    assert_eq!(leftovers(&lab_.name), Vec::<String>::new());
+}
+
+#[test]
+fn sigint_during_up_rolls_back() {
+    let _host = shared();
+    let mut topology = String::from("[networks.lan]\nnat = true\n");
+    for i in 0..40 {
+        topology += &format!("[nodes.n{i}]\nnetworks = [\"lan\"]\n");
+    }
+    let mut interrupted = 0;
+    for delay_ms in [20u64, 60, 120, 200, 300] {
+        let name = unique("sigint");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lab.toml");
+        std::fs::write(&file, format!("name = \"{name}\"\n{topology}")).unwrap();
+        let _guard = GuardDown(name.clone());
+        let child = std::process::Command::new(lab_bin())
+            .args(["up", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        match out.status.code() {
+            // It finished first; then down must still clean up.
+            Some(0) => assert!(lab(&["down", &name]).status.success()),
+            // The signal came before lab caught it: nothing may have been made yet.
+            None => {}
+            Some(_) => {
+                interrupted += 1;
+                assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
+            }
+        }
+        assert_eq!(leftovers(&name), Vec::<String>::new(), "after SIGINT at {delay_ms}ms");
+    }
+    assert!(interrupted > 0, "no SIGINT landed during bring-up; the rollback path was not exercised");
+}

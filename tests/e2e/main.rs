@@ -1,0 +1,11 @@
+//! End-to-end tests: the built `lab` binary, run as root against the real kernel.
+//! Each test makes uniquely named labs and takes them down in a guard, also when it fails.
+
+mod errors;
+mod exec;
+mod host;
+mod isolation;
+mod lifecycle;
+mod nat;
+mod ps;
+mod support;

@@ -1,0 +1,176 @@
+//! Helpers for end-to-end tests: run the real `lab` binary as root, give each test its own
+//! lab name, and take every lab down again, also when a test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Tests that compare the whole host before and after take this exclusively; the others
+/// share it, so that no lab of theirs is up while the host is compared.
+static HOST: RwLock<()> = RwLock::new(());
+
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    require_root();
+    HOST.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    require_root();
+    HOST.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the end-to-end tests create namespaces, interfaces and cgroups: run `cargo test` as root"
+    );
+}
+
+pub fn lab_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lab")
+}
+
+/// The repository's root (topologies/, tests/).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A lab name no other test uses: `t-<what>-<pid>-<n>`.
+pub fn unique(what: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("t-{what}-{}-{}", std::process::id() % 100_000, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Runs `lab` with `args`.
+pub fn lab(args: &[&str]) -> Output {
+    Command::new(lab_bin()).args(args).stdin(Stdio::null()).output().expect("running the lab binary")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs a shell command on the host (to check the product from outside).
+pub fn host(cmd: &str) -> Output {
+    Command::new("sh").arg("-c").arg(cmd).output().expect("running sh")
+}
+
+pub fn show(o: &Output) -> String {
+    format!("exit {:?}\nstdout:\n{}\nstderr:\n{}", o.status.code(), text(&o.stdout), text(&o.stderr))
+}
+
+/// A lab that is taken down when dropped, whatever happened.
+pub struct Lab {
+    pub name: String,
+    pub file: PathBuf,
+    _dir: tempfile::TempDir,
+    down: bool,
+}
+
+impl Lab {
+    /// Writes `topology` (without its `name`) to a file and brings it up under a unique name.
+    pub fn up(what: &str, topology: &str) -> Lab {
+        let (lab, out) = Lab::try_up(what, topology);
+        assert!(out.status.success(), "lab up {} failed:\n{}\ntopology:\n{topology}", lab.name, show(&out));
+        lab
+    }
+
+    /// Like `up`, but returns `lab up`'s output whatever it was.
+    pub fn try_up(what: &str, topology: &str) -> (Lab, Output) {
+        let name = unique(what);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&file, format!("name = \"{name}\"\n{topology}")).expect("writing topology");
+        let out = lab(&["up", file.to_str().expect("utf-8 path")]);
+        (Lab { name, file, _dir: dir, down: false }, out)
+    }
+
+    /// Brings up an existing topology file under a unique name (`--name`).
+    pub fn up_file(what: &str, path: &Path) -> Lab {
+        let name = unique(what);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = lab(&["up", path.to_str().expect("utf-8 path"), "--name", &name]);
+        let lab = Lab { name, file: path.to_path_buf(), _dir: dir, down: false };
+        assert!(out.status.success(), "lab up {} failed:\n{}", lab.name, show(&out));
+        lab
+    }
+
+    pub fn exec(&self, node: &str, args: &[&str]) -> Output {
+        let mut all = vec!["exec", "--lab", &self.name, node];
+        all.extend_from_slice(args);
+        lab(&all)
+    }
+
+    /// `sh -c script` in `node`; panics unless it succeeds; returns stdout.
+    pub fn sh(&self, node: &str, script: &str) -> String {
+        let out = self.exec(node, &["sh", "-c", script]);
+        assert!(out.status.success(), "in {node} of {}: `{script}` failed:\n{}", self.name, show(&out));
+        text(&out.stdout)
+    }
+
+    /// Takes the lab down (checking nothing is left) and brings it up again from its file.
+    pub fn recreate(&self) {
+        let out = lab(&["down", &self.name]);
+        assert!(out.status.success(), "lab down {} failed:\n{}", self.name, show(&out));
+        assert_eq!(leftovers(&self.name), Vec::<String>::new());
+        let out = lab(&["up", self.file.to_str().expect("utf-8 path"), "--name", &self.name]);
+        assert!(out.status.success(), "lab up {} again failed:\n{}", self.name, show(&out));
+    }
+
+    /// Takes the lab down and checks that nothing of it is left on the host.
+    pub fn down(mut self) {
+        let out = lab(&["down", &self.name]);
+        self.down = true;
+        assert!(out.status.success(), "lab down {} failed:\n{}", self.name, show(&out));
+        assert_eq!(leftovers(&self.name), Vec::<String>::new(), "lab down {} left these behind", self.name);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if !self.down {
+            let _ = lab(&["down", &self.name]);
+        }
+    }
+}
+
+/// Everything on the host that still carries lab `name`: interfaces (by alias), network
+/// namespace names, its nft table, mounts, cgroups, state, processes.
+pub fn leftovers(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let alias_prefix = format!("lab/{name}/");
+    for e in std::fs::read_dir("/sys/class/net").expect("/sys/class/net").flatten() {
+        let alias = std::fs::read_to_string(e.path().join("ifalias")).unwrap_or_default();
+        if alias.starts_with(&alias_prefix) {
+            out.push(format!("interface {} ({})", e.file_name().to_string_lossy(), alias.trim()));
+        }
+    }
+    let netns_prefix = format!("{name}-");
+    for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&netns_prefix) {
+            out.push(format!("netns {}", e.file_name().to_string_lossy()));
+        }
+    }
+    let tables = text(&host("nft list tables").stdout);
+    if tables.lines().any(|l| l.trim() == format!("table inet lab-{name}")) {
+        out.push(format!("nft table inet lab-{name}"));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
+    let state = format!("/run/lab/{name}/");
+    for m in mounts.lines().filter(|l| l.contains(&state) || l.contains(&format!("/run/netns/{netns_prefix}"))) {
+        out.push(format!("mount {m}"));
+    }
+    let cgroups = text(&host(&format!("find /sys/fs/cgroup -type d -path '*/lab/{name}*' 2>/dev/null")).stdout);
+    out.extend(cgroups.lines().map(|c| format!("cgroup {c}")));
+    if Path::new(&state).exists() {
+        out.push(format!("state {state}"));
+    }
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if text(&cmdline).contains(&state) {
+            out.push(format!("process {} {}", e.file_name().to_string_lossy(), text(&cmdline).replace('\0', " ")));
+        }
+    }
+    out
+}
