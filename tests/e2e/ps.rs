@@ -61,6 +61,36 @@ fn a_node_killed_from_the_host_shows_how_it_ended_and_down_still_works() {
 }
 
 #[test]
+fn a_node_command_gets_no_file_descriptor_of_the_host() {
+    let _host = shared();
+    // `lab up` gets a descriptor it did not open (fd 9, as a careless caller might leave).
+    let leaked = std::fs::File::open("/etc/hostname").unwrap();
+    let leaked_fd = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    let name = unique("fds");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lab.toml");
+    std::fs::write(&file, format!("name = \"{name}\"\n[nodes.a]\ncommand = [\"sleep\", \"infinity\"]\n")).unwrap();
+    let mut up = std::process::Command::new(lab_bin());
+    up.args(["up", file.to_str().unwrap()]);
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut up, move || {
+            libc::dup2(leaked_fd, 9);
+            Ok(())
+        });
+    }
+    let out = up.output().unwrap();
+    let lab_ = Lab::adopt(&name, &file, dir);
+    assert!(out.status.success(), "{}", show(&out));
+    // sleep opens nothing itself: whatever it has, it inherited. It is PID 2 of the node.
+    assert_eq!(lab_.sh("a", "cat /proc/2/comm"), "sleep\n");
+    let fds = lab_.sh("a", "ls /proc/2/fd | tr '\\n' ' '");
+    assert_eq!(fds.trim(), "0 1 2", "the node's command inherited more than stdio: {fds}");
+    let init_fds = lab_.sh("a", "ls /proc/1/fd | tr '\\n' ' '");
+    assert!(!init_fds.split_whitespace().any(|fd| fd == "3"), "the init kept its sync socket: {init_fds}");
+    lab_.down();
+}
+
+#[test]
 fn a_node_command_runs_under_the_init_and_its_output_is_logged() {
     let _host = shared();
     let lab_ = Lab::up("log", "[nodes.a]\ncommand = \"echo hello from a; echo oops >&2; exec sleep infinity\"\n");

@@ -86,6 +86,11 @@ impl Lab {
         (Lab { name, file, _dir: dir, down: false }, out)
     }
 
+    /// Takes charge of a lab brought up some other way (taken down on drop).
+    pub fn adopt(name: &str, file: &Path, dir: tempfile::TempDir) -> Lab {
+        Lab { name: name.to_string(), file: file.to_path_buf(), _dir: dir, down: false }
+    }
+
     /// Brings up an existing topology file under a unique name (`--name`).
     pub fn up_file(what: &str, path: &Path) -> Lab {
         let name = unique(what);

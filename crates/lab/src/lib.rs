@@ -1,4 +1,33 @@
 //! `lab`: networks of isolated Linux nodes from one TOML file.
+//!
+//! A topology file is parsed into a checked [`Topology`], which a pure function turns into a
+//! [`Plan`]: every interface name, subnet, address, route and hosts file decided before
+//! anything is made. [`runtime::up`] carries a plan out (as root), [`runtime::down`] undoes it.
+//!
+//! ```
+//! use lab::{plan::Facts, Plan, Source, Topology};
+//!
+//! let text = r#"
+//!     name = "demo"
+//!     [networks.lan]
+//!     subnet = "10.42.7.0/24"
+//!     nat = true
+//!     [nodes.a]
+//!     networks = ["lan"]
+//!     [nodes.b]
+//!     networks = { lan = "10.42.7.20" }
+//! "#;
+//! let topology = Topology::parse(Source::new("demo.toml", text))?;
+//! let plan = Plan::new(&topology, &Facts::default())?;
+//! let a = plan.node("a").expect("node a");
+//! assert_eq!(a.interfaces[0].address.unwrap().to_string(), "10.42.7.2/24");
+//! assert!(a.hosts.contains("10.42.7.20\tb\n"));
+//!
+//! // Mistakes point at the file, line and column.
+//! let err = Topology::parse(Source::new("bad.toml", "[nodes.A]\n")).unwrap_err();
+//! assert_eq!(err.location(), "bad.toml:1:8");
+//! # Ok::<(), lab::TopologyError>(())
+//! ```
 
 pub mod diagnostic;
 pub mod plan;

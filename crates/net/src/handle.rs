@@ -82,16 +82,10 @@ impl Netlink {
     pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
         let res: std::result::Result<Vec<LinkMessage>, _> =
             self.handle.link().get().match_name(name.to_string()).execute().try_collect().await;
-        match res {
+        match res.map_err(|e| Error::netlink(format!("looking up interface {name}{}", self.place), e)) {
             Ok(msgs) => Ok(msgs.first().map(link_info)),
-            Err(e) => {
-                let e = Error::netlink(format!("looking up interface {name}{}", self.place), e);
-                if e.is_gone() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
+            Err(e) if e.is_gone() => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -134,33 +128,25 @@ impl Netlink {
     pub async fn delete_group(&self, group: u32) -> Result<()> {
         let mut msg = LinkUnspec::new_with_index(0).build();
         msg.attributes.push(LinkAttribute::Group(group));
-        match self.handle.link().del_with_message(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::netlink(format!("deleting the interfaces of link group {group}{}", self.place), e);
-                if e.is_gone() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let r = self.handle.link().del_with_message(msg).execute().await;
+        gone_is_ok(
+            r.map_err(|e| Error::netlink(format!("deleting the interfaces of link group {group}{}", self.place), e)),
+        )
     }
 
     /// Deletes interface `name` (for a veth, both ends). Already gone is success.
     pub async fn delete_link(&self, name: &str) -> Result<()> {
         let msg = LinkUnspec::new_with_name(name).build();
-        match self.handle.link().del_with_message(msg).execute().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let e = Error::netlink(format!("deleting interface {name}{}", self.place), e);
-                if e.is_gone() {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        let r = self.handle.link().del_with_message(msg).execute().await;
+        gone_is_ok(r.map_err(|e| Error::netlink(format!("deleting interface {name}{}", self.place), e)))
+    }
+}
+
+/// Teardown's rule: an object that is already gone counts as removed.
+fn gone_is_ok(r: Result<()>) -> Result<()> {
+    match r {
+        Err(e) if e.is_gone() => Ok(()),
+        r => r,
     }
 }
 

@@ -9,6 +9,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("the node is not running")]
+    NotRunning,
     #[error("{0}")]
     Other(String),
 }
@@ -23,7 +25,7 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::Other(_) => None,
+            Error::NotRunning | Error::Other(_) => None,
         }
     }
 }

@@ -14,7 +14,6 @@ use nix::unistd::Pid;
 use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -34,8 +33,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Runs the init; never returns. `spec_path` is read before the root changes.
 pub fn main(spec_path: &Path) -> ! {
+    sync::close_inherited_fds();
     // SAFETY: the monitor hands the init the sync socket on SYNC_FD and nothing else uses it.
     let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
+    // It must not reach the node's command: close it on exec.
+    // SAFETY: F_SETFD on an fd we own.
+    if unsafe { libc::fcntl(SYNC_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        std::process::exit(1);
+    }
     let mut reader = match sync.try_clone() {
         Ok(s) => BufReader::new(s),
         Err(_) => std::process::exit(1),
@@ -108,7 +113,15 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
 /// asked to stop). Returns the status the init exits with.
 fn supervise(signals: &SignalFd, child: Option<Pid>) -> ExitStatus {
     loop {
-        let Ok(Some(info)) = signals.read_signal() else { continue };
+        let info = match signals.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            // Without its signals the init cannot reap or stop: better end the node than spin.
+            Err(e) => {
+                eprintln!("lab-init: reading signals: {e}");
+                return ExitStatus::Code(1);
+            }
+        };
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else { continue };
         match signal {
             Signal::SIGCHLD => {
@@ -141,14 +154,5 @@ fn reap(command: Option<Pid>) -> Option<ExitStatus> {
             Ok(WaitStatus::StillAlive) | Err(_) => return result,
             Ok(_) => {}
         }
-    }
-}
-
-/// The std exit status of a process as ours.
-pub fn from_std(s: std::process::ExitStatus) -> ExitStatus {
-    match (s.code(), s.signal()) {
-        (Some(c), _) => ExitStatus::Code(c),
-        (None, Some(sig)) => ExitStatus::Signal(sig),
-        (None, None) => ExitStatus::Code(1),
     }
 }

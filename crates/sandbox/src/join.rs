@@ -48,11 +48,10 @@ pub struct ExecOptions {
 ///
 /// The calling process must be single-threaded: it forks and the child calls setns.
 pub fn exec(init: &ProcessRef, cgroup_procs: &[PathBuf], opts: &ExecOptions) -> Result<i32> {
-    let not_running = || Error::Other("the node is not running".into());
-    let pidfd = init.open()?.ok_or_else(not_running)?;
+    let pidfd = init.open()?.ok_or(Error::NotRunning)?;
     let master = if opts.tty { Some(open_pty_master(init.pid)?) } else { None };
     if !pidfd.is_alive() {
-        return Err(not_running());
+        return Err(Error::NotRunning);
     }
     let argv = cstrings(opts.argv.iter().map(String::as_str))?;
     let envp =

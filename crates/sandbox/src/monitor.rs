@@ -6,7 +6,6 @@
 use crate::cgroup;
 use crate::clone::{clone_into, Forked};
 use crate::error::{Context, Error, Result};
-use crate::process::PidFd;
 use crate::spec::{ExitStatus, NodeSpec};
 use crate::sync::{self, Message, SYNC_FD};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -30,6 +29,7 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// Runs the monitor; never returns.
 pub fn main(spec_path: &Path) -> ! {
+    sync::close_inherited_fds();
     // SAFETY: `lab up` hands the monitor the sync socket on SYNC_FD.
     let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
     // The monitor lives in its own session; a terminal's hangup or ^C is not for it.
@@ -94,7 +94,7 @@ fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitSt
     let _ = sync::send(&mut sync, &Message::Started { pid });
     // From here on the conversation is between `lab up` and the init.
     drop(sync);
-    relay(&pidfd, [out_r, err_r], &mut log)?;
+    relay([out_r, err_r], &mut log)?;
     match waitid(Id::PIDFd(pidfd.as_fd()), WaitPidFlag::WEXITED) {
         Ok(WaitStatus::Exited(_, code)) => Ok(ExitStatus::Code(code)),
         Ok(WaitStatus::Signaled(_, sig, _)) => Ok(ExitStatus::Signal(sig as i32)),
@@ -103,33 +103,24 @@ fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitSt
     }
 }
 
-/// Copies the node's stdout and stderr into the log, a timestamped line at a time, until the
-/// init has exited and every writer of the pipes is gone.
-fn relay(pidfd: &PidFd, pipes: [OwnedFd; 2], log: &mut File) -> Result<()> {
+/// Copies the node's stdout and stderr into the log, a timestamped line at a time, until
+/// every writer of the pipes is gone: the init and everything in its pid namespace, which
+/// the kernel kills when the init exits.
+fn relay(pipes: [OwnedFd; 2], log: &mut File) -> Result<()> {
     const NAMES: [&str; 2] = ["stdout", "stderr"];
     let mut open = [true, true];
     let mut partial: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut files = pipes.map(File::from);
-    let mut init_alive = true;
     let mut buf = vec![0u8; 64 * 1024];
     while open.iter().any(|o| *o) {
-        let mut fds = Vec::with_capacity(3);
         let order: Vec<usize> = (0..2).filter(|i| open[*i]).collect();
-        for i in &order {
-            fds.push(PollFd::new(files[*i].as_fd(), PollFlags::POLLIN));
-        }
-        if init_alive {
-            fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
-        }
+        let mut fds: Vec<PollFd> = order.iter().map(|i| PollFd::new(files[*i].as_fd(), PollFlags::POLLIN)).collect();
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::os("waiting for the node's output", e)),
         }
         let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
-        if init_alive && ready[order.len()] {
-            init_alive = false;
-        }
         for (slot, i) in order.iter().enumerate() {
             if !ready[slot] {
                 continue;

@@ -10,6 +10,13 @@ use std::io::{BufRead, Write};
 /// The fd the monitor and init find the socket on.
 pub const SYNC_FD: i32 = 3;
 
+/// Closes every fd above SYNC_FD: whatever the caller of `lab up` let its children inherit
+/// must not reach a node. The monitor and init call this before anything else.
+pub fn close_inherited_fds() {
+    // SAFETY: close_range on fds this process has not used yet.
+    unsafe { libc::syscall(libc::SYS_close_range, (SYNC_FD + 1) as u32, u32::MAX, 0u32) };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
     Started { pid: i32 },

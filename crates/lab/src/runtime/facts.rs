@@ -10,10 +10,7 @@ use lab_net::Netlink;
 /// leftover interfaces whose lab is unknown).
 pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
     let mut facts = Facts::default();
-    for r in host.host_routes().await? {
-        let dev = r.dev.map(|d| format!(" dev {d}")).unwrap_or_default();
-        facts.used_subnets.push((r.destination, format!("host route {}{dev}", r.destination)));
-    }
+    // Other labs first: a conflict then names the lab rather than its bridge's route.
     for (name, state) in all_states() {
         let Some(state) = state else { continue };
         if &name == lab {
@@ -24,6 +21,10 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         for n in &state.plan.networks {
             facts.used_subnets.push((n.subnet, format!("lab {name}'s network {}", n.name)));
         }
+    }
+    for r in host.host_routes().await? {
+        let dev = r.dev.map(|d| format!(" dev {d}")).unwrap_or_default();
+        facts.used_subnets.push((r.destination, format!("host route {}{dev}", r.destination)));
     }
     let own = format!("lab/{lab}/");
     for link in host.links().await? {

@@ -319,9 +319,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         interactive: req.interactive,
     };
     lab_sandbox::join::exec(&procs.init, &cgroups.procs_files(&plan.cgroup), &opts).map_err(|e| match e {
-        lab_sandbox::Error::Other(m) if m.contains("not running") => {
-            Error::NotFound(format!("node {} of lab {lab} is not running", req.node))
-        }
+        lab_sandbox::Error::NotRunning => Error::NotFound(format!("node {} of lab {lab} is not running", req.node)),
         e => Error::node(&req.node, e),
     })
 }
