@@ -14,7 +14,6 @@ use nix::unistd::Pid;
 use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Signals the init handles itself; the rest keep their default, which for PID 1 of a pid
@@ -31,9 +30,8 @@ const HANDLED: &[Signal] = &[
 
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Runs the init; never returns. `spec_path` is read before the root changes.
-pub fn main(spec_path: &Path) -> ! {
-    sync::close_inherited_fds();
+/// Runs the init; never returns. Its spec comes with `lab up`'s Go.
+pub fn main() -> ! {
     // SAFETY: the monitor hands the init the sync socket on SYNC_FD and nothing else uses it.
     let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
     // It must not reach the node's command: close it on exec.
@@ -45,17 +43,20 @@ pub fn main(spec_path: &Path) -> ! {
         Ok(s) => BufReader::new(s),
         Err(_) => std::process::exit(1),
     };
-    let spec = match NodeSpec::load(spec_path) {
-        Ok(s) => s,
-        Err(e) => fail(&mut sync, e),
-    };
     // `lab up` says Go once the node's network is ready; end-of-file means it gave up.
-    match sync::recv(&mut reader) {
-        Some(Message::Go) => {}
+    let spec = match sync::recv(&mut reader) {
+        Some(Message::Go { spec }) => spec,
         _ => std::process::exit(1),
-    }
+    };
     drop(reader);
-    let signals = match setup(&spec) {
+    let sources = rootfs::Sources::inherited(&spec);
+    // Whatever else there is above the sources came from somewhere it should not have.
+    // SAFETY: close_range on fds above those we use.
+    unsafe {
+        let first = (SYNC_FD + 1 + rootfs::Sources::count(&spec)) as u32;
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32);
+    }
+    let signals = match setup(&spec, sources) {
         Ok(s) => s,
         Err(e) => fail(&mut sync, e),
     };
@@ -78,18 +79,36 @@ fn fail(sync: &mut UnixStream, e: Error) -> ! {
     std::process::exit(1)
 }
 
-/// Everything between Go and the command: cgroup namespace, root, host name, signals.
-fn setup(spec: &NodeSpec) -> Result<SignalFd> {
+/// Everything between Go and the command: cgroup namespace, root file system, host name,
+/// signals, and last the node's capabilities and seccomp filter.
+fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     // The monitor placed us in the node's cgroup; that becomes the root of our view.
     unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the node's cgroup namespace".into())?;
-    rootfs::setup(spec)?;
+    rootfs::setup(spec, sources)?;
     nix::unistd::sethostname(&spec.hostname).ctx(|| format!("setting the host name to {}", spec.hostname))?;
+    // Nothing in the node may read the init's memory or reopen its files through /proc/1.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(Error::os("making the init non-dumpable", std::io::Error::last_os_error()));
+    }
     let mut mask = SigSet::empty();
     for s in HANDLED {
         mask.add(*s);
     }
     mask.thread_block().ctx(|| "blocking signals in the init".into())?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())?;
+    spec.security.apply()?;
+    Ok(signals)
+}
+
+/// In a fresh user namespace the process is nobody until it takes uid and gid 0, which the
+/// monitor's uid_map and gid_map now give to the node's host range.
+pub fn become_root() -> Result<()> {
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root, root, root).ctx(|| "becoming gid 0 in the node's user namespace".into())?;
+    nix::unistd::setgroups(&[]).ctx(|| "dropping supplementary groups".into())?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).ctx(|| "becoming uid 0 in the node's user namespace".into())
 }
 
 /// Starts the node's command with a clean environment; an exec failure (missing program,

@@ -9,6 +9,7 @@
 //! The `lab` binary runs as monitor and init too (`lab __monitor`, `lab-init __init`), always
 //! from a [`SealedExe`] copy, so that a node cannot write to the binary on the host.
 
+pub mod caps;
 pub mod cgroup;
 mod clone;
 mod error;
@@ -16,8 +17,9 @@ pub mod init;
 pub mod join;
 pub mod monitor;
 pub mod process;
-mod rootfs;
+pub mod rootfs;
 mod seal;
+pub mod seccomp;
 pub mod spec;
 mod start;
 pub mod sync;
@@ -25,5 +27,5 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use process::{PidFd, ProcessRef};
 pub use seal::SealedExe;
-pub use spec::{ExitStatus, NodeFile, NodeSpec};
+pub use spec::{BindMount, ExitStatus, IdMap, NodeFile, NodeSpec, Security};
 pub use start::{start, StartingNode};

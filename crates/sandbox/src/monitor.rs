@@ -6,7 +6,8 @@
 use crate::cgroup;
 use crate::clone::{clone_into, Forked};
 use crate::error::{Context, Error, Result};
-use crate::spec::{ExitStatus, NodeSpec};
+use crate::rootfs;
+use crate::spec::{ExitStatus, IdMap, NodeSpec};
 use crate::sync::{self, Message, SYNC_FD};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{signal, SigHandler, Signal};
@@ -44,7 +45,7 @@ pub fn main(spec_path: &Path) -> ! {
             std::process::exit(1)
         }
     };
-    match run(&spec, spec_path, sync) {
+    match run(&spec, sync) {
         Ok(status) => {
             let _ = record(&spec, status);
             std::process::exit(0)
@@ -56,7 +57,7 @@ pub fn main(spec_path: &Path) -> ! {
     }
 }
 
-fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitStatus> {
+fn run(spec: &NodeSpec, mut sync: UnixStream) -> Result<ExitStatus> {
     let cgroups = cgroup::detect()?;
     let mut log = OpenOptions::new()
         .create(true)
@@ -67,26 +68,37 @@ fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitSt
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
     let devnull = File::open("/dev/null").ctx(|| "opening /dev/null".into())?;
     let exe = CString::new("/proc/self/exe").expect("no NUL in a literal");
-    let path = CString::new(spec_path.as_os_str().as_encoded_bytes()).map_err(|e| Error::Other(e.to_string()))?;
-    let argv = [CString::new("lab-init").expect("literal"), CString::new("__init").expect("literal"), path];
+    let argv = [CString::new("lab-init").expect("literal"), CString::new("__init").expect("literal")];
+    let namespaces = NAMESPACES | if spec.userns.is_some() { libc::CLONE_NEWUSER } else { 0 };
+
+    // The child waits on this until its user namespace's id maps are written.
+    let (mapped_r, mapped_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
 
     // SAFETY: the monitor is single-threaded, so the child may run any code before exec.
-    let (pid, pidfd) = match unsafe { clone_into(NAMESPACES) }? {
+    let (pid, pidfd) = match unsafe { clone_into(namespaces) }? {
         Forked::Child => {
-            // The init: stdin /dev/null, stdout/stderr into our pipes, the sync socket on
-            // SYNC_FD (inherited: it is not close-on-exec).
+            // stdin /dev/null, stdout/stderr into our pipes; the sync socket stays on SYNC_FD
+            // (it is not close-on-exec).
             let _ = nix::unistd::dup2_stdin(&devnull);
             let _ = nix::unistd::dup2_stdout(&out_w);
             let _ = nix::unistd::dup2_stderr(&err_w);
-            let err = nix::unistd::execv(&exe, &argv).err();
-            eprintln!("lab-monitor: starting the node's init: {err:?}");
+            drop(mapped_w);
+            let err = exec_init(spec, mapped_r, &exe, &argv);
+            eprintln!("lab-monitor: starting the node's init: {err}");
             // SAFETY: leave without running the parent's atexit handlers or destructors.
-            unsafe { libc::_exit(127) }
+            unsafe { libc::_exit(125) }
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((out_w, err_w, devnull));
-    if let Err(e) = cgroups.add_process(&spec.cgroup, pid) {
+    drop((out_w, err_w, devnull, mapped_r));
+    let placed = cgroups.add_process(&spec.cgroup, pid).and_then(|()| match spec.userns {
+        Some(map) => {
+            write_id_maps(pid, map)?;
+            nix::unistd::write(&mapped_w, b"m").map(|_| ()).ctx(|| "waking the node's init".into())
+        }
+        None => Ok(()),
+    });
+    if let Err(e) = placed {
         let _ = pidfd.signal(libc::SIGKILL);
         let _ = sync::send(&mut sync, &Message::Failed { error: e.to_string() });
         return Err(e);
@@ -101,6 +113,54 @@ fn run(spec: &NodeSpec, spec_path: &Path, mut sync: UnixStream) -> Result<ExitSt
         Ok(other) => Err(Error::Other(format!("unexpected wait status of the init: {other:?}"))),
         Err(e) => Err(Error::os("waiting for the node's init", e)),
     }
+}
+
+/// In the monitor's child, in the node's new namespaces: open the host paths the root is made
+/// of (while this process is still the host's root, for which they are reachable), become
+/// root of the user namespace once it is mapped, then exec the init with those paths as fds
+/// SOURCES_FD and up. Exec'ing as root of the namespace is what keeps its capabilities.
+fn exec_init(spec: &NodeSpec, mapped: OwnedFd, exe: &CString, argv: &[CString]) -> Error {
+    let sources = match rootfs::open_sources(spec) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    // Out of the way first, then onto SOURCES_FD.. (dup2 clears close-on-exec there).
+    let high: Vec<i32> = sources
+        .iter()
+        .filter_map(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).ok())
+        .collect();
+    if high.len() != sources.len() {
+        return Error::Other("duplicating the node's source fds".into());
+    }
+    for (i, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 of an fd we own onto a number this process does not otherwise use.
+        if unsafe { libc::dup2(*fd, rootfs::SOURCES_FD + i as i32) } < 0 {
+            return Error::os("placing the node's source fds", std::io::Error::last_os_error());
+        }
+    }
+    if spec.userns.is_some() {
+        let mut byte = [0u8; 1];
+        if !matches!(nix::unistd::read(&mapped, &mut byte), Ok(1)) {
+            return Error::Other("the monitor did not map the user namespace".into());
+        }
+        if let Err(e) = crate::init::become_root() {
+            return e;
+        }
+    }
+    match nix::unistd::execv(exe, argv) {
+        Err(e) => Error::os("exec", e),
+        Ok(never) => match never {},
+    }
+}
+
+/// Maps uid and gid 0..size in the init's new user namespace to the node's host range.
+fn write_id_maps(pid: i32, map: IdMap) -> Result<()> {
+    let line = format!("0 {} {}\n", map.host, map.size);
+    for file in ["uid_map", "gid_map"] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, &line).ctx(|| format!("writing {path}"))?;
+    }
+    Ok(())
 }
 
 /// Copies the node's stdout and stderr into the log, a timestamped line at a time, until

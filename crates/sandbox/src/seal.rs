@@ -28,14 +28,23 @@ impl SealedExe {
         let mut src = File::open(path).ctx(|| format!("opening the lab binary {}", path.display()))?;
         let mut dst = File::from(fd);
         std::io::copy(&mut src, &mut dst).ctx(|| "copying the lab binary into a memfd".into())?;
-        let fd = OwnedFd::from(dst);
+        let fd = above_low_fds(OwnedFd::from(dst)).ctx(|| "duplicating the sealed binary's fd".into())?;
         let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
         fcntl(&fd, FcntlArg::F_ADD_SEALS(seals)).ctx(|| "sealing the lab binary's memfd".into())?;
         Ok(SealedExe { fd })
     }
 
-    /// A path that executes the copy, valid in this process and its children before exec.
+    /// A path that executes the copy, valid in this process and its children before exec
+    /// (the fd is above those children get mapped to, 3 to 5).
     pub fn path(&self) -> PathBuf {
         PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
     }
+}
+
+/// The same file on an fd of 10 or more (close-on-exec), so that mapping a child's fds 3 to
+/// 5 before exec can never replace it.
+pub(crate) fn above_low_fds(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+    let high = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
 }

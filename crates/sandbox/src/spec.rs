@@ -1,7 +1,10 @@
 //! What a node is made of, as the monitor and init read it, and where its files live.
 
+use crate::caps::Cap;
 use crate::error::{Context, Result};
+use crate::seccomp::Profile;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -25,6 +28,66 @@ pub struct NodeSpec {
     /// Files put into the writable layer before the node starts (/etc/hosts, ...); each
     /// replaces whatever the read-only layer has at that path, symlinks included.
     pub files: Vec<NodeFile>,
+    pub security: Security,
+    /// Run in a user namespace, root inside mapped to this host range.
+    pub userns: Option<IdMap>,
+    /// Host paths bind-mounted into the node.
+    pub mounts: Vec<BindMount>,
+    /// Sysctls (net.* only: the node's own network namespace) set before /proc/sys is made
+    /// read-only.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// What a node's processes may do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Security {
+    /// The capabilities every process keeps (bounding, permitted, effective).
+    pub caps: BTreeSet<Cap>,
+    /// `None`: unconfined.
+    pub seccomp: Option<Profile>,
+    /// All capabilities, no seccomp unless asked, no no_new_privs, /sys and /proc/sys
+    /// writable, no masked paths, every device.
+    pub privileged: bool,
+}
+
+impl Security {
+    /// Drops capabilities, sets no_new_privs (unless privileged) and loads the seccomp filter
+    /// on the calling thread: the last step before exec.
+    pub fn apply(&self) -> Result<()> {
+        // Compiled before anything is dropped, while allocation and files are still fine.
+        let filter = self.seccomp.as_ref().map(|p| p.compile(&self.caps)).transpose()?;
+        crate::caps::apply(&self.caps)?;
+        if !self.privileged {
+            // SAFETY: prctl with integer arguments.
+            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+                return Err(crate::Error::os("setting no_new_privs", std::io::Error::last_os_error()));
+            }
+        }
+        if let Some(mut filter) = filter {
+            // Without no_new_privs (privileged), loading needs SYS_ADMIN, which it has.
+            filter
+                .set_ctl_nnp(!self.privileged)
+                .map_err(|e| crate::Error::Other(format!("configuring the seccomp filter: {e}")))?;
+            crate::seccomp::load(&filter)?;
+        }
+        Ok(())
+    }
+}
+
+/// `0..size` inside the user namespace is `host..host+size` outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdMap {
+    pub host: u32,
+    pub size: u32,
+}
+
+/// A host path mounted into the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// Absolute path inside the node.
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// A file of the node's own, written into its writable layer.
@@ -129,6 +192,14 @@ mod tests {
             env: vec![],
             cgroup: "lab/x/n1".into(),
             files: vec![NodeFile::new("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap()],
+            security: Security {
+                caps: crate::caps::effective_set(&[], &[], false).unwrap(),
+                seccomp: Some(crate::seccomp::docker_default()),
+                privileged: false,
+            },
+            userns: Some(IdMap { host: 1 << 30, size: 65536 }),
+            mounts: vec![BindMount { source: "/srv/data".into(), target: "/data".into(), read_only: true }],
+            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
         };
         spec.prepare().unwrap();
         assert_eq!(NodeSpec::load(&spec.spec_file()).unwrap(), spec);

@@ -83,7 +83,7 @@ pub async fn start(exe: &SealedExe, spec: &NodeSpec) -> Result<StartingNode> {
 impl StartingNode {
     /// Lets the init build the node's root and start its command; waits until it has.
     pub async fn go(&mut self) -> Result<()> {
-        let line = Message::Go.line();
+        let line = Message::Go { spec: Box::new(self.spec.clone()) }.line();
         self.writer.write_all(line.as_bytes()).await.ctx(|| format!("telling node {} to start", self.name))?;
         match self.recv().await? {
             Some(Message::Ready) => Ok(()),

@@ -19,10 +19,18 @@ pub fn close_inherited_fds() {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    Started { pid: i32 },
-    Go,
+    Started {
+        pid: i32,
+    },
+    /// Carries the spec: the init reads no file of the host's (in a user namespace it could
+    /// not).
+    Go {
+        spec: Box<crate::NodeSpec>,
+    },
     Ready,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 impl Message {
