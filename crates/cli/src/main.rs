@@ -25,8 +25,35 @@ enum Command {
     Exec(ExecArgs),
     /// List labs and their nodes.
     Ps(PsArgs),
+    /// Show CPU, memory and process use of nodes.
+    Stats(StatsArgs),
+    /// Freeze every process of a node.
+    Pause(NodeArgs),
+    /// Thaw a paused node.
+    Resume(NodeArgs),
     /// Remove everything a lab made. Safe to repeat; works after a crash.
     Down(DownArgs),
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Only this node.
+    node: Option<String>,
+    /// Only this lab (or the lab of NODE, when several have one of that name).
+    #[arg(short, long)]
+    lab: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// The node.
+    node: String,
+    /// The lab, when several have a node of this name.
+    #[arg(short, long)]
+    lab: Option<String>,
 }
 
 #[derive(Args)]
@@ -89,7 +116,8 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("__monitor") if args.len() == 3 => lab_sandbox::monitor::main(Path::new(&args[2])),
-        Some("__init") if args.len() == 3 => lab_sandbox::init::main(Path::new(&args[2])),
+        Some("__init") => lab_sandbox::init::main(),
+        Some("__join") => lab_sandbox::join::main(),
         _ => {}
     }
     let cli = Cli::parse();
@@ -102,6 +130,9 @@ fn main() -> ExitCode {
         Command::Up(a) => (output::Command::Up, run_async(up(a))),
         Command::Exec(a) => (output::Command::Exec, exec(a)),
         Command::Ps(a) => (output::Command::Other, ps(a)),
+        Command::Stats(a) => (output::Command::Other, stats(a)),
+        Command::Pause(a) => (output::Command::Other, pause(a, true)),
+        Command::Resume(a) => (output::Command::Other, pause(a, false)),
         Command::Down(a) => (output::Command::Other, run_async(down(a))),
     };
     match result {
@@ -172,6 +203,28 @@ fn ps(a: PsArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_lab(lab: Option<&str>) -> Result<Option<Name>, Error> {
+    lab.map(Name::parse).transpose().map_err(|m| Error::Failed(format!("--lab: {m}")))
+}
+
+fn stats(a: StatsArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    let stats = runtime::stats(lab.as_ref(), a.node.as_deref(), std::time::Duration::from_millis(500))?;
+    if a.json {
+        output::json(&stats);
+    } else {
+        output::stats_table(&stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pause(a: NodeArgs, frozen: bool) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    runtime::pause(lab.as_ref(), &a.node, frozen)?;
+    eprintln!("node {} is {}", a.node, if frozen { "paused" } else { "running again" });
+    Ok(ExitCode::SUCCESS)
+}
+
 fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
     let mut env = Vec::new();
     for kv in &a.env {
@@ -186,7 +239,7 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
             _ => return Err(Error::Failed(format!("-e {kv:?}: expected KEY=VALUE"))),
         }
     }
-    let lab = a.lab.as_deref().map(Name::parse).transpose().map_err(|m| Error::Failed(format!("--lab: {m}")))?;
+    let lab = parse_lab(a.lab.as_deref())?;
     if a.tty && a.interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Err(Error::Failed("the input device is not a TTY: drop -t, or run from a terminal".into()));
     }

@@ -1,6 +1,6 @@
 //! What the user reads: tables, JSON, and errors with a hint and an exit code.
 
-use lab::runtime::{DownReport, LabStatus};
+use lab::runtime::{DownReport, LabStatus, NodeStats};
 use lab::topology::Name;
 use lab::Error;
 use std::process::ExitCode;
@@ -21,10 +21,15 @@ pub fn nodes_table(labs: &[LabStatus]) {
             rows.push([lab.name.clone(), "-".into(), state.into(), "-".into(), String::new()]);
         }
         for n in &lab.nodes {
+            let oom = match n.oom_kills {
+                0 => String::new(),
+                1 => ", 1 OOM kill".to_string(),
+                k => format!(", {k} OOM kills"),
+            };
             rows.push([
                 lab.name.clone(),
                 n.name.clone(),
-                n.state.to_string(),
+                format!("{}{oom}", n.state),
                 n.pid.map_or("-".into(), |p| p.to_string()),
                 n.addresses.join(" "),
             ]);
@@ -54,6 +59,25 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// LAB NODE CPU% MEMORY / LIMIT PIDS / LIMIT.
+pub fn stats_table(stats: &[NodeStats]) {
+    let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
+    let limit = |l: Option<u64>, f: &dyn Fn(u64) -> String| l.map_or("-".to_string(), f);
+    let mut rows =
+        vec![["LAB".to_string(), "NODE".into(), "CPU %".into(), "MEMORY / LIMIT".into(), "PIDS / LIMIT".into()]];
+    for s in stats {
+        let u = &s.usage;
+        rows.push([
+            s.lab.clone(),
+            s.node.clone(),
+            format!("{:.1}", s.cpu_percent),
+            format!("{} / {}", mib(u.memory), limit(u.memory_limit, &mib)),
+            format!("{} / {}", u.pids, limit(u.pids_limit, &|n| n.to_string())),
+        ]);
+    }
+    print!("{}", table(&rows));
 }
 
 pub fn down_report(name: &Name, r: &DownReport) {

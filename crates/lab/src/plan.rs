@@ -2,9 +2,12 @@
 //! function of the topology and a few facts about the machine. No side effects, so it is
 //! unit-tested without root, and the runtime only has to carry it out.
 
-use crate::topology::{gateway, overlaps, Hostname, IfName, InterfaceKind, Name, Rootfs, Topology};
+use crate::topology::{gateway, overlaps, Hostname, IfName, InterfaceKind, Name, Rootfs, SeccompChoice, Topology};
 use crate::TopologyError;
 use ipnetwork::IpNetwork;
+use lab_sandbox::caps::{effective_set, Cap};
+use lab_sandbox::cgroup::Limits;
+use lab_sandbox::{BindMount, IdMap};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -25,6 +28,8 @@ pub struct Facts {
     pub taken_ids: BTreeSet<String>,
     /// Link groups in use on the host.
     pub taken_groups: BTreeSet<u32>,
+    /// Host uid/gid ranges (their first id) other labs' user namespaces use.
+    pub taken_userns: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +75,16 @@ pub struct NodePlan {
     pub routes: Vec<RoutePlan>,
     /// The node's /etc/hosts.
     pub hosts: String,
+    /// Capabilities every process of the node keeps.
+    pub caps: BTreeSet<Cap>,
+    pub seccomp: SeccompChoice,
+    pub privileged: bool,
+    /// Root inside mapped to this host range, when the node has a user namespace.
+    pub userns: Option<IdMap>,
+    pub limits: Limits,
+    pub mounts: Vec<BindMount>,
+    /// Sysctls of the node's network namespace, set by its init.
+    pub sysctls: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +131,7 @@ impl Plan {
             }
         }
 
+        let mut userns = UsernsAllocator { taken: &facts.taken_userns, next: 0 };
         let mut veth_counter = 0usize;
         for node in &topology.nodes {
             let mut interfaces = Vec::new();
@@ -147,7 +163,31 @@ impl Plan {
                 interfaces.push(InterfacePlan { name: iface.name.clone(), address, attach });
             }
             let routes = default_route(&interfaces, &networks).into_iter().collect();
+            let sec = &node.security;
+            let caps = effective_set(&sec.cap_add, &sec.cap_drop, sec.privileged)
+                .expect("capability names were checked when the topology was parsed");
+            let userns = if sec.userns {
+                Some(userns.next().ok_or_else(|| {
+                    topology.error_at(
+                        0..0,
+                        format!("no free host id range left for node `{}`'s user namespace", node.name),
+                        None,
+                    )
+                })?)
+            } else {
+                None
+            };
+            // As Docker does: ping works without raw sockets, for any group of the node.
+            let max_gid = userns.map_or(2_147_483_647, |m| m.size - 1);
+            let sysctls = vec![("net.ipv4.ping_group_range".to_string(), format!("0 {max_gid}"))];
             nodes.push(NodePlan {
+                caps,
+                seccomp: sec.seccomp.clone(),
+                privileged: sec.privileged,
+                userns,
+                limits: node.limits,
+                mounts: node.mounts.clone(),
+                sysctls,
                 netns: format!("{lab}-{}", node.name),
                 cgroup: format!("lab/{lab}/{}", node.name),
                 name: node.name.clone(),
@@ -243,6 +283,31 @@ fn free_subnet(used: &[(IpNetwork, String)]) -> Option<IpNetwork> {
     (0..count)
         .map(|i| IpNetwork::new(IpAddr::V4((u32::from(base) + i * step).into()), POOL_PREFIX).expect("valid prefix"))
         .find(|c| !used.iter().any(|(u, _)| overlaps(*u, *c)))
+}
+
+/// First host id of the ranges user namespaces map to: far above the ranges /etc/subuid
+/// hands out, each 65536 ids long.
+pub const USERNS_BASE: u32 = 0x4000_0000;
+pub const USERNS_SIZE: u32 = 65536;
+
+/// Hands out host id ranges for user namespaces, skipping those other labs use.
+struct UsernsAllocator<'a> {
+    taken: &'a BTreeSet<u32>,
+    next: u32,
+}
+
+impl UsernsAllocator<'_> {
+    fn next(&mut self) -> Option<IdMap> {
+        let slots = (u32::MAX - USERNS_BASE) / USERNS_SIZE;
+        while self.next < slots {
+            let host = USERNS_BASE + self.next * USERNS_SIZE;
+            self.next += 1;
+            if !self.taken.contains(&host) {
+                return Some(IdMap { host, size: USERNS_SIZE });
+            }
+        }
+        None
+    }
 }
 
 /// Hands out addresses in order, skipping the network, gateway and static addresses.

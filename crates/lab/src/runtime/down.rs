@@ -138,6 +138,12 @@ pub(super) async fn teardown(
 ) -> Result<DownReport, Error> {
     let mut errors = Vec::new();
     let t = std::time::Instant::now();
+    // A frozen process does not die of SIGKILL on cgroup v1 until thawed.
+    for path in found.cgroups.iter().filter(|p| cgroups.frozen(p)) {
+        if let Err(e) = cgroups.freeze(path, false) {
+            errors.push(e.into());
+        }
+    }
     let processes = kill_all(&found, cgroups, &mut errors).await;
     tracing::debug!(processes, elapsed = ?t.elapsed(), "killed the lab's processes");
     for table in &found.nft_tables {

@@ -18,6 +18,7 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         }
         facts.taken_ids.insert(state.plan.id.clone());
         facts.taken_groups.insert(state.plan.group);
+        facts.taken_userns.extend(state.plan.nodes.iter().filter_map(|n| n.userns.map(|m| m.host)));
         for n in &state.plan.networks {
             facts.used_subnets.push((n.subnet, format!("lab {name}'s network {}", n.name)));
         }

@@ -1,20 +1,24 @@
 //! Applying plans to the machine: `up`, `down`, `ps` and `exec`.
 
 mod down;
+mod exec;
 mod facts;
 mod host;
+mod status;
 mod up;
 
 pub use down::DownReport;
+pub use exec::{exec, find_node, ExecRequest};
+pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
 
 use crate::plan::Plan;
-use crate::state::{all_states, lab_names, Journal, LabDir, LabState, Lock, STATE_ROOT};
-use crate::topology::{Name, Rootfs, Topology};
+use crate::state::{lab_names, Journal, LabDir, LabState, Lock};
+use crate::topology::{Name, Rootfs, SeccompChoice, Topology};
 use crate::Error;
 use lab_net::Netlink;
 use lab_sandbox::cgroup::{self, Cgroups};
-use lab_sandbox::{ExitStatus, NodeSpec, SealedExe};
-use serde::Serialize;
+use lab_sandbox::seccomp::Profile;
+use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -45,7 +49,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     ensure_root()?;
     // Caught from before anything is made: a signal at any point means roll back.
     let mut interrupts = Interrupts::catch()?;
-    preflight(topology)?;
+    let profiles = preflight(topology)?;
     let exe = SealedExe::of(&options.lab_binary)?;
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -75,6 +79,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         host: &host,
         cgroups: cgroups.as_ref(),
         exe: &exe,
+        profiles: &profiles,
     };
     let result = tokio::select! {
         r = builder.run() => r,
@@ -118,19 +123,30 @@ impl Interrupts {
     }
 }
 
-/// What can be checked before anything is made.
-fn preflight(topology: &Topology) -> Result<(), Error> {
+/// What can be checked before anything is made: rootfs directories and mount sources exist,
+/// seccomp profiles load. Returns the profiles, read once.
+fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
+    let mut profiles = up::Profiles::new();
     for node in &topology.nodes {
+        let at = |m: String| Error::node(node.name.as_str(), Error::NotFound(m));
         if let Rootfs::Dir(dir) = &node.rootfs {
             if !dir.is_dir() {
-                return Err(Error::node(
-                    node.name.as_str(),
-                    Error::NotFound(format!("rootfs {} is not a directory on this host", dir.display())),
-                ));
+                return Err(at(format!("rootfs {} is not a directory on this host", dir.display())));
+            }
+        }
+        for m in &node.mounts {
+            if !m.source.exists() {
+                return Err(at(format!("mount source {} does not exist on this host", m.source.display())));
+            }
+        }
+        if let SeccompChoice::Profile(path) = &node.security.seccomp {
+            if !profiles.contains_key(path) {
+                let profile = Profile::load(path).map_err(|e| Error::node(node.name.as_str(), e))?;
+                profiles.insert(path.clone(), profile);
             }
         }
     }
-    Ok(())
+    Ok(profiles)
 }
 
 /// Takes lab `name` down: every process, interface, nft table, namespace name, cgroup and
@@ -182,172 +198,6 @@ pub async fn down_all() -> Result<Vec<(Name, DownReport)>, Error> {
         Ok(out)
     } else {
         Err(Error::Several(errors))
-    }
-}
-
-/// A lab as `lab ps` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct LabStatus {
-    pub name: String,
-    pub topology: PathBuf,
-    /// `up` finished (false while coming up, or if `up` was killed).
-    pub complete: bool,
-    pub nodes: Vec<NodeStatus>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeStatus {
-    pub name: String,
-    pub state: NodeState,
-    /// The init's pid on the host, while it runs.
-    pub pid: Option<i32>,
-    /// `eth0=10.42.0.2/24` and so on.
-    pub addresses: Vec<String>,
-    /// The node command's output, with timestamps.
-    pub log: PathBuf,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "state", content = "status")]
-pub enum NodeState {
-    Running,
-    Starting,
-    Exited(ExitStatus),
-    /// Not running, and no record of how it ended.
-    Gone,
-}
-
-impl std::fmt::Display for NodeState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            NodeState::Running => f.write_str("running"),
-            NodeState::Starting => f.write_str("starting"),
-            NodeState::Exited(s) => write!(f, "exited ({s})"),
-            NodeState::Gone => f.write_str("gone"),
-        }
-    }
-}
-
-/// Every lab with state, and its nodes.
-pub fn list() -> Vec<LabStatus> {
-    all_states()
-        .into_iter()
-        .map(|(name, state)| {
-            let dir = LabDir::new(&name);
-            match state {
-                Some(s) => status(&dir, &s),
-                None => {
-                    LabStatus { name: name.to_string(), topology: PathBuf::new(), complete: false, nodes: Vec::new() }
-                }
-            }
-        })
-        .collect()
-}
-
-fn status(dir: &LabDir, state: &LabState) -> LabStatus {
-    let nodes = state
-        .plan
-        .nodes
-        .iter()
-        .map(|n| {
-            let procs = state.node(n.name.as_str());
-            let alive = procs.is_some_and(|p| p.init.is_alive());
-            let exit = read_exit_status(dir, n.name.as_str());
-            let node_state = match (alive, exit, procs) {
-                (true, _, _) => NodeState::Running,
-                (false, Some(e), _) => NodeState::Exited(e),
-                (false, None, None) if !state.complete => NodeState::Starting,
-                _ => NodeState::Gone,
-            };
-            NodeStatus {
-                name: n.name.to_string(),
-                state: node_state,
-                pid: procs.filter(|_| alive).map(|p| p.init.pid),
-                addresses: n.interfaces.iter().filter_map(|i| i.address.map(|a| format!("{}={a}", i.name))).collect(),
-                log: dir.node_dir(n.name.as_str()).join("log"),
-            }
-        })
-        .collect();
-    LabStatus { name: state.plan.lab.to_string(), topology: state.topology.clone(), complete: state.complete, nodes }
-}
-
-fn read_exit_status(dir: &LabDir, node: &str) -> Option<ExitStatus> {
-    let spec = NodeSpec::load(&dir.node_dir(node).join("spec.json")).ok()?;
-    spec.exit_status()
-}
-
-/// A command to run in a node.
-#[derive(Debug, Clone, Default)]
-pub struct ExecRequest {
-    /// `None`: the one lab that has a node of that name.
-    pub lab: Option<Name>,
-    pub node: String,
-    pub argv: Vec<String>,
-    /// Added to (and overriding) the node's environment.
-    pub env: Vec<(String, String)>,
-    pub workdir: Option<String>,
-    pub tty: bool,
-    pub interactive: bool,
-}
-
-/// Runs a command in a node; returns its exit code. Must be called from a single-threaded
-/// process (no async runtime): it forks and joins the node's namespaces.
-pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
-    let (lab, state) = find_node(req.lab.as_ref(), &req.node)?;
-    let plan = state.plan.node(&req.node).expect("find_node checked the node");
-    let procs = state
-        .node(&req.node)
-        .ok_or_else(|| Error::NotFound(format!("node {} of lab {lab} has not started", req.node)))?;
-    let cgroups = cgroup::detect()?;
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), lab_sandbox::init::DEFAULT_PATH.into()),
-        ("HOSTNAME".into(), plan.hostname.to_string()),
-        ("HOME".into(), "/root".into()),
-    ];
-    if req.tty {
-        env.push(("TERM".into(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into())));
-    }
-    for (k, v) in plan.env.iter().chain(&req.env) {
-        env.retain(|(key, _)| key != k);
-        env.push((k.clone(), v.clone()));
-    }
-    let opts = lab_sandbox::join::ExecOptions {
-        argv: req.argv.clone(),
-        env,
-        cwd: req.workdir.clone().unwrap_or_else(|| "/".into()),
-        tty: req.tty,
-        interactive: req.interactive,
-    };
-    lab_sandbox::join::exec(&procs.init, &cgroups.procs_files(&plan.cgroup), &opts).map_err(|e| match e {
-        lab_sandbox::Error::NotRunning => Error::NotFound(format!("node {} of lab {lab} is not running", req.node)),
-        e => Error::node(&req.node, e),
-    })
-}
-
-/// The lab holding node `node`: lab `lab` if given, else the only lab that has it.
-pub fn find_node(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Error> {
-    let candidates: Vec<(Name, LabState)> = all_states()
-        .into_iter()
-        .filter(|(n, _)| lab.is_none_or(|l| l == n))
-        .filter_map(|(n, s)| s.map(|s| (n, s)))
-        .collect();
-    if let Some(l) = lab {
-        if candidates.is_empty() {
-            return Err(Error::NotFound(format!("lab {l} is not up (state in {STATE_ROOT}/{l})")));
-        }
-    }
-    let with_node: Vec<(Name, LabState)> =
-        candidates.into_iter().filter(|(_, s)| s.plan.node(node).is_some()).collect();
-    match with_node.len() {
-        1 => Ok(with_node.into_iter().next().expect("one element")),
-        0 => Err(Error::NotFound(match lab {
-            Some(l) => format!("lab {l} has no node {node}"),
-            None => format!("no lab that is up has a node {node}"),
-        })),
-        _ => Err(Error::Failed(format!(
-            "node {node} is in several labs ({}); say which with --lab",
-            with_node.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>().join(", ")
-        ))),
     }
 }
 

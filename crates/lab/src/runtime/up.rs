@@ -5,12 +5,16 @@
 use crate::plan::{Attach, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
+use crate::topology::SeccompChoice;
 use crate::Error;
 use futures::future::try_join_all;
 use ipnetwork::IpNetwork;
 use lab_net::{nat, netns, Netlink, VethEnd};
+use lab_sandbox::cgroup::devices;
 use lab_sandbox::cgroup::Cgroups;
-use lab_sandbox::{NodeFile, NodeSpec, SealedExe, StartingNode};
+use lab_sandbox::seccomp::{self, Profile};
+use lab_sandbox::{NodeFile, NodeSpec, SealedExe, Security, StartingNode};
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -22,7 +26,11 @@ pub(super) struct Builder<'a> {
     pub host: &'a Netlink,
     pub cgroups: &'a dyn Cgroups,
     pub exe: &'a SealedExe,
+    pub profiles: &'a Profiles,
 }
+
+/// Seccomp profiles from files, by path, read before anything is made.
+pub(super) type Profiles = HashMap<PathBuf, Profile>;
 
 /// A node whose init exists and waits for `go`.
 struct Started {
@@ -102,7 +110,7 @@ impl Builder<'_> {
                     NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
                     NodeFile::new("/etc/resolv.conf", resolv.clone(), 0o644)?,
                 ];
-                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files);
+                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, self.profiles);
                 spec.prepare()?;
                 Ok(spec)
             };
@@ -112,7 +120,12 @@ impl Builder<'_> {
             self.plan.nodes.iter().map(|n| Resource::Cgroup { path: n.cgroup.clone() }).collect();
         self.journal.record(&records)?;
         for node in &self.plan.nodes {
-            self.cgroups.create(&node.cgroup).map_err(|e| Error::node(node.name.as_str(), e))?;
+            let rules = if node.privileged { devices::ALLOW_ALL } else { devices::DEFAULT_RULES };
+            let made = self.cgroups.create(&node.cgroup).and_then(|()| {
+                self.cgroups.set_limits(&node.cgroup, &node.limits)?;
+                self.cgroups.set_devices(&node.cgroup, rules)
+            });
+            made.map_err(|e| Error::node(node.name.as_str(), e))?;
         }
         Ok(specs)
     }
@@ -199,7 +212,14 @@ async fn configure(node: &NodePlan, netns: &File) -> Result<(), Error> {
     Ok(())
 }
 
-fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>) -> NodeSpec {
+fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, profiles: &Profiles) -> NodeSpec {
+    let seccomp = match &node.seccomp {
+        // Privileged means unconfined unless a profile is named, as with Docker.
+        SeccompChoice::Default if node.privileged => None,
+        SeccompChoice::Default => Some(seccomp::docker_default()),
+        SeccompChoice::Unconfined => None,
+        SeccompChoice::Profile(path) => profiles.get(path).cloned(),
+    };
     NodeSpec {
         name: node.name.to_string(),
         hostname: node.hostname.to_string(),
@@ -212,6 +232,10 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>) -> NodeSpec {
         env: node.env.clone(),
         cgroup: node.cgroup.clone(),
         files,
+        security: Security { caps: node.caps.clone(), seccomp, privileged: node.privileged },
+        userns: node.userns,
+        mounts: node.mounts.clone(),
+        sysctls: node.sysctls.clone(),
     }
 }
 

@@ -6,8 +6,10 @@
 
 mod names;
 mod raw;
+mod settings;
 
 pub use names::{Hostname, IfName, Name};
+pub use settings::{parse_size, NodeSecurity, SeccompChoice};
 
 use crate::diagnostic::{Diagnostic, Source, TopologyError};
 use indexmap::IndexMap;
@@ -49,6 +51,9 @@ pub struct Node {
     pub command: Option<Vec<String>>,
     pub env: Vec<(String, String)>,
     pub interfaces: Vec<Interface>,
+    pub security: NodeSecurity,
+    pub limits: lab_sandbox::cgroup::Limits,
+    pub mounts: Vec<lab_sandbox::BindMount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -172,6 +177,14 @@ impl Validator {
         let defaults_rootfs = raw.defaults.rootfs.as_ref().and_then(|r| self.rootfs(r));
         let defaults_command = raw.defaults.command.as_ref().and_then(|c| self.command(c));
         let defaults_env = self.env(&raw.defaults.env);
+        if let Some(n) = &raw.defaults.networks {
+            self.err(n.span(), "`networks` is per node; it cannot be a default");
+        }
+        if let Some(h) = &raw.defaults.hostname {
+            self.err(h.span(), "`hostname` is per node; it cannot be a default");
+        }
+        // Relative seccomp profile paths are relative to the topology file.
+        let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let node_index: HashMap<&str, usize> =
             raw.nodes.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
@@ -201,6 +214,9 @@ impl Validator {
             let mut spans = HashMap::new();
             let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
             if_spans.push(spans);
+            let security = self.security(rn, &raw.defaults, &base);
+            let limits = self.limits(rn, &raw.defaults);
+            let mounts = self.mounts(rn, &raw.defaults);
             // Keep one node per table even when it is invalid, so that indexes stay aligned;
             // the errors already recorded make the whole topology invalid.
             let name = name.unwrap_or_else(placeholder);
@@ -211,6 +227,9 @@ impl Validator {
                 command,
                 env: env.into_iter().collect(),
                 interfaces,
+                security,
+                limits,
+                mounts,
             });
         }
 

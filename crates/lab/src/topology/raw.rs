@@ -13,24 +13,15 @@ pub type Str = Spanned<String>;
 #[serde(deny_unknown_fields)]
 pub struct RawTopology {
     pub name: Option<Str>,
+    /// Settings of every node that does not set them itself (node-only keys are refused).
     #[serde(default)]
-    pub defaults: RawDefaults,
+    pub defaults: RawNode,
     #[serde(default)]
     pub networks: IndexMap<Str, RawNetwork>,
     #[serde(default)]
     pub nodes: IndexMap<Str, RawNode>,
     #[serde(default)]
     pub links: Vec<Spanned<RawLink>>,
-}
-
-/// Settings applied to every node that does not set them itself.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDefaults {
-    pub rootfs: Option<Str>,
-    pub command: Option<Spanned<RawCommand>>,
-    #[serde(default)]
-    pub env: IndexMap<Str, Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,7 +32,7 @@ pub struct RawNetwork {
     pub nat: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
     pub networks: Option<Spanned<RawAttachments>>,
@@ -50,6 +41,49 @@ pub struct RawNode {
     pub env: IndexMap<Str, Str>,
     pub rootfs: Option<Str>,
     pub hostname: Option<Str>,
+    pub seccomp: Option<Str>,
+    pub cap_add: Option<Spanned<Vec<Str>>>,
+    pub cap_drop: Option<Spanned<Vec<Str>>>,
+    pub privileged: Option<Spanned<bool>>,
+    pub userns: Option<Spanned<bool>>,
+    pub memory: Option<Spanned<RawScalar>>,
+    pub cpus: Option<Spanned<RawScalar>>,
+    pub pids: Option<Spanned<RawScalar>>,
+    pub io_weight: Option<Spanned<RawScalar>>,
+    pub mounts: Option<Spanned<Vec<Str>>>,
+}
+
+/// A number or a string: `memory = "256M"` or `memory = 268435456`, `cpus = 0.5` or `cpus = 2`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawScalar {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for RawScalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawScalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or a string")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawScalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v).map(RawScalar::Int).map_err(|_| E::custom("number too large"))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(RawScalar::Float(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawScalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,222 @@
+//! A node's isolation and resource settings: seccomp, capabilities, privileged, user
+//! namespace, cgroup limits, bind mounts. Each may be set per node or in `[defaults]`; the
+//! node's own value wins.
+
+use super::raw::{RawNode, RawScalar, Str};
+use super::Validator;
+use lab_sandbox::caps::Cap;
+use lab_sandbox::cgroup::Limits;
+use lab_sandbox::BindMount;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Which seccomp profile a node runs under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeccompChoice {
+    /// lab's default profile (Docker's semantics).
+    Default,
+    Unconfined,
+    /// A Docker/OCI JSON profile.
+    Profile(PathBuf),
+}
+
+/// What a node's processes may do, as the topology file says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSecurity {
+    pub seccomp: SeccompChoice,
+    /// Capability names (checked), or `ALL`.
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    pub userns: bool,
+}
+
+/// Smallest memory limit accepted: below it not even a shell starts.
+const MIN_MEMORY: u64 = 4 << 20;
+
+impl Validator {
+    pub(super) fn security(&mut self, node: &RawNode, defaults: &RawNode, base: &Path) -> NodeSecurity {
+        let seccomp = match node.seccomp.as_ref().or(defaults.seccomp.as_ref()) {
+            None => SeccompChoice::Default,
+            Some(s) => match s.get_ref().as_str() {
+                "default" => SeccompChoice::Default,
+                "unconfined" => SeccompChoice::Unconfined,
+                "" => {
+                    self.err_hint(s.span(), "seccomp is empty", "use \"default\", \"unconfined\" or a profile's path");
+                    SeccompChoice::Default
+                }
+                path => SeccompChoice::Profile(base.join(path)),
+            },
+        };
+        let caps = |v: &mut Validator, list: Option<&Spanned<Vec<Str>>>| -> Vec<String> {
+            let Some(list) = list else { return Vec::new() };
+            list.get_ref()
+                .iter()
+                .filter_map(|c| {
+                    if c.get_ref().eq_ignore_ascii_case("ALL") {
+                        return Some("ALL".to_string());
+                    }
+                    match Cap::parse(c.get_ref()) {
+                        Ok(cap) => Some(cap.name().to_string()),
+                        Err(m) => {
+                            v.err(c.span(), m);
+                            None
+                        }
+                    }
+                })
+                .collect()
+        };
+        let cap_add = caps(self, node.cap_add.as_ref().or(defaults.cap_add.as_ref()));
+        let cap_drop = caps(self, node.cap_drop.as_ref().or(defaults.cap_drop.as_ref()));
+        let flag = |v: Option<&Spanned<bool>>| v.is_some_and(|b| *b.get_ref());
+        NodeSecurity {
+            seccomp,
+            cap_add,
+            cap_drop,
+            privileged: flag(node.privileged.as_ref().or(defaults.privileged.as_ref())),
+            userns: flag(node.userns.as_ref().or(defaults.userns.as_ref())),
+        }
+    }
+
+    pub(super) fn limits(&mut self, node: &RawNode, defaults: &RawNode) -> Limits {
+        let memory = node.memory.as_ref().or(defaults.memory.as_ref()).and_then(|m| {
+            let bytes = match m.get_ref() {
+                RawScalar::Int(n) if *n > 0 => Ok(*n as u64),
+                RawScalar::Str(s) => parse_size(s),
+                _ => Err("memory is a size such as \"256M\" or \"1G\", or a number of bytes".to_string()),
+            };
+            match bytes {
+                Ok(b) if b < MIN_MEMORY => {
+                    self.err(m.span(), format!("memory {b} bytes is too small: at least 4M"));
+                    None
+                }
+                Ok(b) => Some(b),
+                Err(msg) => {
+                    self.err(m.span(), msg);
+                    None
+                }
+            }
+        });
+        let millicpus = node.cpus.as_ref().or(defaults.cpus.as_ref()).and_then(|c| {
+            let cpus = match c.get_ref() {
+                RawScalar::Int(n) => Some(*n as f64),
+                RawScalar::Float(f) => Some(*f),
+                RawScalar::Str(_) => None,
+            };
+            match cpus {
+                Some(n) if (0.01..=1024.0).contains(&n) => Some((n * 1000.0).round() as u32),
+                _ => {
+                    self.err_hint(c.span(), "cpus is a number of CPUs between 0.01 and 1024", "e.g. cpus = 0.5");
+                    None
+                }
+            }
+        });
+        let int = |v: &mut Validator,
+                   raw: Option<&Spanned<RawScalar>>,
+                   what: &str,
+                   range: std::ops::RangeInclusive<i64>| {
+            let raw = raw?;
+            match raw.get_ref() {
+                RawScalar::Int(n) if range.contains(n) => Some(*n),
+                _ => {
+                    v.err(raw.span(), format!("{what} is a whole number from {} to {}", range.start(), range.end()));
+                    None
+                }
+            }
+        };
+        let pids = int(self, node.pids.as_ref().or(defaults.pids.as_ref()), "pids", 1..=4_194_304).map(|n| n as u64);
+        let io_weight = int(self, node.io_weight.as_ref().or(defaults.io_weight.as_ref()), "io_weight", 10..=1000);
+        Limits { memory, millicpus, pids, io_weight: io_weight.map(|w| w as u16) }
+    }
+
+    pub(super) fn mounts(&mut self, node: &RawNode, defaults: &RawNode) -> Vec<BindMount> {
+        let Some(list) = node.mounts.as_ref().or(defaults.mounts.as_ref()) else { return Vec::new() };
+        let mut out: Vec<BindMount> = Vec::new();
+        for m in list.get_ref() {
+            match parse_mount(m.get_ref()) {
+                Ok(bind) if out.iter().any(|o| o.target == bind.target) => {
+                    self.err(m.span(), format!("two mounts on {}", bind.target));
+                }
+                Ok(bind) => out.push(bind),
+                Err(msg) => self.err_hint(
+                    m.span(),
+                    msg,
+                    "write mounts as \"/host/path:/node/path\" or \"/host/path:/node/path:ro\"",
+                ),
+            }
+        }
+        out
+    }
+}
+
+/// `"256M"`, `"1G"`, `"512k"`, `"1.5g"`, `"100MiB"`, `"4096"`: binary multiples, as Docker reads them.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as \"256M\" or \"1G\""))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use K, M, G or T")),
+    };
+    Ok((value * mult as f64) as u64)
+}
+
+/// `"/host/path:/node/path[:ro|rw]"`.
+fn parse_mount(s: &str) -> Result<BindMount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (source, target, read_only) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, false),
+        [src, dst, "ro"] => (*src, *dst, true),
+        [src, dst, "rw"] => (*src, *dst, false),
+        [_, _, opt] => return Err(format!("mount option `{opt}` is neither ro nor rw")),
+        _ => return Err(format!("`{s}` is not a mount")),
+    };
+    if !source.starts_with('/') || !target.starts_with('/') {
+        return Err(format!("`{s}`: both paths must be absolute"));
+    }
+    let plain = |p: &str| p.split('/').all(|c| c != "." && c != "..");
+    if !plain(source) || !plain(target) {
+        return Err(format!("`{s}`: paths cannot contain `.` or `..`"));
+    }
+    let target = format!("/{}", target.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"));
+    let first = target.split('/').nth(1).unwrap_or("");
+    if target == "/" || ["proc", "sys", "dev"].contains(&first) {
+        return Err(format!("`{s}`: a mount cannot go on /, /proc, /sys or /dev"));
+    }
+    Ok(BindMount { source: PathBuf::from(source), target, read_only })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn mounts() {
+        let m = parse_mount("/srv/data:/data:ro").unwrap();
+        assert_eq!((m.source.to_str().unwrap(), m.target.as_str(), m.read_only), ("/srv/data", "/data", true));
+        assert_eq!(parse_mount("/a:/b//c/").unwrap().target, "/b/c");
+        assert!(parse_mount("relative:/x").is_err());
+        assert!(parse_mount("/a:/proc/sys").is_err());
+        assert!(parse_mount("/a:/").is_err());
+        assert!(parse_mount("/a:/b:rx").unwrap_err().contains("neither ro nor rw"));
+        assert!(parse_mount("/a/../etc:/b").is_err());
+    }
+}
