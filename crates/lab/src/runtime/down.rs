@@ -15,6 +15,9 @@ use std::time::Duration;
 /// How long a node's monitor may take to record its node's end after the node is gone.
 const MONITOR_GRACE: Duration = Duration::from_secs(10);
 
+/// How long killed processes may take to exit before `down` says which did not.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What `lab down` found and removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DownReport {
@@ -138,10 +141,12 @@ pub(super) async fn teardown(
 ) -> Result<DownReport, Error> {
     let mut errors = Vec::new();
     let t = std::time::Instant::now();
-    // A frozen process does not die of SIGKILL on cgroup v1 until thawed.
-    for path in found.cgroups.iter().filter(|p| cgroups.frozen(p)) {
-        if let Err(e) = cgroups.freeze(path, false) {
-            errors.push(e.into());
+    // A frozen (or freezing) process does not die of SIGKILL on cgroup v1 until thawed.
+    for path in &found.cgroups {
+        if cgroups.exists(path) {
+            if let Err(e) = cgroups.freeze(path, false) {
+                errors.push(e.into());
+            }
         }
     }
     let processes = kill_all(&found, cgroups, &mut errors).await;
@@ -229,9 +234,15 @@ async fn kill_all(found: &Found, cgroups: &dyn Cgroups, errors: &mut Vec<Error>)
         if fds.is_empty() {
             break;
         }
-        for r in join_all(fds.iter().map(|f| f.exited())).await {
-            if let Err(e) = r {
-                errors.push(e.into());
+        match tokio::time::timeout(EXIT_TIMEOUT, join_all(fds.iter().map(|f| f.exited()))).await {
+            Ok(results) => errors.extend(results.into_iter().filter_map(|r| r.err().map(Error::from))),
+            Err(_) => {
+                let left = fds.iter().filter(|f| f.is_alive()).count();
+                errors.push(Error::Failed(format!(
+                    "{left} processes of the lab did not exit within {}s of SIGKILL; run lab down again",
+                    EXIT_TIMEOUT.as_secs()
+                )));
+                break;
             }
         }
         fds.clear();

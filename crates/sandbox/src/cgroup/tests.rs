@@ -155,6 +155,20 @@ fn v1_creates_limits_devices_and_removes() {
 }
 
 #[test]
+fn v1_freezer_states() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v1 = fake_v1(tmp.path());
+    let dir = tmp.path().join("freezer/lab/x/n");
+    put(&dir, "freezer.state", "THAWED\n");
+    v1.freeze("lab/x/n", true).unwrap();
+    assert_eq!(get(&dir, "freezer.state"), "FROZEN");
+    assert!(v1.frozen("lab/x/n"));
+    v1.freeze("lab/x/n", false).unwrap();
+    assert_eq!(get(&dir, "freezer.state"), "THAWED");
+    assert!(!v1.frozen("lab/x/n"));
+}
+
+#[test]
 fn v1_stats_read_v1_files() {
     let tmp = tempfile::tempdir().unwrap();
     let v1 = fake_v1(tmp.path());

@@ -110,10 +110,12 @@ impl Cgroups for V1 {
             let file = ["blkio.bfq.weight", "blkio.weight"].iter().map(|f| dir.join(f)).find(|f| f.exists());
             match file {
                 Some(f) => write(&f, &w.to_string())?,
-                None => return Err(Error::Other(format!(
+                None => {
+                    return Err(Error::Other(format!(
                     "io_weight: {} has no blkio.weight or blkio.bfq.weight (the kernel needs the BFQ I/O scheduler)",
                     dir.display()
-                ))),
+                )))
+                }
             }
         }
         Ok(())
@@ -152,18 +154,29 @@ impl Cgroups for V1 {
 
     fn freeze(&self, path: &str, frozen: bool) -> Result<()> {
         let state = self.needs("freezer", path, "pausing")?.join("freezer.state");
-        let want = if frozen { "FROZEN" } else { "THAWED" };
-        write(&state, want)?;
-        // The v1 freezer sends no notification: reading the state is what advances it from
-        // FREEZING, so read it until it settles.
-        let deadline = Instant::now() + FREEZE_TIMEOUT;
-        while read(&state)? != want {
-            if Instant::now() > deadline {
-                return Err(Error::Other(format!("{}: still not {want}", state.display())));
-            }
-            std::thread::sleep(Duration::from_millis(1));
+        if !frozen {
+            return write(&state, "THAWED");
         }
-        Ok(())
+        // The v1 freezer sends no notification, and it can stay FREEZING while processes keep
+        // forking. As runc does: write FROZEN again and again (each write also catches new
+        // children), thaw for a moment now and then, and read the state in between.
+        let deadline = Instant::now() + FREEZE_TIMEOUT;
+        for attempt in 1.. {
+            if attempt % 50 == 0 {
+                write(&state, "THAWED")?;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            write(&state, "FROZEN")?;
+            if read(&state)? == "FROZEN" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        write(&state, "THAWED")?;
+        Err(Error::Other(format!("{}: could not freeze (processes keep forking?); left thawed", state.display())))
     }
 
     fn frozen(&self, path: &str) -> bool {
