@@ -2,10 +2,13 @@
 //! Each test makes uniquely named labs and takes them down in a guard, also when it fails.
 
 mod errors;
+mod escape;
 mod exec;
 mod host;
 mod isolation;
 mod lifecycle;
+mod limits;
 mod nat;
 mod ps;
+mod security;
 mod support;

@@ -1,0 +1,172 @@
+//! `lab-probe OPERATION [ARG]`: attempts one operation that a node should (or, privileged,
+//! may) not be able to do, and prints `ok` or the errno's name. The end-to-end escape tests
+//! run it inside nodes. Where an operation is allowed, its arguments make it fail harmlessly
+//! after the seccomp filter and capability checks (a bad fd, an invalid flag, a missing path),
+//! so that a privileged run changes nothing on the host.
+
+use std::ffi::CString;
+
+fn errno_name(e: i32) -> String {
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EBADF => "EBADF",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EINVAL => "EINVAL",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EROFS => "EROFS",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOKEY => "ENOKEY",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ENOEXEC => "ENOEXEC",
+        libc::E2BIG => "E2BIG",
+        other => return format!("errno {other}"),
+    };
+    name.to_string()
+}
+
+fn outcome(r: i64) -> String {
+    if r < 0 {
+        errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        "ok".to_string()
+    }
+}
+
+fn c(s: &str) -> CString {
+    CString::new(s).expect("no NUL")
+}
+
+/// open(path, flags) and close; the outcome.
+fn try_open(path: &str, flags: i32) -> String {
+    let p = c(path);
+    // SAFETY: open/close with a valid C string.
+    let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+    let r = outcome(fd as i64);
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
+    r
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let op = args.get(1).map(String::as_str).unwrap_or("");
+    let arg = args.get(2).cloned().unwrap_or_default();
+    // SAFETY (every arm): raw syscalls whose pointer arguments are valid C strings or null.
+    let result = unsafe {
+        match op {
+            "mount" => {
+                let dir = c("/tmp/lab-probe-mnt");
+                libc::mkdir(dir.as_ptr(), 0o755);
+                let r = outcome(
+                    libc::mount(c("none").as_ptr(), dir.as_ptr(), c("tmpfs").as_ptr(), 0, std::ptr::null()) as i64,
+                );
+                libc::umount2(dir.as_ptr(), libc::MNT_DETACH);
+                r
+            }
+            "umount-proc" => outcome(libc::umount2(c("/proc").as_ptr(), libc::MNT_DETACH) as i64),
+            "unshare-net" => outcome(libc::unshare(libc::CLONE_NEWNET) as i64),
+            "unshare-user" => outcome(libc::unshare(libc::CLONE_NEWUSER) as i64),
+            "setns" => {
+                let fd = libc::open(c("/proc/self/ns/net").as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                outcome(libc::setns(fd, libc::CLONE_NEWNET) as i64)
+            }
+            "pivot-root" => outcome(libc::syscall(
+                libc::SYS_pivot_root,
+                c("/lab-probe-none").as_ptr(),
+                c("/lab-probe-none").as_ptr(),
+            )),
+            "kexec-load" => outcome(libc::syscall(libc::SYS_kexec_load, 0, 0, std::ptr::null::<u8>(), 0xdead_0000u64)),
+            "finit-module" => outcome(libc::syscall(libc::SYS_finit_module, -1, c("").as_ptr(), 0)),
+            "delete-module" => outcome(libc::syscall(
+                libc::SYS_delete_module,
+                c("lab_probe_no_such_module").as_ptr(),
+                libc::O_NONBLOCK,
+            )),
+            "bpf" => outcome(libc::syscall(libc::SYS_bpf, 0xffff, std::ptr::null::<u8>(), 0)),
+            "perf-event-open" => {
+                outcome(libc::syscall(libc::SYS_perf_event_open, std::ptr::null::<u8>(), 0, -1, -1, 0))
+            }
+            "open-by-handle-at" => outcome(libc::syscall(libc::SYS_open_by_handle_at, -1, std::ptr::null::<u8>(), 0)),
+            "keyctl" => outcome(libc::syscall(libc::SYS_keyctl, 0xffff, 0, 0, 0, 0)),
+            "request-key" => outcome(libc::syscall(
+                libc::SYS_request_key,
+                c("user").as_ptr(),
+                c("lab-probe-none").as_ptr(),
+                std::ptr::null::<u8>(),
+                0,
+            )),
+            // In a pid namespace other than the host's, CAD_OFF is EINVAL once allowed.
+            "reboot" => outcome(libc::syscall(
+                libc::SYS_reboot,
+                libc::LINUX_REBOOT_MAGIC1,
+                libc::LINUX_REBOOT_MAGIC2,
+                libc::LINUX_REBOOT_CMD_CAD_OFF,
+                0,
+            )),
+            "swapon" => outcome(libc::syscall(libc::SYS_swapon, c("/lab-probe-no-swap").as_ptr(), 0)),
+            "userfaultfd" => outcome(libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC)),
+            "ptrace-init" => outcome(libc::ptrace(libc::PTRACE_ATTACH, 1, 0, 0) as i64),
+            "clone-newns" => {
+                let r = libc::syscall(libc::SYS_clone, (libc::CLONE_NEWNS | libc::SIGCHLD) as u64, 0, 0, 0, 0);
+                if r == 0 {
+                    libc::_exit(0);
+                }
+                if r > 0 {
+                    libc::waitpid(r as i32, std::ptr::null_mut(), 0);
+                }
+                outcome(r)
+            }
+            "clone3" => outcome(libc::syscall(libc::SYS_clone3, std::ptr::null::<u8>(), 0)),
+            "mknod-block" => {
+                let p = c("/tmp/lab-probe-sda");
+                let r = outcome(libc::mknod(p.as_ptr(), libc::S_IFBLK | 0o600, libc::makedev(8, 0)) as i64);
+                libc::unlink(p.as_ptr());
+                r
+            }
+            "sethostname" => outcome(libc::sethostname(c("lab-probe").as_ptr(), 9) as i64),
+            // Opened for writing only; nothing is written.
+            "open-write" => try_open(&arg, libc::O_WRONLY),
+            "read" => match std::fs::read(&arg) {
+                Ok(bytes) => format!("{} bytes", bytes.len()),
+                Err(e) => errno_name(e.raw_os_error().unwrap_or(0)),
+            },
+            // The classic chroot escape: chroot into a subdirectory, climb out with "..",
+            // chroot("."). `arg` exists only on the host: prints whether it became visible.
+            "chroot-escape" => {
+                let dir = c("/tmp/lab-probe-jail");
+                libc::mkdir(dir.as_ptr(), 0o755);
+                let mut r = outcome(libc::chroot(dir.as_ptr()) as i64);
+                if r == "ok" {
+                    for _ in 0..64 {
+                        libc::chdir(c("..").as_ptr());
+                    }
+                    libc::chroot(c(".").as_ptr());
+                    r = if std::path::Path::new(&arg).exists() { "escaped".into() } else { "contained".into() };
+                }
+                r
+            }
+            "kill" => outcome(libc::kill(arg.parse().unwrap_or(-2), libc::SIGTERM) as i64),
+            // Every fd of this process and where it points.
+            "fds" => {
+                let mut out = Vec::new();
+                for e in std::fs::read_dir("/proc/self/fd").into_iter().flatten().flatten() {
+                    let target = std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
+                    out.push(format!("{}={target}", e.file_name().to_string_lossy()));
+                }
+                out.join(" ")
+            }
+            "cwd" => std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string()),
+            _ => {
+                eprintln!("usage: lab-probe OPERATION [ARG]");
+                std::process::exit(2);
+            }
+        }
+    };
+    println!("{result}");
+}
