@@ -141,7 +141,8 @@ pub fn effective_set(add: &[String], drop: &[String], privileged: bool) -> std::
     Ok(set)
 }
 
-/// Applies `keep` to the calling thread: bounding set reduced to it, permitted and effective
+/// Applies `keep` (less any capability the caller lacks) to the calling thread: bounding set
+/// reduced to it, permitted and effective
 /// set to it, inheritable and ambient emptied (an inheritable set lets exec'd programs with
 /// file capabilities regain what was dropped, CVE-2022-29162). Run before exec; the exec'd
 /// program (as root) then has exactly `keep`.
@@ -167,8 +168,22 @@ pub fn apply(keep: &BTreeSet<Cap>) -> Result<()> {
             return Err(Error::os("clearing the ambient capabilities", e));
         }
     }
-    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c.0));
+    // A node never gets a capability lab itself does not have (a privileged node gets all
+    // that lab has).
+    let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c.0)) & permitted()?;
     capset(mask, mask, 0)
+}
+
+/// The calling thread's permitted set.
+fn permitted() -> Result<u64> {
+    let header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget with a v3 header and room for two data structs.
+    let r = unsafe { libc::syscall(libc::SYS_capget, &header as *const CapHeader, data.as_mut_ptr()) };
+    if r != 0 {
+        return Err(Error::os("reading capabilities", std::io::Error::last_os_error()));
+    }
+    Ok(u64::from(data[0].permitted) | (u64::from(data[1].permitted) << 32))
 }
 
 /// The highest capability number this kernel knows.

@@ -144,3 +144,22 @@ fn bad_topology_files_give_their_expected_errors() {
         );
     }
 }
+
+/// Every TOML example in the README parses (so that the README stays true).
+#[test]
+fn readme_examples_parse() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let mut blocks = 0;
+    for block in readme.split("```toml\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        if let Err(e) = parse_named("readme.toml", text) {
+            panic!("a README example does not parse:\n{text}\n{e}");
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 6, "expected the README's examples, found {blocks}");
+}
+
+fn parse_named(name: &str, text: &str) -> Result<Topology, TopologyError> {
+    Topology::parse(Source::new(name, text))
+}
