@@ -53,6 +53,8 @@ const DENIED: &[(&[&str], &str)] = &[
     (&["open-write", "/sys/class/net/lo/mtu"], "EROFS"),
     // The lab binary on the host, through the init's exe (a sealed copy, and out of reach).
     (&["open-write", "/proc/1/exe"], "EACCES"),
+    // ... and through its own exe: a running binary cannot be opened for writing.
+    (&["open-write", "/proc/self/exe"], "ETXTBSY"),
     // Masked: they read as empty.
     (&["read", "/proc/keys"], "0 bytes"),
     (&["read", "/proc/timer_list"], "0 bytes"),
@@ -83,6 +85,8 @@ fn a_default_node_cannot_escape() {
             if got != want {
                 failures.push(format!("{args:?}: expected {want}, got {got}"));
             }
+        } else {
+            eprintln!("skipped {args:?}: this kernel has no {} (nothing to reach)", args[1]);
         }
     }
     // chroot is allowed (as in Docker); climbing out of it is not possible.
@@ -135,7 +139,7 @@ fn a_privileged_unconfined_node_gets_past_the_same_checks() {
     let mut still_denied = Vec::new();
     for (args, denied) in DENIED {
         // Reading masked files and opening the init's exe are not seccomp's doing.
-        if args[0] == "read" || args.get(1) == Some(&"/proc/1/exe") {
+        if args[0] == "read" || args.get(1).is_some_and(|p| p.ends_with("/exe")) {
             continue;
         }
         let got = run(&lab, "p", args);
