@@ -5,20 +5,21 @@
 use crate::support::*;
 use std::path::PathBuf;
 
-/// The probe binary (tests/probe), built by `cargo test --workspace` next to `lab`.
-fn probe() -> String {
+/// The probe binary (tests/probe), built by `cargo test --workspace` next to `lab`. Nodes get
+/// it bind-mounted at /probe: the checkout may be anywhere (under /tmp, say, and nodes have a
+/// /tmp of their own).
+fn probe_mount() -> String {
     let p = PathBuf::from(lab_bin()).with_file_name("lab-probe");
     assert!(
         p.exists(),
         "{} is missing: build it with `cargo build -p lab-probe` (cargo test --workspace does)",
         p.display()
     );
-    p.display().to_string()
+    format!("mounts = [\"{}:/probe:ro\"]\n", p.display())
 }
 
 fn run(lab: &Lab, node: &str, args: &[&str]) -> String {
-    let probe = probe();
-    let mut all = vec![probe.as_str()];
+    let mut all = vec!["/probe"];
     all.extend_from_slice(args);
     let out = lab.exec(node, &all);
     assert!(out.status.success(), "probe {args:?} could not run:\n{}", show(&out));
@@ -70,7 +71,7 @@ fn a_default_node_cannot_escape() {
     let lab_path = std::fs::canonicalize(lab_bin()).unwrap();
     let lab_sum = sha(lab_path.to_str().unwrap());
     let host_name = text(&host("hostname").stdout);
-    let lab = Lab::up("escape", "[nodes.a]\ncommand = [\"sleep\", \"infinity\"]\n");
+    let lab = Lab::up("escape", &format!("[nodes.a]\ncommand = [\"sleep\", \"infinity\"]\n{}", probe_mount()));
     let mut failures = Vec::new();
     for (args, want) in DENIED {
         let got = run(&lab, "a", args);
@@ -129,7 +130,8 @@ fn a_default_node_cannot_escape() {
 fn a_privileged_unconfined_node_gets_past_the_same_checks() {
     let _host = shared();
     let host_name = text(&host("hostname").stdout);
-    let lab = Lab::up("unconfined", "[nodes.p]\nprivileged = true\nseccomp = \"unconfined\"\n");
+    let lab =
+        Lab::up("unconfined", &format!("[nodes.p]\nprivileged = true\nseccomp = \"unconfined\"\n{}", probe_mount()));
     // Every capability lab itself has (this test runs with the same set as lab).
     let caps = lab.sh("p", "grep CapEff /proc/self/status");
     let ours = std::fs::read_to_string("/proc/self/status").unwrap();
