@@ -62,7 +62,7 @@ fn a_node_over_its_memory_is_oom_killed_inside_it_and_ps_says_so() {
 fn a_fork_bomb_stops_at_pids_and_the_host_stays_responsive() {
     let _host = shared();
     let lab_ = Lab::up("bomb", "[nodes.a]\npids = 50\n[nodes.b]\n");
-    let mut bomb = std::process::Command::new(lab_bin())
+    let bomb = std::process::Command::new(lab_bin())
         // Each process forks two more and then holds on: the node fills up to its limit and
         // stays there for a while.
         .args(["exec", "--lab", &lab_.name, "a", "sh", "-c", "bomb() { bomb & bomb & sleep 3; }; bomb"])

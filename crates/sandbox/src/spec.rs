@@ -2,7 +2,7 @@
 
 use crate::caps::Cap;
 use crate::error::{Context, Result};
-use crate::seccomp::Profile;
+use crate::seccomp::Bpf;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs;
@@ -43,8 +43,8 @@ pub struct NodeSpec {
 pub struct Security {
     /// The capabilities every process keeps (bounding, permitted, effective).
     pub caps: BTreeSet<Cap>,
-    /// `None`: unconfined.
-    pub seccomp: Option<Profile>,
+    /// The compiled seccomp filter; `None`: unconfined.
+    pub seccomp: Option<Bpf>,
     /// All capabilities, no seccomp unless asked, no no_new_privs, /sys and /proc/sys
     /// writable, no masked paths, every device.
     pub privileged: bool,
@@ -54,8 +54,6 @@ impl Security {
     /// Drops capabilities, sets no_new_privs (unless privileged) and loads the seccomp filter
     /// on the calling thread: the last step before exec.
     pub fn apply(&self) -> Result<()> {
-        // Compiled before anything is dropped, while allocation and files are still fine.
-        let filter = self.seccomp.as_ref().map(|p| p.compile(&self.caps)).transpose()?;
         crate::caps::apply(&self.caps)?;
         if !self.privileged {
             // SAFETY: prctl with integer arguments.
@@ -63,14 +61,8 @@ impl Security {
                 return Err(crate::Error::os("setting no_new_privs", std::io::Error::last_os_error()));
             }
         }
-        if let Some(mut filter) = filter {
-            // Without no_new_privs (privileged), loading needs SYS_ADMIN, which it has.
-            filter
-                .set_ctl_nnp(!self.privileged)
-                .map_err(|e| crate::Error::Other(format!("configuring the seccomp filter: {e}")))?;
-            crate::seccomp::load(&filter)?;
-        }
-        Ok(())
+        // Without no_new_privs (privileged), loading needs SYS_ADMIN, which it then has.
+        self.seccomp.as_ref().map_or(Ok(()), |f| f.load())
     }
 }
 
@@ -194,7 +186,11 @@ mod tests {
             files: vec![NodeFile::new("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap()],
             security: Security {
                 caps: crate::caps::effective_set(&[], &[], false).unwrap(),
-                seccomp: Some(crate::seccomp::docker_default()),
+                seccomp: Some(
+                    crate::seccomp::docker_default()
+                        .to_bpf(&crate::caps::effective_set(&[], &[], false).unwrap())
+                        .unwrap(),
+                ),
                 privileged: false,
             },
             userns: Some(IdMap { host: 1 << 30, size: 65536 }),

@@ -10,10 +10,12 @@ use crate::Error;
 use futures::future::try_join_all;
 use ipnetwork::IpNetwork;
 use lab_net::{nat, netns, Netlink, VethEnd};
+use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::devices;
 use lab_sandbox::cgroup::Cgroups;
-use lab_sandbox::seccomp::{self, Profile};
+use lab_sandbox::seccomp::{self, Bpf, Profile};
 use lab_sandbox::{NodeFile, NodeSpec, SealedExe, Security, StartingNode};
+use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -102,15 +104,17 @@ impl Builder<'_> {
     /// Each node's directory, files and cgroup.
     fn prepare_nodes(&self) -> Result<Vec<NodeSpec>, Error> {
         let resolv = resolv_conf();
+        let mut filters = Filters::default();
         let mut specs = Vec::with_capacity(self.plan.nodes.len());
         for node in &self.plan.nodes {
-            let spec = || -> Result<NodeSpec, lab_sandbox::Error> {
+            let mut spec = || -> Result<NodeSpec, lab_sandbox::Error> {
                 let files = vec![
                     NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
                     NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
                     NodeFile::new("/etc/resolv.conf", resolv.clone(), 0o644)?,
                 ];
-                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, self.profiles);
+                let seccomp = filters.get(node, self.profiles)?;
+                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
                 spec.prepare()?;
                 Ok(spec)
             };
@@ -212,14 +216,30 @@ async fn configure(node: &NodePlan, netns: &File) -> Result<(), Error> {
     Ok(())
 }
 
-fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, profiles: &Profiles) -> NodeSpec {
-    let seccomp = match &node.seccomp {
-        // Privileged means unconfined unless a profile is named, as with Docker.
-        SeccompChoice::Default if node.privileged => None,
-        SeccompChoice::Default => Some(seccomp::docker_default()),
-        SeccompChoice::Unconfined => None,
-        SeccompChoice::Profile(path) => profiles.get(path).cloned(),
-    };
+/// Compiled seccomp filters, one per profile and capability set: most labs compile one.
+#[derive(Default)]
+struct Filters(HashMap<(SeccompChoice, BTreeSet<Cap>), Bpf>);
+
+impl Filters {
+    fn get(&mut self, node: &NodePlan, profiles: &Profiles) -> Result<Option<Bpf>, lab_sandbox::Error> {
+        let profile = match &node.seccomp {
+            // Privileged means unconfined unless a profile is named, as with Docker.
+            SeccompChoice::Default if node.privileged => return Ok(None),
+            SeccompChoice::Unconfined => return Ok(None),
+            SeccompChoice::Default => seccomp::docker_default(),
+            SeccompChoice::Profile(path) => profiles.get(path).cloned().expect("preflight loaded every profile"),
+        };
+        let key = (node.seccomp.clone(), node.caps.clone());
+        if let Some(bpf) = self.0.get(&key) {
+            return Ok(Some(bpf.clone()));
+        }
+        let bpf = profile.to_bpf(&node.caps)?;
+        self.0.insert(key, bpf.clone());
+        Ok(Some(bpf))
+    }
+}
+
+fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Option<Bpf>) -> NodeSpec {
     NodeSpec {
         name: node.name.to_string(),
         hostname: node.hostname.to_string(),

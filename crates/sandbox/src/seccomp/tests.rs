@@ -5,12 +5,7 @@ use crate::caps::effective_set;
 /// reports (0 for success). The filter is compiled before the fork: after it, only
 /// async-signal-safe calls.
 fn errno_under(profile: &Profile, caps: &BTreeSet<Cap>, probe: fn() -> i64) -> i32 {
-    // export_bpf_mem needs libseccomp 2.6; Debian 12 has 2.5.
-    let mut file = tempfile::tempfile().unwrap();
-    profile.compile(caps).expect("compiles").export_bpf(&file).expect("exports");
-    let mut bpf = Vec::new();
-    std::io::Seek::rewind(&mut file).unwrap();
-    std::io::Read::read_to_end(&mut file, &mut bpf).unwrap();
+    let bpf = profile.to_bpf(caps).expect("compiles").0;
     let prog = libc::sock_fprog { len: (bpf.len() / 8) as u16, filter: bpf.as_ptr() as *mut libc::sock_filter };
     // SAFETY: the child only makes raw syscalls and _exits.
     unsafe {
@@ -115,6 +110,14 @@ fn bad_profiles_say_where() {
     std::fs::write(&path, "{\"defaultAction\": \"SCMP_ACT_NOPE\"}").unwrap();
     let err = Profile::load(&path).unwrap_err().to_string();
     assert!(err.contains("p.json:1:") && err.contains("SCMP_ACT_NOPE"), "{err}");
+}
+
+#[test]
+fn compiled_programs_round_trip_as_json() {
+    let bpf = docker_default().to_bpf(&default_caps()).unwrap();
+    let json = serde_json::to_string(&bpf).unwrap();
+    assert_eq!(serde_json::from_str::<Bpf>(&json).unwrap(), bpf);
+    assert!(serde_json::from_str::<Bpf>("\"abc\"").is_err());
 }
 
 #[test]
