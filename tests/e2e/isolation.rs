@@ -58,7 +58,7 @@ fn a_node_sees_only_itself() {
 fn nodes_live_in_their_own_cgroups() {
     let _host = shared();
     let lab = Lab::up("cg", TWO);
-    let ps = lab_ps_json();
+    let ps = ps_json();
     let node = ps
         .as_array()
         .and_then(|labs| labs.iter().find(|l| l["name"] == lab.name.as_str()))
@@ -69,12 +69,6 @@ fn nodes_live_in_their_own_cgroups() {
     let want = format!("/lab/{}/node1", lab.name);
     assert!(cgroups.lines().any(|l| l.ends_with(&want)), "init {pid} is not in {want}:\n{cgroups}");
     lab.down();
-}
-
-pub fn lab_ps_json() -> serde_json::Value {
-    let out = lab(&["ps", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).expect("ps --json prints JSON")
 }
 
 #[test]

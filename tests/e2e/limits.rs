@@ -1,6 +1,5 @@
 //! cgroup limits, as the kernel applies them: memory, cpus, pids, io weight; stats; pausing.
 
-use crate::isolation::lab_ps_json;
 use crate::support::*;
 use std::time::{Duration, Instant};
 
@@ -14,12 +13,6 @@ fn cgroup_file(lab: &Lab, node: &str, controller: &str, v1: &str, v2: &str) -> S
         format!("{}/lab/{}/{node}/{v1}", dir.trim(), lab.name)
     };
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
-}
-
-fn node_json(lab: &str, node: &str) -> serde_json::Value {
-    let all = lab_ps_json();
-    let l = all.as_array().unwrap().iter().find(|l| l["name"] == lab).cloned().unwrap();
-    l["nodes"].as_array().unwrap().iter().find(|n| n["name"] == node).cloned().unwrap()
 }
 
 #[test]

@@ -1,15 +1,7 @@
 //! `lab ps`: labs, nodes, their state, and what happened to a node that died.
 
-use crate::isolation::lab_ps_json;
 use crate::support::*;
 use std::time::{Duration, Instant};
-
-fn lab_json(name: &str) -> serde_json::Value {
-    let all = lab_ps_json();
-    all.as_array()
-        .and_then(|l| l.iter().find(|l| l["name"] == name).cloned())
-        .unwrap_or_else(|| panic!("{name} not in {all}"))
-}
 
 #[test]
 fn ps_lists_labs_and_nodes_as_a_table_and_as_json() {

@@ -179,3 +179,27 @@ pub fn leftovers(name: &str) -> Vec<String> {
     }
     out
 }
+
+/// `lab ps --json`.
+pub fn ps_json() -> serde_json::Value {
+    let out = lab(&["ps", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    serde_json::from_slice(&out.stdout).expect("ps --json prints JSON")
+}
+
+/// Lab `name` as `lab ps --json` shows it.
+pub fn lab_json(name: &str) -> serde_json::Value {
+    let all = ps_json();
+    all.as_array()
+        .and_then(|l| l.iter().find(|l| l["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("{name} not in {all}"))
+}
+
+/// Node `node` of lab `lab` as `lab ps --json` shows it.
+pub fn node_json(lab: &str, node: &str) -> serde_json::Value {
+    let l = lab_json(lab);
+    l["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == node).cloned())
+        .unwrap_or_else(|| panic!("{node} not in {l}"))
+}
