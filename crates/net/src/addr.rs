@@ -3,7 +3,7 @@ use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType};
 use rtnetlink::RouteMessageBuilder;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A route of the host's main table, to keep lab subnets away from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,8 @@ pub struct HostRoute {
 }
 
 impl Netlink {
-    /// Adds a route to `destination` through gateway `via`.
+    /// Adds a route to `destination` through gateway `via`, replacing one to the same
+    /// destination (so that re-adding routes after a link comes back is safe).
     pub async fn add_route(&self, destination: IpNetwork, via: IpAddr) -> Result<()> {
         let what = || format!("adding route {destination} via {via}{}", self.place);
         let msg = match (destination, via) {
@@ -31,20 +32,25 @@ impl Netlink {
                 })
             }
         };
-        self.handle.route().add(msg).execute().await.map_err(|e| Error::netlink(what(), e))
+        self.handle.route().add(msg).replace().execute().await.map_err(|e| Error::netlink(what(), e))
     }
 
-    /// IPv4 unicast routes of the main table, except default routes.
+    /// IPv4 and IPv6 unicast routes of the main table, except default routes and IPv6
+    /// link-local ones (fe80::/64 is on every interface).
     pub async fn host_routes(&self) -> Result<Vec<HostRoute>> {
         let links = self.links().await?;
-        let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| Error::netlink(format!("listing routes{}", self.place), e))?;
+        let mut msgs: Vec<RouteMessage> = Vec::new();
+        for query in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
+            let got: Vec<RouteMessage> = self
+                .handle
+                .route()
+                .get(query)
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| Error::netlink(format!("listing routes{}", self.place), e))?;
+            msgs.extend(got);
+        }
         let mut out = Vec::new();
         for m in msgs {
             if m.header.table != RouteHeader::RT_TABLE_MAIN
@@ -58,6 +64,9 @@ impl Netlink {
             for a in &m.attributes {
                 match a {
                     RouteAttribute::Destination(RouteAddress::Inet(ip)) => dst = Some(IpAddr::V4(*ip)),
+                    RouteAttribute::Destination(RouteAddress::Inet6(ip)) if !is_link_local(ip) => {
+                        dst = Some(IpAddr::V6(*ip))
+                    }
                     RouteAttribute::Oif(i) => dev = links.iter().find(|l| l.index == *i).map(|l| l.name.clone()),
                     _ => {}
                 }
@@ -68,4 +77,8 @@ impl Netlink {
         }
         Ok(out)
     }
+}
+
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
 }

@@ -1,12 +1,25 @@
 use crate::{Error, Netlink, Result};
 use ipnetwork::IpNetwork;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::LinkBridge;
 
 impl Netlink {
     /// Creates bridge `name`, up, in link `group`, with a fixed MAC (so that it does not
     /// change as ports come and go) and an alias tying it to its owner. Returns its index.
-    pub async fn create_bridge(&self, name: &str, alias: &str, mac: [u8; 6], group: u32) -> Result<u32> {
-        let msg = LinkBridge::new(name).address(mac.to_vec()).link_group(group).up().build();
+    /// `mtu`, when given, is set on the bridge itself (its ports get theirs when made).
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        alias: &str,
+        mac: [u8; 6],
+        group: u32,
+        mtu: Option<u32>,
+    ) -> Result<u32> {
+        let mut builder = LinkBridge::new(name).address(mac.to_vec()).link_group(group).up();
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        let msg = builder.build();
         self.handle
             .link()
             .add(msg)
@@ -17,9 +30,14 @@ impl Netlink {
         self.index(name).await
     }
 
-    /// Adds `address` to interface `index` (`ip addr add`).
+    /// Adds `address` to interface `index` (`ip addr add`). IPv6 addresses skip duplicate
+    /// address detection (`nodad`): the plan made them unique, and DAD would hold them
+    /// unusable for a second or more after the link comes up.
     pub async fn add_address(&self, index: u32, ifname: &str, address: IpNetwork) -> Result<()> {
-        let req = self.handle.address().add(index, address.ip(), address.prefix());
+        let mut req = self.handle.address().add(index, address.ip(), address.prefix());
+        if address.is_ipv6() {
+            req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
         req.execute().await.map_err(|e| {
             let e = Error::netlink(format!("adding address {address} to {ifname}{}", self.place), e);
             if e.errno() == Some(libc::EACCES) && address.is_ipv6() {

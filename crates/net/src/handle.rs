@@ -111,6 +111,17 @@ impl Netlink {
             .map_err(|e| Error::netlink(format!("bringing up {name}{}", self.place), e))
     }
 
+    /// Takes interface `index` down (`ip link set ... down`).
+    pub async fn set_down(&self, index: u32, name: &str) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("taking down {name}{}", self.place), e))
+    }
+
     /// Sets the alias (`ip link set NAME alias ...`). The kernel ignores an alias given when a
     /// link is created, so this is always its own request.
     pub async fn set_alias(&self, name: &str, alias: &str) -> Result<()> {

@@ -15,6 +15,7 @@ mod handle;
 pub mod nat;
 pub mod netns;
 pub mod sysctl;
+pub mod tc;
 mod veth;
 
 pub use addr::HostRoute;

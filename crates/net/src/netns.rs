@@ -3,8 +3,10 @@
 
 use crate::{Error, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::CloneFlags;
 use std::fs;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 pub const NETNS_DIR: &str = "/run/netns";
@@ -104,4 +106,21 @@ pub fn list() -> Vec<String> {
     let mut names: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     names.sort();
     names
+}
+
+/// Runs `f` on a thread of its own that first enters the network namespace `netns`: the
+/// sockets it opens and the /proc/sys/net files it writes are that namespace's. setns only
+/// moves the calling thread, so no other thread of the process ever changes namespace.
+/// `label` names the namespace in errors.
+pub fn run_in<T: Send>(netns: BorrowedFd<'_>, label: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            nix::sched::setns(netns, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::os(format!("entering the network namespace of {label}"), e.into()))?;
+            f()
+        });
+        worker.join().unwrap_or_else(|_| {
+            Err(Error::Netlink { what: format!("working in {label}"), message: "the thread panicked".into() })
+        })
+    })
 }

@@ -15,11 +15,12 @@ pub struct VethEnd<'a> {
     pub bridge: Option<u32>,
     /// Link group, so that one request can delete many links at once.
     pub group: Option<u32>,
+    pub mtu: Option<u32>,
 }
 
 impl<'a> VethEnd<'a> {
     pub fn new(name: &'a str) -> Self {
-        VethEnd { name, netns: None, alias: None, bridge: None, group: None }
+        VethEnd { name, netns: None, alias: None, bridge: None, group: None, mtu: None }
     }
 }
 
@@ -39,6 +40,9 @@ impl Netlink {
         if let Some(group) = b.group {
             peer = peer.link_group(group);
         }
+        if let Some(mtu) = b.mtu {
+            peer = peer.mtu(mtu);
+        }
         let mut main = LinkVeth::new(a.name, b.name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).up();
         if let Some(ns) = a.netns {
             main = main.setns_by_fd(ns.as_raw_fd());
@@ -48,6 +52,9 @@ impl Netlink {
         }
         if let Some(group) = a.group {
             main = main.link_group(group);
+        }
+        if let Some(mtu) = a.mtu {
+            main = main.mtu(mtu);
         }
         self.handle
             .link()

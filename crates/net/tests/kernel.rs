@@ -75,7 +75,7 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     let host = Netlink::host().unwrap();
     let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
     let group = 0x4c41_fff0 + std::process::id() % 8;
-    let bridge = host.create_bridge(&br, "lab/test/net/lan", mac, group).await.unwrap();
+    let bridge = host.create_bridge(&br, "lab/test/net/lan", mac, group, Some(1400)).await.unwrap();
     host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap()).await.unwrap();
     let mut a = VethEnd::new(&veth);
     a.bridge = Some(bridge);
@@ -141,14 +141,32 @@ fn nat_table_lifecycle() {
     require_root();
     let table = tag("lab-test-nat-");
     let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
-    let rules = [nat::Masquerade { subnet: "10.250.9.0/24".parse().unwrap(), bridge: "lb-test-0".into() }];
-    nat::create_table(&table, &rules).unwrap();
+    let rules = [
+        nat::Masquerade { subnet: "10.250.9.0/24".parse().unwrap(), bridge: "lb-test-0".into() },
+        nat::Masquerade { subnet: "fd42:9::/64".parse().unwrap(), bridge: "lb-test-0".into() },
+    ];
+    let forwards = [nat::Forward {
+        protocol: nat::Protocol::Udp,
+        host_port: 15353,
+        address: "10.250.9.2".parse().unwrap(),
+        port: 53,
+        bridge: "lb-test-0".into(),
+    }];
+    nat::create_table(&table, &rules, &forwards).unwrap();
     assert!(nat::tables().unwrap().contains(&table));
     let (ok, out) = sh(&format!("nft list table inet {table}"));
     assert!(ok, "{out}");
     assert!(out.contains("type nat hook postrouting priority srcnat"), "{out}");
     assert!(out.contains("ip saddr 10.250.9.0/24 oifname != \"lb-test-0\" masquerade"), "{out}");
-    let err = nat::create_table(&table, &rules);
+    assert!(out.contains("ip6 saddr fd42:9::/64 oifname != \"lb-test-0\" masquerade"), "{out}");
+    assert!(out.contains("ip saddr 127.0.0.0/8 oifname \"lb-test-0\" masquerade"), "{out}");
+    assert!(out.contains("type nat hook prerouting priority dstnat"), "{out}");
+    assert_eq!(
+        out.matches("fib daddr type local udp dport 15353 dnat ip to 10.250.9.2:53").count(),
+        2,
+        "prerouting and output: {out}"
+    );
+    let err = nat::create_table(&table, &rules, &[]);
     assert!(err.is_ok() || err.as_ref().is_err_and(|e| e.errno().is_some()), "{err:?}");
     nat::delete_table(&table).unwrap();
     assert!(!nat::tables().unwrap().contains(&table));
@@ -176,4 +194,74 @@ fn netns_names_are_bind_mounts_ip_netns_sees() {
     if netns::release_dir(prepared).unwrap() && prepared.mounted {
         assert!(!sh("findmnt /run/netns").0, "the mount point we made is gone");
     }
+}
+
+#[test]
+fn partition_filter_lives_in_the_namespace_and_is_replaced_whole() {
+    require_root();
+    let ns = TestNs::new();
+    let f = ns.file();
+    let list = || sh(&format!("nsenter -t {} -n nft list table inet lab-partition", ns.0.id()));
+    let addrs: Vec<std::net::IpAddr> = vec!["10.9.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+    netns::run_in(f.as_fd(), "test", || nat::create_filter("lab-partition", &addrs)).unwrap();
+    let (ok, out) = list();
+    assert!(ok, "{out}");
+    assert!(out.contains("ip saddr 10.9.0.2 drop") && out.contains("ip6 daddr fd00::2 drop"), "{out}");
+    netns::run_in(f.as_fd(), "test", || nat::create_filter("lab-partition", &addrs[..1])).unwrap();
+    let (_, out) = list();
+    assert!(out.contains("ip daddr 10.9.0.2 drop") && !out.contains("fd00::2"), "replaced: {out}");
+    assert!(!nat::tables().unwrap().contains(&"lab-partition".to_string()), "nothing on the host");
+    netns::run_in(f.as_fd(), "test", || nat::delete_table("lab-partition")).unwrap();
+    assert!(!list().0, "deleted");
+}
+
+#[tokio::test]
+async fn tbf_rate_and_netem_impairments() {
+    require_root();
+    let ns = TestNs::new();
+    let f = ns.file();
+    let host = Netlink::host().unwrap();
+    let (a, b) = (
+        VethEnd { netns: Some(f.as_fd()), ..VethEnd::new("imp0") },
+        VethEnd { netns: Some(f.as_fd()), ..VethEnd::new("imp1") },
+    );
+    host.create_veth(a, b).await.unwrap();
+    let nl = Netlink::in_netns(&f, "test").await.unwrap();
+    let index = nl.index("imp0").await.unwrap();
+    let rate = lab_net::tc::Impairment { rate: Some(10_000_000), ..Default::default() };
+    nl.impair(index, "imp0", &rate).await.unwrap();
+    let (_, out) = ns.ip("-d link show imp0");
+    assert!(out.contains("qdisc tbf"), "{out}");
+    let (_, out) = sh(&format!("nsenter -t {} -n tc qdisc show dev imp0", ns.0.id()));
+    assert!(out.contains("tbf") && out.contains("rate 10Mbit"), "{out}");
+    let delay = lab_net::tc::Impairment { delay: Some(50_000), ..Default::default() };
+    match nl.impair(index, "imp0", &delay).await {
+        Ok(()) => {
+            let (_, out) = sh(&format!("nsenter -t {} -n tc qdisc show dev imp0", ns.0.id()));
+            assert!(out.contains("netem") && out.contains("delay 50ms"), "{out}");
+        }
+        Err(e) => {
+            // This machine's kernel has no sch_netem: the error must say so.
+            assert!(e.to_string().contains("sch_netem"), "{e}");
+            eprintln!("netem not available on this kernel, checked its error instead: {e}");
+        }
+    }
+    nl.clear_impairment(index, "imp0").await.unwrap();
+    let (_, out) = sh(&format!("nsenter -t {} -n tc qdisc show dev imp0", ns.0.id()));
+    assert!(!out.contains("tbf"), "{out}");
+}
+
+#[test]
+fn sysctls_are_written_in_the_namespace() {
+    require_root();
+    let ns = TestNs::new();
+    let f = ns.file();
+    let host_before = lab_net::sysctl::read(lab_net::sysctl::IPV4_FORWARD).unwrap();
+    let want = if host_before == "1" { "0" } else { "1" };
+    lab_net::sysctl::write_in(f.as_fd(), "test", &[("net.ipv4.ip_forward".into(), want.into())]).unwrap();
+    let (_, out) = sh(&format!("nsenter -t {} -n cat /proc/sys/net/ipv4/ip_forward", ns.0.id()));
+    assert_eq!(out.trim(), want);
+    assert_eq!(lab_net::sysctl::read(lab_net::sysctl::IPV4_FORWARD).unwrap(), host_before, "host untouched");
+    let err = lab_net::sysctl::write_in(f.as_fd(), "test", &[("net.ipv4.no_such_key".into(), "1".into())]);
+    assert!(err.unwrap_err().to_string().contains("this kernel has no /proc/sys/net/ipv4/no_such_key"));
 }
