@@ -1,6 +1,6 @@
 //! The node's root file system, built by its init inside its own mount namespace: an overlay
 //! (read-only lower layer, writable upper layer on a private tmpfs), fresh /proc, /sys, /dev,
-//! /tmp and /run, bind mounts, sysctls, masked and read-only paths, then pivot_root.
+//! /tmp and /run, bind mounts, masked and read-only paths, then pivot_root.
 //!
 //! Every target is resolved inside the new root without following symlinks, so a rootfs cannot
 //! redirect a mount onto a host path. Host paths (the lower layer, bind mount sources) are
@@ -146,9 +146,6 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
     mount_in(&root, "/", "run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))?;
     for (m, (src, is_dir)) in spec.mounts.iter().zip(&sources.mounts) {
         bind_mount(&root, src, *is_dir, &m.target, m.read_only)?;
-    }
-    for (key, value) in &spec.sysctls {
-        set_sysctl(&root, key, value)?;
     }
     if !privileged {
         for path in MASKED {
@@ -478,19 +475,6 @@ fn read_only(root: &OwnedFd, path: &str) -> Result<()> {
         .ctx(|| format!("binding {path} onto itself in the node"))?;
     let mounted = resolve_path(root, path)?.ok_or_else(|| Error::Other(format!("{path} vanished")))?;
     set_read_only(&mounted).map_err(|e| Error::Other(format!("making {path} read-only: {e}")))
-}
-
-/// Writes a sysctl of the node's own network namespace through its /proc.
-fn set_sysctl(root: &OwnedFd, key: &str, value: &str) -> Result<()> {
-    if !key.starts_with("net.") || key.contains("..") || key.contains('/') {
-        return Err(Error::Other(format!("sysctl {key}: only net.* can be set in a node")));
-    }
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let how = OpenHow::new()
-        .flags(OFlag::O_WRONLY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = openat2(root, path.trim_start_matches('/'), how).ctx(|| format!("opening sysctl {key} in the node"))?;
-    nix::unistd::write(&fd, value.as_bytes()).map(|_| ()).ctx(|| format!("setting sysctl {key}={value} in the node"))
 }
 
 /// pivot_root(".", ".") into `root`, then detach the old root (runc's way: no directory for

@@ -33,9 +33,6 @@ pub struct NodeSpec {
     pub userns: Option<IdMap>,
     /// Host paths bind-mounted into the node.
     pub mounts: Vec<BindMount>,
-    /// Sysctls (net.* only: the node's own network namespace) set before /proc/sys is made
-    /// read-only.
-    pub sysctls: Vec<(String, String)>,
 }
 
 /// What a node's processes may do.
@@ -195,7 +192,6 @@ mod tests {
             },
             userns: Some(IdMap { host: 1 << 30, size: 65536 }),
             mounts: vec![BindMount { source: "/srv/data".into(), target: "/data".into(), read_only: true }],
-            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
         };
         spec.prepare().unwrap();
         assert_eq!(NodeSpec::load(&spec.spec_file()).unwrap(), spec);
