@@ -5,16 +5,20 @@
 //! plan's business.
 
 mod names;
+mod netcfg;
 mod raw;
 mod settings;
 
+pub use lab_net::nat::Protocol;
+pub use lab_net::tc::Impairment;
 pub use names::{Hostname, IfName, Name};
+pub use netcfg::{Port, Route};
 pub use settings::{parse_size, NodeSecurity, SeccompChoice};
 
 use crate::diagnostic::{Diagnostic, Source, TopologyError};
 use indexmap::IndexMap;
 use ipnetwork::IpNetwork;
-use raw::{RawAttachments, RawCommand, RawTopology, Str};
+use raw::{RawAttach, RawAttachments, RawCommand, RawTopology, Str};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -35,11 +39,19 @@ pub struct Topology {
 #[derive(Debug, Clone)]
 pub struct Network {
     pub name: Name,
-    /// `None`: picked from the free pool when the lab comes up.
+    /// The IPv4 subnet; `None`: picked from the free pool when the lab comes up.
     pub subnet: Option<IpNetwork>,
+    /// Whether the network is dual stack.
+    pub ipv6: bool,
+    /// The IPv6 subnet; `None` with `ipv6`: a /64 picked from the free pool.
+    pub subnet6: Option<IpNetwork>,
+    /// MTU of the bridge and of every interface on it; `None`: the kernel's (1500).
+    pub mtu: Option<u32>,
     pub nat: bool,
     /// Where the subnet (or, without one, the network) is written.
     pub span: Range<usize>,
+    /// Where the IPv6 subnet (or `ipv6 = true`, or the network) is written.
+    pub span6: Range<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +66,14 @@ pub struct Node {
     pub security: NodeSecurity,
     pub limits: lab_sandbox::cgroup::Limits,
     pub mounts: Vec<lab_sandbox::BindMount>,
+    /// Static routes, in the order written.
+    pub routes: Vec<Route>,
+    /// Sysctls of the node's network namespace (net.* only), defaults first.
+    pub sysctls: Vec<(String, String)>,
+    /// Host ports forwarded to the node.
+    pub ports: Vec<Port>,
+    /// Impairments of the node's interfaces when the lab comes up.
+    pub impairments: Vec<(IfName, Impairment)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,23 +93,26 @@ pub struct Interface {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InterfaceKind {
-    /// A port on network `network` (index into `Topology::networks`); `None` = allocate.
-    Network { network: usize, address: Option<IpAddr> },
+    /// A port on network `network` (index into `Topology::networks`) with its static
+    /// addresses, at most one per IP version; the others are allocated.
+    Network { network: usize, addresses: Vec<IpAddr> },
     /// One end of point-to-point link `link` (index into `Topology::links`).
-    Link { link: usize, address: Option<IpNetwork> },
+    Link { link: usize, addresses: Vec<IpNetwork> },
 }
 
 /// A veth pair straight between two nodes.
 #[derive(Debug, Clone)]
 pub struct Link {
     pub endpoints: [Endpoint; 2],
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub node: usize,
     pub interface: IfName,
-    pub address: Option<IpNetwork>,
+    /// At most one per IP version.
+    pub addresses: Vec<IpNetwork>,
 }
 
 impl Topology {
@@ -136,6 +159,8 @@ struct Validator {
     diags: Vec<Diagnostic>,
     /// Where each static address is written, to report addresses used twice.
     addresses: BTreeMap<IpAddr, Vec<Range<usize>>>,
+    /// Host ports forwarded, to report one forwarded twice.
+    host_ports: HashSet<(u16, Protocol)>,
 }
 
 impl Validator {
@@ -183,6 +208,8 @@ impl Validator {
         if let Some(h) = &raw.defaults.hostname {
             self.err(h.span(), "`hostname` is per node; it cannot be a default");
         }
+        self.node_only_keys(&raw.defaults);
+        let default_sysctls = self.sysctls(&raw.defaults);
         // Relative seccomp profile paths are relative to the topology file.
         let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
 
@@ -217,6 +244,12 @@ impl Validator {
             let security = self.security(rn, &raw.defaults, &base);
             let limits = self.limits(rn, &raw.defaults);
             let mounts = self.mounts(rn, &raw.defaults);
+            let routes = self.routes(rn);
+            let mut sysctls = default_sysctls.clone();
+            for (k, v) in self.sysctls(rn) {
+                sysctls.retain(|(key, _)| *key != k);
+                sysctls.push((k, v));
+            }
             // Keep one node per table even when it is invalid, so that indexes stay aligned;
             // the errors already recorded make the whole topology invalid.
             let name = name.unwrap_or_else(placeholder);
@@ -230,10 +263,19 @@ impl Validator {
                 security,
                 limits,
                 mounts,
+                routes,
+                sysctls,
+                ports: Vec::new(),
+                impairments: Vec::new(),
             });
         }
 
         let links = self.links(&raw.links, &node_index, &networks, &mut nodes, &mut if_spans);
+        // Interfaces are all known now, links' included.
+        for ((key, rn), node) in raw.nodes.iter().zip(&mut nodes) {
+            node.ports = self.ports(key, rn, &node.interfaces, &networks);
+            node.impairments = self.impairments(key, rn, &node.interfaces);
+        }
         self.report_duplicate_addresses();
 
         Some(Topology { name: name?, networks, nodes, links, source: source.clone() })
@@ -243,20 +285,63 @@ impl Validator {
         let mut out: Vec<Network> = Vec::new();
         for (key, rn) in raw {
             let name = self.name(key);
-            let subnet = rn.subnet.as_ref().and_then(|s| self.subnet(s));
+            let subnet = rn.subnet.as_ref().and_then(|s| self.subnet(s, false));
+            let subnet6 = rn.subnet6.as_ref().and_then(|s| self.subnet(s, true));
             let span = rn.subnet.as_ref().map_or(key.span(), |s| s.span());
-            if let Some(subnet) = subnet {
-                if let Some(other) = out.iter().find(|n| n.subnet.is_some_and(|o| overlaps(o, subnet))) {
-                    self.err(span.clone(), format!("subnet {subnet} overlaps network `{}`'s subnet", other.name));
+            let span6 = match (&rn.subnet6, &rn.ipv6) {
+                (Some(s), _) => s.span(),
+                (None, Some(b)) => b.span(),
+                (None, None) => key.span(),
+            };
+            let ipv6 = match (&rn.ipv6, &rn.subnet6) {
+                (Some(b), Some(_)) if !*b.get_ref() => {
+                    self.err(b.span(), "`ipv6 = false` and a `subnet6`: drop one of them");
+                    false
+                }
+                (Some(b), _) => *b.get_ref(),
+                (None, s) => s.is_some(),
+            };
+            for (new, at) in [(subnet, &span), (subnet6, &span6)] {
+                let Some(new) = new else { continue };
+                let clash = out.iter().find(|n| [n.subnet, n.subnet6].into_iter().flatten().any(|o| overlaps(o, new)));
+                if let Some(other) = clash {
+                    self.err(at.clone(), format!("subnet {new} overlaps network `{}`'s subnet", other.name));
                 }
             }
+            let mtu = rn.mtu.as_ref().and_then(|m| self.mtu(m, ipv6));
             // Keep the network even when its name is bad, so that indexes stay aligned.
-            out.push(Network { name: name.unwrap_or_else(placeholder), subnet, nat: rn.nat, span });
+            out.push(Network {
+                name: name.unwrap_or_else(placeholder),
+                subnet,
+                ipv6,
+                subnet6,
+                mtu,
+                nat: rn.nat,
+                span,
+                span6,
+            });
         }
         out
     }
 
-    fn subnet(&mut self, s: &Str) -> Option<IpNetwork> {
+    /// An MTU the kernel takes for a veth; IPv6 needs at least 1280.
+    fn mtu(&mut self, m: &Spanned<i64>, ipv6: bool) -> Option<u32> {
+        let min = if ipv6 { 1280 } else { 68 };
+        match u32::try_from(*m.get_ref()) {
+            Ok(v) if (min..=65535).contains(&v) => Some(v),
+            _ if ipv6 && *m.get_ref() < 1280 => {
+                self.err(m.span(), format!("mtu {} is below 1280, the least IPv6 works with", m.get_ref()));
+                None
+            }
+            _ => {
+                self.err(m.span(), format!("mtu {} is not between {min} and 65535", m.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// A subnet in CIDR notation, of the version the key is for.
+    fn subnet(&mut self, s: &Str, v6: bool) -> Option<IpNetwork> {
         let net: IpNetwork = match s.get_ref().parse() {
             Ok(n) => n,
             Err(_) => {
@@ -276,8 +361,12 @@ impl Validator {
             );
             return None;
         }
-        if net.is_ipv6() {
-            self.err(s.span(), format!("IPv6 subnet {net}: only IPv4 networks are supported so far"));
+        if net.is_ipv6() && !v6 {
+            self.err_hint(s.span(), format!("{net} is an IPv6 subnet"), "IPv6 subnets go in `subnet6`");
+            return None;
+        }
+        if net.is_ipv4() && v6 {
+            self.err_hint(s.span(), format!("{net} is not an IPv6 subnet"), "IPv4 subnets go in `subnet`");
             return None;
         }
         if net.network() != net.ip() {
@@ -288,8 +377,9 @@ impl Validator {
             );
             return None;
         }
-        if net.prefix() > 30 {
-            self.err(s.span(), format!("subnet {net} is too small: a network needs at least a /30"));
+        let max = if v6 { 126 } else { 30 };
+        if net.prefix() > max {
+            self.err(s.span(), format!("subnet {net} is too small: a network needs at least a /{max}"));
             return None;
         }
         Some(net)
@@ -363,13 +453,13 @@ impl Validator {
         if_spans: &mut HashMap<IfName, Range<usize>>,
     ) -> Vec<Interface> {
         let Some(raw) = raw else { return Vec::new() };
-        let entries: Vec<(&Str, Option<&Str>)> = match raw.get_ref() {
+        let entries: Vec<(&Str, Option<&Spanned<RawAttach>>)> = match raw.get_ref() {
             RawAttachments::List(l) => l.iter().map(|n| (n, None)).collect(),
             RawAttachments::Table(t) => t.iter().map(|(n, a)| (n, Some(a))).collect(),
         };
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        for (net_name, addr) in entries {
+        for (net_name, attach) in entries {
             let Some(&network) = net_index.get(net_name.get_ref().as_str()) else {
                 let known: Vec<&str> = net_index.keys().copied().collect();
                 self.err_hint(
@@ -390,55 +480,102 @@ impl Validator {
                 );
                 continue;
             }
-            let address = addr.and_then(|a| self.node_address(a, &networks[network]));
-            let name = IfName::eth(out.len());
-            if_spans.insert(name.clone(), net_name.span());
-            out.push(Interface { name, kind: InterfaceKind::Network { network, address } });
+            let (ifname, texts): (Option<&Str>, Vec<(&str, Range<usize>)>) = match attach.map(|a| (a, a.get_ref())) {
+                None => (None, Vec::new()),
+                Some((a, RawAttach::One(s))) => (None, vec![(s.as_str(), a.span())]),
+                Some((_, RawAttach::Addresses(l))) => {
+                    (None, l.iter().map(|s| (s.get_ref().as_str(), s.span())).collect())
+                }
+                Some((_, RawAttach::Table { ifname, addresses })) => {
+                    (ifname.as_ref(), addresses.iter().map(|s| (s.get_ref().as_str(), s.span())).collect())
+                }
+            };
+            let (name, span) = match ifname {
+                Some(n) => match IfName::parse(n.get_ref()) {
+                    Ok(name) => (name, n.span()),
+                    Err(m) => {
+                        self.err(n.span(), m);
+                        continue;
+                    }
+                },
+                None => (next_free_eth(if_spans), net_name.span()),
+            };
+            if if_spans.contains_key(&name) {
+                self.err(span, format!("node `{}` already has an interface `{name}`", node.get_ref()));
+                continue;
+            }
+            let addresses = self.node_addresses(&texts, &networks[network]);
+            if_spans.insert(name.clone(), span);
+            out.push(Interface { name, kind: InterfaceKind::Network { network, addresses } });
         }
         out
     }
 
-    fn node_address(&mut self, a: &Str, network: &Network) -> Option<IpAddr> {
-        if a.get_ref() == "auto" {
+    /// A node's static addresses on one network: at most one per IP version, or "auto".
+    fn node_addresses(&mut self, texts: &[(&str, Range<usize>)], network: &Network) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = Vec::new();
+        for (text, span) in texts {
+            let Some(ip) = self.node_address(text, span.clone(), network) else { continue };
+            if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
+                let v = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
+                self.err(
+                    span.clone(),
+                    format!("a second {v} address on network `{}`: one per IP version", network.name),
+                );
+                continue;
+            }
+            self.addresses.entry(ip).or_default().push(span.clone());
+            out.push(ip);
+        }
+        out
+    }
+
+    fn node_address(&mut self, text: &str, span: Range<usize>, network: &Network) -> Option<IpAddr> {
+        if text == "auto" {
             return None;
         }
-        let ip: IpAddr = match a.get_ref().parse() {
+        let ip: IpAddr = match text.parse() {
             Ok(ip) => ip,
             Err(_) => {
                 self.err_hint(
-                    a.span(),
-                    format!("`{}` is not an IP address", a.get_ref()),
-                    "write a plain address such as \"10.42.0.12\", or \"auto\"",
+                    span,
+                    format!("`{text}` is not an IP address"),
+                    "write a plain address such as \"10.42.0.12\" or \"fd42::12\", or \"auto\"",
                 );
                 return None;
             }
         };
-        let Some(subnet) = network.subnet else {
+        let subnet = if ip.is_ipv4() { network.subnet } else { network.subnet6 };
+        let Some(subnet) = subnet else {
+            let (what, key) = match ip {
+                IpAddr::V4(_) => ("no subnet", "subnet"),
+                IpAddr::V6(_) if !network.ipv6 => ("no IPv6", "subnet6"),
+                IpAddr::V6(_) => ("no subnet6", "subnet6"),
+            };
             self.err_hint(
-                a.span(),
-                format!("address {ip} on network `{}`, which has no subnet", network.name),
-                format!("give [networks.{}] a subnet that contains {ip}, or leave the address out", network.name),
+                span,
+                format!("address {ip} on network `{}`, which has {what}", network.name),
+                format!("give [networks.{}] a {key} that contains {ip}, or leave the address out", network.name),
             );
             return None;
         };
         if !subnet.contains(ip) {
-            self.err(a.span(), format!("address {ip} is outside network `{}`'s subnet {subnet}", network.name));
+            self.err(span, format!("address {ip} is outside network `{}`'s subnet {subnet}", network.name));
             return None;
         }
-        if ip == subnet.network() || ip == subnet.broadcast() {
+        if ip == subnet.network() || (ip.is_ipv4() && ip == subnet.broadcast()) {
             let what = if ip == subnet.network() { "network" } else { "broadcast" };
-            self.err(a.span(), format!("address {ip} is the {what} address of subnet {subnet}"));
+            self.err(span, format!("address {ip} is the {what} address of subnet {subnet}"));
             return None;
         }
         if network.nat && Some(ip) == gateway(subnet) {
             self.err_hint(
-                a.span(),
+                span,
                 format!("address {ip} is the gateway of network `{}` (the host's side, for NAT)", network.name),
                 "pick another address; the first one of a NAT network belongs to the host",
             );
             return None;
         }
-        self.addresses.entry(ip).or_default().push(a.span());
         Some(ip)
     }
 
@@ -457,7 +594,8 @@ impl Validator {
                 self.err(rl.get_ref().endpoints.span(), format!("a link has exactly 2 endpoints, not {}", eps.len()));
                 continue;
             }
-            let addresses = self.link_addresses(rl.get_ref(), networks);
+            let pairs = self.link_addresses(rl.get_ref(), networks);
+            let mtu = rl.get_ref().mtu.as_ref().and_then(|m| self.mtu(m, pairs.iter().any(|p| p[0].is_ipv6())));
             let mut parsed = Vec::new();
             for (i, ep) in eps.iter().enumerate() {
                 let (node_name, ifname) = match ep.get_ref().split_once(':') {
@@ -480,7 +618,7 @@ impl Validator {
                     }
                     None => None,
                 };
-                parsed.push((node, ifname, ep.span(), addresses.as_ref().map(|a| a[i])));
+                parsed.push((node, ifname, ep.span(), pairs.iter().map(|p| p[i]).collect::<Vec<_>>()));
             }
             if parsed.len() != 2 {
                 continue;
@@ -491,7 +629,7 @@ impl Validator {
             }
             let index = out.len();
             let mut endpoints = Vec::new();
-            for (node, ifname, span, address) in parsed {
+            for (node, ifname, span, addresses) in parsed {
                 let spans = &mut if_spans[node];
                 let ifname = ifname.unwrap_or_else(|| next_free_eth(spans));
                 if spans.contains_key(&ifname) {
@@ -503,20 +641,35 @@ impl Validator {
                     continue;
                 }
                 spans.insert(ifname.clone(), span);
-                nodes[node]
-                    .interfaces
-                    .push(Interface { name: ifname.clone(), kind: InterfaceKind::Link { link: index, address } });
-                endpoints.push(Endpoint { node, interface: ifname, address });
+                let kind = InterfaceKind::Link { link: index, addresses: addresses.clone() };
+                nodes[node].interfaces.push(Interface { name: ifname.clone(), kind });
+                endpoints.push(Endpoint { node, interface: ifname, addresses });
             }
             if let Ok(endpoints) = <[Endpoint; 2]>::try_from(endpoints) {
-                out.push(Link { endpoints });
+                out.push(Link { endpoints, mtu });
             }
         }
         out
     }
 
-    fn link_addresses(&mut self, rl: &raw::RawLink, networks: &[Network]) -> Option<[IpNetwork; 2]> {
-        let raw = rl.addresses.as_ref()?;
+    /// A link's address pairs: `addresses` (either IP version) and `addresses6` (IPv6).
+    fn link_addresses(&mut self, rl: &raw::RawLink, networks: &[Network]) -> Vec<[IpNetwork; 2]> {
+        let mut out: Vec<[IpNetwork; 2]> = Vec::new();
+        for (raw, v6_only) in [(&rl.addresses, false), (&rl.addresses6, true)] {
+            let Some(raw) = raw else { continue };
+            let Some(pair) = self.link_pair(raw, networks) else { continue };
+            if v6_only && pair[0].is_ipv4() {
+                self.err_hint(raw.span(), "`addresses6` holds IPv6 addresses", "IPv4 addresses go in `addresses`");
+            } else if out.iter().any(|p| p[0].is_ipv4() == pair[0].is_ipv4()) {
+                self.err(raw.span(), "`addresses` and `addresses6` are both IPv6: give `addresses` the IPv4 pair");
+            } else {
+                out.push(pair);
+            }
+        }
+        out
+    }
+
+    fn link_pair(&mut self, raw: &Spanned<Vec<Str>>, networks: &[Network]) -> Option<[IpNetwork; 2]> {
         if raw.get_ref().len() != 2 {
             self.err(raw.span(), format!("a link takes 2 addresses, one per endpoint, not {}", raw.get_ref().len()));
             return None;
@@ -524,23 +677,24 @@ impl Validator {
         let mut out = Vec::new();
         for a in raw.get_ref() {
             match a.get_ref().parse::<IpNetwork>() {
-                Ok(n) if a.get_ref().contains('/') && n.is_ipv4() => {
+                Ok(n) if a.get_ref().contains('/') => {
                     self.addresses.entry(n.ip()).or_default().push(a.span());
                     out.push(n)
-                }
-                Ok(n) if n.is_ipv6() => {
-                    self.err(a.span(), format!("IPv6 address {n}: only IPv4 is supported so far"));
                 }
                 _ => {
                     self.err_hint(
                         a.span(),
                         format!("`{}` is not an address with a prefix length", a.get_ref()),
-                        "write it like \"10.0.12.1/30\"",
+                        "write it like \"10.0.12.1/30\" or \"fd00:12::1/64\"",
                     );
                 }
             }
         }
         let [a, b] = <[IpNetwork; 2]>::try_from(out).ok()?;
+        if a.is_ipv4() != b.is_ipv4() {
+            self.err(raw.span(), format!("link addresses {a} and {b} are of different IP versions"));
+            return None;
+        }
         if a.network() != b.network() || a.prefix() != b.prefix() {
             self.err(raw.span(), format!("link addresses {a} and {b} are not on one subnet"));
             return None;
@@ -549,13 +703,17 @@ impl Validator {
             self.err(raw.span(), format!("both ends of the link have address {}", a.ip()));
             return None;
         }
+        // IPv4 /31 and IPv6 /127 point-to-point subnets have no network or broadcast address.
+        let p2p = if a.is_ipv4() { 31 } else { 127 };
         for n in [a, b] {
-            if a.prefix() < 31 && (n.ip() == n.network() || n.ip() == n.broadcast()) {
+            let broadcast = n.is_ipv4() && n.ip() == n.broadcast();
+            if a.prefix() < p2p && (n.ip() == n.network() || broadcast) {
                 self.err(raw.span(), format!("{n} is the network or broadcast address of its subnet"));
                 return None;
             }
         }
-        if let Some(net) = networks.iter().find(|n| n.subnet.is_some_and(|s| overlaps(s, a))) {
+        let clash = networks.iter().find(|n| [n.subnet, n.subnet6].into_iter().flatten().any(|s| overlaps(s, a)));
+        if let Some(net) = clash {
             self.err(raw.span(), format!("link subnet {} overlaps network `{}`", a.network(), net.name));
             return None;
         }

@@ -28,6 +28,10 @@ pub struct RawTopology {
 #[serde(deny_unknown_fields)]
 pub struct RawNetwork {
     pub subnet: Option<Str>,
+    pub subnet6: Option<Str>,
+    /// IPv6 with a subnet picked from the free pool.
+    pub ipv6: Option<Spanned<bool>>,
+    pub mtu: Option<Spanned<i64>>,
     #[serde(default)]
     pub nat: bool,
 }
@@ -51,6 +55,25 @@ pub struct RawNode {
     pub pids: Option<Spanned<RawScalar>>,
     pub io_weight: Option<Spanned<RawScalar>>,
     pub mounts: Option<Spanned<Vec<Str>>>,
+    pub routes: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub sysctls: IndexMap<Str, Spanned<RawScalar>>,
+    pub ports: Option<Spanned<Vec<Str>>>,
+    /// Impairments by interface name.
+    #[serde(default)]
+    pub impair: IndexMap<Str, Spanned<RawImpair>>,
+}
+
+/// `rate = "10mbit"`, `delay = "50ms"`, `jitter = "5ms"`, `loss = "1%"`, `corrupt`, `duplicate`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImpair {
+    pub rate: Option<Str>,
+    pub delay: Option<Str>,
+    pub jitter: Option<Str>,
+    pub loss: Option<Spanned<RawScalar>>,
+    pub corrupt: Option<Spanned<RawScalar>>,
+    pub duplicate: Option<Spanned<RawScalar>>,
 }
 
 /// A number or a string: `memory = "256M"` or `memory = 268435456`, `cpus = 0.5` or `cpus = 2`.
@@ -91,13 +114,66 @@ impl<'de> Deserialize<'de> for RawScalar {
 pub struct RawLink {
     pub endpoints: Spanned<Vec<Str>>,
     pub addresses: Option<Spanned<Vec<Str>>>,
+    /// A second pair, of the other IP version.
+    pub addresses6: Option<Spanned<Vec<Str>>>,
+    pub mtu: Option<Spanned<i64>>,
 }
 
 /// `networks = ["lan", "wan"]` or `networks = { lan = "10.0.0.5", wan = "auto" }`.
 #[derive(Debug)]
 pub enum RawAttachments {
     List(Vec<Str>),
-    Table(Vec<(Str, Str)>),
+    Table(Vec<(Str, Spanned<RawAttach>)>),
+}
+
+/// One network of a node's table: `"10.0.0.5"`, `["10.0.0.5", "fd00::5"]`, or
+/// `{ ifname = "uplink", addresses = [...] }`.
+#[derive(Debug)]
+pub enum RawAttach {
+    /// One address, written as a plain string (its span is the value's).
+    One(String),
+    Addresses(Vec<Str>),
+    Table {
+        ifname: Option<Str>,
+        addresses: Vec<Str>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAttachTable {
+    ifname: Option<Str>,
+    address: Option<Str>,
+    #[serde(default)]
+    addresses: Vec<Str>,
+}
+
+impl<'de> Deserialize<'de> for RawAttach {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawAttach;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address, a list of addresses, or a table with ifname and addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawAttach::One(v.to_string()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<Str>()? {
+                    out.push(v);
+                }
+                Ok(RawAttach::Addresses(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let t = RawAttachTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let addresses = t.address.into_iter().chain(t.addresses).collect();
+                Ok(RawAttach::Table { ifname: t.ifname, addresses })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawAttachments {
@@ -117,7 +193,7 @@ impl<'de> Deserialize<'de> for RawAttachments {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<Str, Str>()? {
+                while let Some((k, v)) = map.next_entry::<Str, Spanned<RawAttach>>()? {
                     out.push((k, v));
                 }
                 Ok(RawAttachments::Table(out))

@@ -47,12 +47,12 @@ addresses = ["10.0.12.1/30", "10.0.12.2/30"]
     assert_eq!(alpha.command.as_deref(), Some(&["sleep".to_string(), "infinity".to_string()][..]));
     assert_eq!(
         alpha.interfaces[0].kind,
-        InterfaceKind::Network { network: 0, address: Some("10.42.0.12".parse().unwrap()) }
+        InterfaceKind::Network { network: 0, addresses: vec!["10.42.0.12".parse().unwrap()] }
     );
     // The link endpoint without an interface name gets the next free ethN.
     assert_eq!(alpha.interfaces[1].name.as_str(), "eth1");
     assert_eq!(t.links[0].endpoints[1].node, 1);
-    assert_eq!(t.links[0].endpoints[0].address, Some("10.0.12.1/30".parse().unwrap()));
+    assert_eq!(t.links[0].endpoints[0].addresses, vec!["10.0.12.1/30".parse().unwrap()]);
 
     let mid = &t.nodes[2];
     assert_eq!(mid.command.as_deref(), Some(&["/bin/sh".to_string(), "-c".into(), "echo hi".into()][..]));
@@ -98,7 +98,7 @@ fn explicit_interface_names_cannot_collide() {
 #[test]
 fn auto_address_keyword_is_accepted() {
     let t = parse("name = \"x\"\n[networks.lan]\n[nodes.a]\nnetworks = { lan = \"auto\" }\n").unwrap();
-    assert_eq!(t.nodes[0].interfaces[0].kind, InterfaceKind::Network { network: 0, address: None });
+    assert_eq!(t.nodes[0].interfaces[0].kind, InterfaceKind::Network { network: 0, addresses: vec![] });
 }
 
 #[test]
