@@ -20,7 +20,7 @@
 //! let topology = Topology::parse(Source::new("demo.toml", text))?;
 //! let plan = Plan::new(&topology, &Facts::default())?;
 //! let a = plan.node("a").expect("node a");
-//! assert_eq!(a.interfaces[0].address.unwrap().to_string(), "10.42.7.2/24");
+//! assert_eq!(a.interfaces[0].addresses[0].to_string(), "10.42.7.2/24");
 //! assert!(a.hosts.contains("10.42.7.20\tb\n"));
 //!
 //! // Mistakes point at the file, line and column.

@@ -2,7 +2,9 @@
 //! function of the topology and a few facts about the machine. No side effects, so it is
 //! unit-tested without root, and the runtime only has to carry it out.
 
-use crate::topology::{gateway, overlaps, Hostname, IfName, InterfaceKind, Name, Rootfs, SeccompChoice, Topology};
+use crate::topology::{
+    gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, SeccompChoice, Topology,
+};
 use crate::TopologyError;
 use ipnetwork::IpNetwork;
 use lab_sandbox::caps::{effective_set, Cap};
@@ -16,6 +18,9 @@ use std::net::IpAddr;
 /// Subnets handed out to networks that do not name one: /24s from this block.
 pub const SUBNET_POOL: &str = "10.42.0.0/16";
 const POOL_PREFIX: u8 = 24;
+/// IPv6 subnets handed out to dual-stack networks that do not name one: /64s of this ULA block.
+pub const SUBNET6_POOL: &str = "fd42:4242::/48";
+const POOL6_PREFIX: u8 = 64;
 /// Length of the per-lab id that host-side interface names carry.
 pub const ID_LEN: usize = 5;
 
@@ -30,6 +35,8 @@ pub struct Facts {
     pub taken_groups: BTreeSet<u32>,
     /// Host uid/gid ranges (their first id) other labs' user namespaces use.
     pub taken_userns: BTreeSet<u32>,
+    /// Host ports other labs forward, each with who forwards it.
+    pub used_ports: Vec<((u16, Protocol), String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +52,9 @@ pub struct Plan {
     pub networks: Vec<NetworkPlan>,
     pub nodes: Vec<NodePlan>,
     pub links: Vec<LinkPlan>,
+    /// Host ports forwarded to nodes.
+    #[serde(default)]
+    pub ports: Vec<PortPlan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +67,23 @@ pub struct NetworkPlan {
     pub subnet: IpNetwork,
     /// The bridge's own address, for NAT networks: nodes' default route.
     pub gateway: Option<IpAddr>,
+    /// The IPv6 subnet of a dual-stack network, and the bridge's address in it (NAT).
+    #[serde(default)]
+    pub subnet6: Option<IpNetwork>,
+    #[serde(default)]
+    pub gateway6: Option<IpAddr>,
+    #[serde(default)]
+    pub mtu: Option<u32>,
     pub nat: bool,
+}
+
+impl NetworkPlan {
+    /// The bridge's addresses: its gateways, with their prefixes.
+    pub fn gateway_addresses(&self) -> Vec<IpNetwork> {
+        let v4 = self.gateway.map(|g| (g, self.subnet.prefix()));
+        let v6 = self.gateway6.zip(self.subnet6.map(|s| s.prefix()));
+        v4.into_iter().chain(v6).filter_map(|(ip, prefix)| IpNetwork::new(ip, prefix).ok()).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,16 +109,24 @@ pub struct NodePlan {
     pub userns: Option<IdMap>,
     pub limits: Limits,
     pub mounts: Vec<BindMount>,
-    /// Sysctls of the node's network namespace, set by its init.
+    /// Sysctls of the node's network namespace, set before its interfaces come up. Keys
+    /// are dotted (`net.ipv4.ip_forward`) or, where an interface name may hold a dot,
+    /// separated by `/`.
     pub sysctls: Vec<(String, String)>,
+    /// Impairments of its interfaces when the lab comes up.
+    #[serde(default)]
+    pub impairments: Vec<(IfName, Impairment)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfacePlan {
     /// Name inside the node.
     pub name: IfName,
-    pub address: Option<IpNetwork>,
+    /// At most one per IP version, IPv4 first.
+    pub addresses: Vec<IpNetwork>,
     pub attach: Attach,
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +142,20 @@ pub enum Attach {
 pub struct LinkPlan {
     /// (node index, interface name) of each end.
     pub endpoints: [(usize, IfName); 2],
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// A host port forwarded to a node's address on a NAT network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortPlan {
+    pub node: Name,
+    pub protocol: Protocol,
+    pub host_port: u16,
+    pub node_port: u16,
+    pub address: IpAddr,
+    /// The bridge the node is reached through.
+    pub bridge: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,10 +172,18 @@ impl Plan {
         let (id, group) = lab_identity(lab.as_str(), facts);
         let networks = plan_networks(topology, facts, &id)?;
         let mut nodes = Vec::with_capacity(topology.nodes.len());
-        let mut allocators: Vec<Allocator> = networks.iter().map(Allocator::new).collect();
+        let mut allocators: Vec<Allocator> = networks.iter().map(|n| Allocator::new(n.subnet, n.gateway)).collect();
+        let mut allocators6: Vec<Option<Allocator>> =
+            networks.iter().map(|n| n.subnet6.map(|s| Allocator::new(s, n.gateway6))).collect();
         for iface in topology.nodes.iter().flat_map(|n| &n.interfaces) {
-            if let InterfaceKind::Network { network, address: Some(a) } = iface.kind {
-                allocators[network].taken.insert(a);
+            if let InterfaceKind::Network { network, addresses } = &iface.kind {
+                for a in addresses {
+                    let alloc =
+                        if a.is_ipv4() { Some(&mut allocators[*network]) } else { allocators6[*network].as_mut() };
+                    if let Some(alloc) = alloc {
+                        alloc.taken.insert(*a);
+                    }
+                }
             }
         }
 
@@ -136,33 +192,44 @@ impl Plan {
         for node in &topology.nodes {
             let mut interfaces = Vec::new();
             for iface in &node.interfaces {
-                let (address, attach) = match iface.kind {
-                    InterfaceKind::Network { network, address } => {
-                        let net = &networks[network];
-                        let ip = match address {
-                            Some(ip) => ip,
-                            None => allocators[network].next().ok_or_else(|| {
-                                topology.error_at(
-                                    topology.networks[network].span.clone(),
-                                    format!(
-                                        "network `{}` ({}) has no free address left for node `{}`",
-                                        net.name, net.subnet, node.name
-                                    ),
-                                    Some("give the network a larger subnet".into()),
-                                )
-                            })?,
+                let (addresses, attach, mtu) = match &iface.kind {
+                    InterfaceKind::Network { network, addresses } => {
+                        let net = &networks[*network];
+                        let exhausted = |subnet: IpNetwork| {
+                            topology.error_at(
+                                topology.networks[*network].span.clone(),
+                                format!(
+                                    "network `{}` ({subnet}) has no free address left for node `{}`",
+                                    net.name, node.name
+                                ),
+                                Some("give the network a larger subnet".into()),
+                            )
                         };
+                        let v4 = match addresses.iter().find(|a| a.is_ipv4()) {
+                            Some(ip) => *ip,
+                            None => allocators[*network].next().ok_or_else(|| exhausted(net.subnet))?,
+                        };
+                        let mut addrs =
+                            vec![IpNetwork::new(v4, net.subnet.prefix()).expect("prefix of a valid subnet")];
+                        if let (Some(subnet6), Some(alloc)) = (net.subnet6, allocators6[*network].as_mut()) {
+                            let v6 = match addresses.iter().find(|a| a.is_ipv6()) {
+                                Some(ip) => *ip,
+                                None => alloc.next().ok_or_else(|| exhausted(subnet6))?,
+                            };
+                            addrs.push(IpNetwork::new(v6, subnet6.prefix()).expect("prefix of a valid subnet"));
+                        }
                         let host_veth = format!("lv-{id}-{veth_counter}");
                         veth_counter += 1;
                         let alias = format!("lab/{lab}/{}/{}", node.name, iface.name);
-                        let address = IpNetwork::new(ip, net.subnet.prefix()).expect("prefix of a valid subnet");
-                        (Some(address), Attach::Bridge { network, host_veth, alias })
+                        (addrs, Attach::Bridge { network: *network, host_veth, alias }, net.mtu)
                     }
-                    InterfaceKind::Link { link, address } => (address, Attach::Link { link }),
+                    InterfaceKind::Link { link, addresses } => {
+                        (addresses.clone(), Attach::Link { link: *link }, topology.links[*link].mtu)
+                    }
                 };
-                interfaces.push(InterfacePlan { name: iface.name.clone(), address, attach });
+                interfaces.push(InterfacePlan { name: iface.name.clone(), addresses, attach, mtu });
             }
-            let routes = default_route(&interfaces, &networks).into_iter().collect();
+            let routes = routes(topology, node, &interfaces, &networks)?;
             let sec = &node.security;
             let caps = effective_set(&sec.cap_add, &sec.cap_drop, sec.privileged)
                 .expect("capability names were checked when the topology was parsed");
@@ -177,9 +244,17 @@ impl Plan {
             } else {
                 None
             };
-            // As Docker does: ping works without raw sockets, for any group of the node.
-            let max_gid = userns.map_or(2_147_483_647, |m| m.size - 1);
-            let sysctls = vec![("net.ipv4.ping_group_range".to_string(), format!("0 {max_gid}"))];
+            // As Docker does: ping works without raw sockets, for any group of the node. The
+            // range is written from the host, so in host ids.
+            let groups = match userns {
+                Some(m) => format!("{} {}", m.host, m.host + (m.size - 1)),
+                None => "0 2147483647".to_string(),
+            };
+            let mut sysctls = vec![("net.ipv4.ping_group_range".to_string(), groups)];
+            for (k, v) in &node.sysctls {
+                sysctls.retain(|(key, _)| key != k);
+                sysctls.push((k.clone(), v.clone()));
+            }
             nodes.push(NodePlan {
                 caps,
                 seccomp: sec.seccomp.clone(),
@@ -188,6 +263,7 @@ impl Plan {
                 limits: node.limits,
                 mounts: node.mounts.clone(),
                 sysctls,
+                impairments: node.impairments.clone(),
                 netns: format!("{lab}-{}", node.name),
                 cgroup: format!("lab/{lab}/{}", node.name),
                 name: node.name.clone(),
@@ -200,16 +276,17 @@ impl Plan {
                 hosts: String::new(),
             });
         }
+        let ports = ports(topology, facts, &nodes, &networks)?;
         let links: Vec<LinkPlan> = topology
             .links
             .iter()
-            .map(|l| LinkPlan { endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)) })
+            .map(|l| LinkPlan { endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)), mtu: l.mtu })
             .collect();
         let hosts: Vec<String> = (0..nodes.len()).map(|i| hosts_file(i, &nodes, &networks)).collect();
         for (node, hosts) in nodes.iter_mut().zip(hosts) {
             node.hosts = hosts;
         }
-        Ok(Plan { nft_table: format!("lab-{lab}"), lab, id, group, networks, nodes, links })
+        Ok(Plan { nft_table: format!("lab-{lab}"), lab, id, group, networks, nodes, links, ports })
     }
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
@@ -220,45 +297,58 @@ impl Plan {
     pub fn needs_nat(&self) -> bool {
         self.networks.iter().any(|n| n.nat)
     }
+
+    /// Whether any network masquerades outbound IPv6 traffic (the host must forward IPv6).
+    pub fn needs_nat6(&self) -> bool {
+        self.networks.iter().any(|n| n.nat && n.subnet6.is_some())
+    }
 }
 
 fn plan_networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<NetworkPlan>, TopologyError> {
     let mut used = facts.used_subnets.clone();
-    for (net, _) in topology.networks.iter().filter_map(|n| n.subnet.map(|s| (s, n))) {
-        if let Some((_, who)) = used.iter().find(|(u, _)| overlaps(*u, net)) {
-            let n = topology.networks.iter().find(|n| n.subnet == Some(net)).expect("network with this subnet");
-            return Err(topology.error_at(
-                n.span.clone(),
-                format!("subnet {net} of network `{}` is already in use by {who}", n.name),
-                Some("pick another subnet, or leave `subnet` out to get a free one".into()),
-            ));
+    for n in &topology.networks {
+        for (net, span) in [(n.subnet, &n.span), (n.subnet6, &n.span6)] {
+            let Some(net) = net else { continue };
+            if let Some((_, who)) = used.iter().find(|(u, _)| overlaps(*u, net)) {
+                return Err(topology.error_at(
+                    span.clone(),
+                    format!("subnet {net} of network `{}` is already in use by {who}", n.name),
+                    Some("pick another subnet, or leave it out to get a free one".into()),
+                ));
+            }
         }
     }
     for n in &topology.networks {
-        if let Some(s) = n.subnet {
+        for s in [n.subnet, n.subnet6].into_iter().flatten() {
             used.push((s, format!("network `{}` of this lab", n.name)));
         }
     }
     for l in &topology.links {
-        if let Some(a) = l.endpoints[0].address {
-            used.push((a, "a link of this lab".into()));
+        for a in &l.endpoints[0].addresses {
+            used.push((*a, "a link of this lab".into()));
         }
     }
     let mut out = Vec::new();
     for (k, n) in topology.networks.iter().enumerate() {
+        let mut pick = |pool: &str, prefix: u8, span: &std::ops::Range<usize>| {
+            let s = free_subnet(pool, prefix, &used).ok_or_else(|| {
+                topology.error_at(
+                    span.clone(),
+                    format!("no free /{prefix} left in {pool} for network `{}`", n.name),
+                    Some("give the network an explicit subnet".into()),
+                )
+            })?;
+            used.push((s, format!("network `{}` of this lab", n.name)));
+            Ok::<_, TopologyError>(s)
+        };
         let subnet = match n.subnet {
             Some(s) => s,
-            None => {
-                let s = free_subnet(&used).ok_or_else(|| {
-                    topology.error_at(
-                        n.span.clone(),
-                        format!("no free /{POOL_PREFIX} left in {SUBNET_POOL} for network `{}`", n.name),
-                        Some("give the network an explicit `subnet`".into()),
-                    )
-                })?;
-                used.push((s, format!("network `{}` of this lab", n.name)));
-                s
-            }
+            None => pick(SUBNET_POOL, POOL_PREFIX, &n.span)?,
+        };
+        let subnet6 = match (n.ipv6, n.subnet6) {
+            (_, Some(s)) => Some(s),
+            (true, None) => Some(pick(SUBNET6_POOL, POOL6_PREFIX, &n.span6)?),
+            (false, None) => None,
         };
         out.push(NetworkPlan {
             name: n.name.clone(),
@@ -267,22 +357,114 @@ fn plan_networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<Net
             mac: bridge_mac(id, k),
             subnet,
             gateway: if n.nat { gateway(subnet) } else { None },
+            subnet6,
+            gateway6: if n.nat { subnet6.and_then(gateway) } else { None },
+            mtu: n.mtu,
             nat: n.nat,
         });
     }
     Ok(out)
 }
 
-fn free_subnet(used: &[(IpNetwork, String)]) -> Option<IpNetwork> {
-    let pool: IpNetwork = SUBNET_POOL.parse().expect("valid pool literal");
-    let step = 1u32 << (32 - u32::from(POOL_PREFIX));
-    let IpAddr::V4(base) = pool.network() else {
-        return None;
+/// The first /`prefix` of `pool` that overlaps nothing in use.
+fn free_subnet(pool: &str, prefix: u8, used: &[(IpNetwork, String)]) -> Option<IpNetwork> {
+    let pool: IpNetwork = pool.parse().ok()?;
+    let count = 1u128.checked_shl(u32::from(prefix.checked_sub(pool.prefix())?))?;
+    let (base, bits): (u128, u32) = match pool.network() {
+        IpAddr::V4(a) => (u128::from(u32::from(a)), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
     };
-    let count = 1u32 << (u32::from(POOL_PREFIX) - u32::from(pool.prefix()));
+    let step = 1u128 << (bits - u32::from(prefix));
     (0..count)
-        .map(|i| IpNetwork::new(IpAddr::V4((u32::from(base) + i * step).into()), POOL_PREFIX).expect("valid prefix"))
+        .filter_map(|i| {
+            let start = base + i * step;
+            let ip = if bits == 32 { IpAddr::V4((start as u32).into()) } else { IpAddr::V6(start.into()) };
+            IpNetwork::new(ip, prefix).ok()
+        })
         .find(|c| !used.iter().any(|(u, _)| overlaps(*u, *c)))
+}
+
+/// A node's routes: through the gateways of its first NAT network unless it names its own
+/// default route, then the routes it names, each through a gateway on one of its subnets.
+fn routes(
+    topology: &Topology,
+    node: &crate::topology::Node,
+    interfaces: &[InterfacePlan],
+    networks: &[NetworkPlan],
+) -> Result<Vec<RoutePlan>, TopologyError> {
+    let mut out = Vec::new();
+    let own_default =
+        |v4: bool| node.routes.iter().any(|r| r.destination.prefix() == 0 && r.destination.is_ipv4() == v4);
+    let nat = interfaces.iter().find_map(|i| match &i.attach {
+        Attach::Bridge { network, .. } if networks[*network].nat => Some(&networks[*network]),
+        _ => None,
+    });
+    if let Some(net) = nat {
+        for (via, any) in [(net.gateway, "0.0.0.0/0"), (net.gateway6, "::/0")] {
+            let destination: IpNetwork = any.parse().expect("literal default route");
+            if let Some(via) = via.filter(|_| !own_default(destination.is_ipv4())) {
+                out.push(RoutePlan { destination, via });
+            }
+        }
+    }
+    for r in &node.routes {
+        let on_link = interfaces.iter().flat_map(|i| &i.addresses).any(|a| a.contains(r.via) && a.ip() != r.via);
+        if !on_link {
+            let subnets: Vec<String> = interfaces
+                .iter()
+                .flat_map(|i| &i.addresses)
+                .map(|a| format!("{}/{}", a.network(), a.prefix()))
+                .collect();
+            return Err(topology.error_at(
+                r.span.clone(),
+                format!("route to {}: gateway {} is on none of node `{}`'s subnets", r.destination, r.via, node.name),
+                Some(if subnets.is_empty() {
+                    "the node has no addresses".to_string()
+                } else {
+                    format!("its subnets: {}", subnets.join(", "))
+                }),
+            ));
+        }
+        out.push(RoutePlan { destination: r.destination, via: r.via });
+    }
+    Ok(out)
+}
+
+/// Forwarded host ports, each to the node's IPv4 address on its first NAT network.
+fn ports(
+    topology: &Topology,
+    facts: &Facts,
+    nodes: &[NodePlan],
+    networks: &[NetworkPlan],
+) -> Result<Vec<PortPlan>, TopologyError> {
+    let mut out = Vec::new();
+    for (node, plan) in topology.nodes.iter().zip(nodes) {
+        for p in &node.ports {
+            if let Some((_, who)) = facts.used_ports.iter().find(|(k, _)| *k == (p.host, p.protocol)) {
+                return Err(topology.error_at(
+                    p.span.clone(),
+                    format!("host port {}/{} is already forwarded by {who}", p.host, p.protocol),
+                    Some("pick another host port, or take that lab down first".into()),
+                ));
+            }
+            let target = plan.interfaces.iter().find_map(|i| match &i.attach {
+                Attach::Bridge { network, .. } if networks[*network].nat => {
+                    Some((i.addresses.iter().find(|a| a.is_ipv4())?.ip(), networks[*network].bridge.clone()))
+                }
+                _ => None,
+            });
+            let (address, bridge) = target.expect("the topology checked the node is on a NAT network");
+            out.push(PortPlan {
+                node: node.name.clone(),
+                protocol: p.protocol,
+                host_port: p.host,
+                node_port: p.node,
+                address,
+                bridge,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// First host id of the ranges user namespaces map to: far above the ranges /etc/subuid
@@ -317,12 +499,11 @@ struct Allocator {
 }
 
 impl Allocator {
-    fn new(net: &NetworkPlan) -> Allocator {
-        let subnet = net.subnet;
-        let last = subnet.broadcast();
-        // .1 is left for a gateway or a router even where the host takes no address.
-        let hosts = subnet.iter().skip(2).filter(move |ip| *ip != last);
-        Allocator { hosts: Box::new(hosts), taken: net.gateway.into_iter().collect() }
+    fn new(subnet: IpNetwork, gateway: Option<IpAddr>) -> Allocator {
+        let broadcast = subnet.is_ipv4().then(|| subnet.broadcast());
+        // The first address is left for a gateway or a router even where the host takes none.
+        let hosts = subnet.iter().skip(2).filter(move |ip| Some(*ip) != broadcast);
+        Allocator { hosts: Box::new(hosts), taken: gateway.into_iter().collect() }
     }
 
     fn next(&mut self) -> Option<IpAddr> {
@@ -333,18 +514,8 @@ impl Allocator {
     }
 }
 
-/// Default route through the gateway of the node's first NAT network.
-fn default_route(interfaces: &[InterfacePlan], networks: &[NetworkPlan]) -> Option<RoutePlan> {
-    interfaces.iter().find_map(|i| match &i.attach {
-        Attach::Bridge { network, .. } => networks[*network]
-            .gateway
-            .map(|via| RoutePlan { destination: IpNetwork::new(IpAddr::V4(0.into()), 0).expect("0.0.0.0/0"), via }),
-        Attach::Link { .. } => None,
-    })
-}
-
-/// /etc/hosts for node `me`: every node by name, at an address `me` can reach directly when
-/// there is one; every address also as `<node>.<network>`.
+/// /etc/hosts for node `me`: every node by name, at the addresses of an interface `me` can
+/// reach directly when there is one; every address also as `<node>.<network>`.
 fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String {
     let segment = |i: &InterfacePlan| match &i.attach {
         Attach::Bridge { network, .. } => format!("net:{network}"),
@@ -354,26 +525,27 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let mut qualified = String::new();
     for (i, node) in nodes.iter().enumerate() {
-        let addressed: Vec<&InterfacePlan> = node.interfaces.iter().filter(|i| i.address.is_some()).collect();
-        let best = addressed
-            .iter()
-            .find(|iface| i == me || mine.contains(&segment(iface)))
-            .or(addressed.first())
-            .and_then(|iface| iface.address);
+        let addressed: Vec<&InterfacePlan> = node.interfaces.iter().filter(|i| !i.addresses.is_empty()).collect();
+        let best = addressed.iter().find(|iface| i == me || mine.contains(&segment(iface))).or(addressed.first());
         let mut names = vec![node.name.to_string()];
         if node.hostname.as_str() != node.name.as_str() {
             names.push(node.hostname.to_string());
         }
         match best {
-            Some(a) => writeln!(out, "{}\t{}", a.ip(), names.join(" ")),
-            None if i == me => writeln!(out, "127.0.1.1\t{}", names.join(" ")),
-            None => Ok(()),
+            Some(iface) => {
+                for a in &iface.addresses {
+                    writeln!(out, "{}\t{}", a.ip(), names.join(" ")).expect("writing to a String");
+                }
+            }
+            None if i == me => writeln!(out, "127.0.1.1\t{}", names.join(" ")).expect("writing to a String"),
+            None => {}
         }
-        .expect("writing to a String");
         for iface in addressed {
-            if let (Attach::Bridge { network, .. }, Some(a)) = (&iface.attach, iface.address) {
-                writeln!(qualified, "{}\t{}.{}", a.ip(), node.name, networks[*network].name)
-                    .expect("writing to a String");
+            if let Attach::Bridge { network, .. } = &iface.attach {
+                for a in &iface.addresses {
+                    writeln!(qualified, "{}\t{}.{}", a.ip(), node.name, networks[*network].name)
+                        .expect("writing to a String");
+                }
             }
         }
     }

@@ -3,10 +3,11 @@
 //! for `exec`, `ps` and `down`, and each node's files.
 
 use crate::plan::Plan;
-use crate::topology::Name;
+use crate::topology::{IfName, Impairment, Name};
 use crate::Error;
 use lab_sandbox::ProcessRef;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -54,6 +55,54 @@ pub struct LabState {
     /// False until every node is ready.
     pub complete: bool,
     pub nodes: Vec<NodeProcesses>,
+    /// What `lab impair`, `lab link`, `lab partition` and `lab stop` changed since `up`.
+    #[serde(default)]
+    pub runtime: RuntimeChanges,
+}
+
+/// Changes made to a running lab, kept so that a node started again gets them back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeChanges {
+    /// Impairments set from the command line, by node and interface; they replace the
+    /// file's (an empty one clears it).
+    pub impairments: Vec<(String, IfName, Impairment)>,
+    /// Interfaces taken down with `lab link ... down`.
+    pub links_down: BTreeSet<(String, IfName)>,
+    /// Each partition: traffic between the two sets of nodes is dropped.
+    pub partitions: Vec<[BTreeSet<String>; 2]>,
+    /// Nodes stopped with `lab stop`.
+    pub stopped: BTreeSet<String>,
+}
+
+impl RuntimeChanges {
+    /// The impairment interface `ifname` of `node` has now, if any.
+    pub fn impairment(&self, plan: &Plan, node: &str, ifname: &str) -> Option<Impairment> {
+        let set = self.impairments.iter().find(|(n, i, _)| n == node && i.as_str() == ifname).map(|(_, _, imp)| *imp);
+        let file = || plan.node(node)?.impairments.iter().find(|(i, _)| i.as_str() == ifname).map(|(_, imp)| *imp);
+        set.or_else(file).filter(|i| !i.is_empty())
+    }
+
+    /// Addresses node `node` must drop traffic to and from: those of every node on the other
+    /// side of a partition it is in.
+    pub fn partitioned_from(&self, plan: &Plan, node: &str) -> Vec<std::net::IpAddr> {
+        let mut others = BTreeSet::new();
+        for [a, b] in &self.partitions {
+            if a.contains(node) {
+                others.extend(b.iter().cloned());
+            }
+            if b.contains(node) {
+                others.extend(a.iter().cloned());
+            }
+        }
+        let mut out: Vec<std::net::IpAddr> = others
+            .iter()
+            .filter_map(|n| plan.node(n))
+            .flat_map(|n| n.interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.ip())))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,7 +33,7 @@ fn three_node_plan() {
     assert_eq!(lan.mac[0] & 0x03, 0x02, "locally administered unicast");
 
     // node2 asked for .2; the others get the next free addresses in file order.
-    let addrs: Vec<String> = plan.nodes.iter().map(|n| n.interfaces[0].address.unwrap().to_string()).collect();
+    let addrs: Vec<String> = plan.nodes.iter().map(|n| n.interfaces[0].addresses[0].to_string()).collect();
     assert_eq!(addrs, ["10.42.0.3/24", "10.42.0.2/24", "10.42.0.4/24"]);
 
     let n1 = &plan.nodes[0];
@@ -174,4 +174,110 @@ addresses = ["10.9.0.1/30", "10.9.0.2/30"]
     // Without NAT there is no gateway and no default route.
     assert!(plan.nodes.iter().all(|n| n.routes.is_empty()));
     assert_eq!(plan.networks[0].gateway, None);
+}
+
+fn routed() -> Topology {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../topologies/routed.toml")).unwrap();
+    Topology::parse(Source::new("routed.toml", &text)).expect("routed.toml is valid")
+}
+
+#[test]
+fn routed_example_plans_static_routes_and_dual_stack() {
+    let plan = Plan::new(&routed(), &Facts::default()).unwrap();
+    let a = plan.node("a").unwrap();
+    let addrs: Vec<String> = a.interfaces[0].addresses.iter().map(|a| a.to_string()).collect();
+    assert_eq!(addrs, ["10.1.0.10/24", "fd00:1::10/64"]);
+    // No NAT network: no default route, only the file's.
+    let routes: Vec<String> = a.routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    assert_eq!(routes, ["10.0.23.0/30 via 10.1.0.1", "fd00:23::/64 via fd00:1::1"]);
+    let b = plan.node("b").unwrap();
+    assert_eq!(b.interfaces[1].name.as_str(), "eth1");
+    assert_eq!(b.interfaces[1].addresses[1].to_string(), "fd00:23::1/64");
+    assert!(b.sysctls.contains(&("net.ipv4.ip_forward".into(), "1".into())));
+    // c is reached from a by its link address, the only one it has.
+    assert!(a.hosts.contains("10.0.23.2\tc\n") && a.hosts.contains("fd00:23::2\tc\n"));
+}
+
+#[test]
+fn dual_stack_nat_network_gets_a_ula_subnet_and_both_default_routes() {
+    let t = topo(
+        r#"
+name = "v6"
+[networks.lan]
+nat = true
+ipv6 = true
+mtu = 9000
+[nodes.a]
+networks = ["lan"]
+"#,
+    );
+    let plan = Plan::new(&t, &Facts::default()).unwrap();
+    let lan = &plan.networks[0];
+    assert_eq!(lan.subnet6.unwrap().to_string(), "fd42:4242::/64");
+    assert_eq!(lan.gateway6.unwrap().to_string(), "fd42:4242::1");
+    assert_eq!(lan.mtu, Some(9000));
+    assert!(plan.needs_nat6());
+    let a = &plan.nodes[0];
+    assert_eq!(a.interfaces[0].mtu, Some(9000));
+    assert_eq!(a.interfaces[0].addresses[1].to_string(), "fd42:4242::2/64");
+    let routes: Vec<String> = a.routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    assert_eq!(routes, ["0.0.0.0/0 via 10.42.0.1", "::/0 via fd42:4242::1"]);
+}
+
+#[test]
+fn own_default_route_replaces_the_nat_one_and_gateways_must_be_on_link() {
+    let t = topo(
+        r#"
+name = "r"
+[networks.lan]
+subnet = "10.5.0.0/24"
+nat = true
+[networks.side]
+subnet = "10.6.0.0/24"
+[nodes.a]
+networks = ["lan", "side"]
+routes = ["default via 10.6.0.9"]
+"#,
+    );
+    let plan = Plan::new(&t, &Facts::default()).unwrap();
+    let routes: Vec<String> = plan.nodes[0].routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    assert_eq!(routes, ["0.0.0.0/0 via 10.6.0.9"]);
+
+    let t = topo(
+        r#"
+name = "r"
+[networks.lan]
+subnet = "10.5.0.0/24"
+[nodes.a]
+networks = ["lan"]
+routes = ["10.9.0.0/16 via 10.7.0.1"]
+"#,
+    );
+    let err = Plan::new(&t, &Facts::default()).unwrap_err();
+    assert!(err.to_string().contains("gateway 10.7.0.1 is on none of node `a`'s subnets"), "{err}");
+    assert_eq!(err.location(), "lab.toml:7:11");
+}
+
+#[test]
+fn ports_target_the_nat_address_and_clash_with_other_labs() {
+    let text = r#"
+name = "p"
+[networks.lan]
+subnet = "10.5.0.0/24"
+nat = true
+[nodes.web]
+networks = ["lan"]
+ports = ["8080:80", "5353:53/udp"]
+"#;
+    let plan = Plan::new(&topo(text), &Facts::default()).unwrap();
+    assert_eq!(plan.ports.len(), 2);
+    assert_eq!((plan.ports[0].host_port, plan.ports[0].node_port), (8080, 80));
+    assert_eq!(plan.ports[0].address.to_string(), "10.5.0.2");
+    assert_eq!(plan.ports[1].protocol, Protocol::Udp);
+    assert_eq!(plan.ports[0].bridge, plan.networks[0].bridge);
+
+    let facts = Facts { used_ports: vec![((5353, Protocol::Udp), "lab other (node dns)".into())], ..Facts::default() };
+    let err = Plan::new(&topo(text), &facts).unwrap_err();
+    assert!(err.to_string().contains("host port 5353/udp is already forwarded by lab other (node dns)"), "{err}");
+    assert_eq!(err.location(), "lab.toml:8:21");
 }

@@ -20,7 +20,12 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         facts.taken_groups.insert(state.plan.group);
         facts.taken_userns.extend(state.plan.nodes.iter().filter_map(|n| n.userns.map(|m| m.host)));
         for n in &state.plan.networks {
-            facts.used_subnets.push((n.subnet, format!("lab {name}'s network {}", n.name)));
+            for subnet in [Some(n.subnet), n.subnet6].into_iter().flatten() {
+                facts.used_subnets.push((subnet, format!("lab {name}'s network {}", n.name)));
+            }
+        }
+        for p in &state.plan.ports {
+            facts.used_ports.push(((p.host_port, p.protocol), format!("lab {name} (node {})", p.node)));
         }
     }
     for r in host.host_routes().await? {

@@ -1,5 +1,5 @@
 //! Host-wide settings that lab changes for its labs and puts back when the last lab goes:
-//! IPv4 forwarding (NAT needs it) and /run/netns as a shared mount point (as `ip netns`
+//! IPv4 forwarding (NAT needs it), IPv6 forwarding (for NAT networks with IPv6) and /run/netns as a shared mount point (as `ip netns`
 //! makes it). A marker file under /run/lab remembers what lab changed. Callers hold the
 //! global lock.
 
@@ -14,6 +14,9 @@ use std::path::PathBuf;
 struct Changes {
     /// IPv4 forwarding was off before a lab needed it.
     forwarding: bool,
+    /// IPv6 forwarding was off before a lab needed it.
+    #[serde(default)]
+    forwarding6: bool,
     /// lab created /run/netns, and made it a mount point.
     netns_dir: bool,
     netns_mount: bool,
@@ -28,7 +31,7 @@ fn load() -> Changes {
 }
 
 fn save(c: &Changes) -> Result<(), Error> {
-    if !c.forwarding && !c.netns_dir && !c.netns_mount {
+    if !c.forwarding && !c.forwarding6 && !c.netns_dir && !c.netns_mount {
         return match std::fs::remove_file(marker()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(Error::Io(format!("removing {}", marker().display()), e))
@@ -51,6 +54,11 @@ pub fn prepare(plan: &Plan) -> Result<(), Error> {
         save(&c)?;
         sysctl::write(sysctl::IPV4_FORWARD, "1")?;
     }
+    if plan.needs_nat6() && sysctl::read(sysctl::IPV6_FORWARD)? == "0" {
+        c.forwarding6 = true;
+        save(&c)?;
+        sysctl::write(sysctl::IPV6_FORWARD, "1")?;
+    }
     save(&c)
 }
 
@@ -65,6 +73,10 @@ pub fn restore() -> Result<(), Error> {
             sysctl::write(sysctl::IPV4_FORWARD, "0")?;
             c.forwarding = false;
         }
+    }
+    if c.forwarding6 && !states.iter().any(|s| s.plan.needs_nat6()) {
+        sysctl::write(sysctl::IPV6_FORWARD, "0")?;
+        c.forwarding6 = false;
     }
     if (c.netns_dir || c.netns_mount) && states.is_empty() {
         let prepared = netns::Prepared { created_dir: c.netns_dir, mounted: c.netns_mount };

@@ -61,9 +61,16 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         }
         let facts = facts::gather(&host, &topology.name).await?;
         let plan = Plan::new(topology, &facts)?;
+        check_ports(&plan)?;
         dir.create()?;
         let lock = dir.lock()?;
-        let state = LabState { plan, topology: topology.source.path.clone(), complete: false, nodes: Vec::new() };
+        let state = LabState {
+            plan,
+            topology: topology.source.path.clone(),
+            complete: false,
+            nodes: Vec::new(),
+            runtime: Default::default(),
+        };
         let prepared = dir.write_state(&state).and_then(|()| host::prepare(&state.plan));
         if let Err(e) = prepared {
             let _ = dir.remove();
@@ -147,6 +154,31 @@ fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
         }
     }
     Ok(profiles)
+}
+
+/// Fails if a host port the lab forwards is in use by a process on the host: forwarding it
+/// would take its connections away.
+fn check_ports(plan: &Plan) -> Result<(), Error> {
+    use crate::topology::Protocol;
+    for p in &plan.ports {
+        let any = std::net::Ipv4Addr::UNSPECIFIED;
+        let bound = match p.protocol {
+            Protocol::Tcp => std::net::TcpListener::bind((any, p.host_port)).map(drop),
+            Protocol::Udp => std::net::UdpSocket::bind((any, p.host_port)).map(drop),
+        };
+        if let Err(e) = bound {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                "a process on the host listens on it".to_string()
+            } else {
+                e.to_string()
+            };
+            return Err(Error::node(
+                p.node.as_str(),
+                Error::Failed(format!("cannot forward host port {}/{}: {why}", p.host_port, p.protocol)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Takes lab `name` down: every process, interface, nft table, namespace name, cgroup and

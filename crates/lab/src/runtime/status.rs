@@ -92,7 +92,11 @@ fn status(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) -> LabS
                 name: n.name.to_string(),
                 state: node_state,
                 pid: procs.filter(|_| alive).map(|p| p.init.pid),
-                addresses: n.interfaces.iter().filter_map(|i| i.address.map(|a| format!("{}={a}", i.name))).collect(),
+                addresses: n
+                    .interfaces
+                    .iter()
+                    .flat_map(|i| i.addresses.iter().map(move |a| format!("{}={a}", i.name)))
+                    .collect(),
                 oom_kills: cgroups.and_then(|c| c.stats(&n.cgroup).ok()).map_or(0, |s| s.oom_kills),
                 log: dir.node_dir(n.name.as_str()).join("log"),
             }

@@ -2,14 +2,13 @@
 //! together, phase by phase: start (namespaces, cgroup), wire (veths, addresses, routes), go
 //! (root file system, command).
 
-use crate::plan::{Attach, NodePlan, Plan};
+use crate::plan::{Attach, LinkPlan, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
-use crate::topology::SeccompChoice;
+use crate::topology::{IfName, Impairment, SeccompChoice};
 use crate::Error;
 use futures::future::try_join_all;
-use ipnetwork::IpNetwork;
-use lab_net::{nat, netns, Netlink, VethEnd};
+use lab_net::{nat, netns, sysctl, Netlink, VethEnd};
 use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::devices;
 use lab_sandbox::cgroup::Cgroups;
@@ -18,7 +17,8 @@ use lab_sandbox::{NodeFile, NodeSpec, SealedExe, Security, StartingNode};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::AsFd;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 
 pub(super) struct Builder<'a> {
@@ -70,31 +70,57 @@ impl Builder<'_> {
             .collect())
     }
 
+    /// The lab's nftables table: masquerade for NAT networks (both IP versions), DNAT for
+    /// forwarded host ports.
     fn nat(&self) -> Result<(), Error> {
-        let rules: Vec<nat::Masquerade> = self
+        let masquerades: Vec<nat::Masquerade> = self
             .plan
             .networks
             .iter()
             .filter(|n| n.nat)
-            .map(|n| nat::Masquerade { subnet: n.subnet, bridge: n.bridge.clone() })
+            .flat_map(|n| {
+                [Some(n.subnet), n.subnet6]
+                    .into_iter()
+                    .flatten()
+                    .map(|subnet| nat::Masquerade { subnet, bridge: n.bridge.clone() })
+            })
             .collect();
-        if rules.is_empty() {
+        let forwards: Vec<nat::Forward> = self
+            .plan
+            .ports
+            .iter()
+            .filter_map(|p| {
+                let IpAddr::V4(address) = p.address else { return None };
+                Some(nat::Forward {
+                    protocol: p.protocol,
+                    host_port: p.host_port,
+                    address,
+                    port: p.node_port,
+                    bridge: p.bridge.clone(),
+                })
+            })
+            .collect();
+        if masquerades.is_empty() && forwards.is_empty() {
             return Ok(());
         }
         self.journal.record(&[Resource::NftTable { name: self.plan.nft_table.clone() }])?;
-        Ok(nat::create_table(&self.plan.nft_table, &rules)?)
+        Ok(nat::create_table(&self.plan.nft_table, &masquerades, &forwards)?)
     }
 
-    /// Creates every network's bridge; returns their interface indexes.
+    /// Creates every network's bridge with its gateway addresses; returns their indexes.
     async fn bridges(&self) -> Result<Vec<u32>, Error> {
         let records: Vec<Resource> =
             self.plan.networks.iter().map(|n| Resource::Bridge { name: n.bridge.clone() }).collect();
         self.journal.record(&records)?;
         try_join_all(self.plan.networks.iter().map(|n| async move {
-            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group).await?;
-            if let Some(gw) = n.gateway {
-                let address = IpNetwork::new(gw, n.subnet.prefix()).expect("prefix of a valid subnet");
+            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu).await?;
+            for address in n.gateway_addresses() {
                 self.host.add_address(index, &n.bridge, address).await?;
+            }
+            if self.plan.ports.iter().any(|p| p.bridge == n.bridge) {
+                // Forwarded ports answer on the host's loopback too: such packets may leave
+                // through this bridge (masqueraded) instead of being dropped as martians.
+                sysctl::write(&format!("/proc/sys/net/ipv4/conf/{}/route_localnet", n.bridge), "1")?;
             }
             Ok::<_, Error>(index)
         }))
@@ -170,49 +196,122 @@ impl Builder<'_> {
         let mut veths = Vec::new();
         for started in nodes {
             let node = &self.plan.nodes[started.index];
-            for iface in &node.interfaces {
-                if let Attach::Bridge { network, host_veth, alias } = &iface.attach {
-                    let host_end = VethEnd {
-                        alias: Some(alias),
-                        bridge: Some(bridges[*network]),
-                        group: Some(self.plan.group),
-                        ..VethEnd::new(host_veth)
-                    };
-                    let node_end = VethEnd { netns: Some(started.netns.as_fd()), ..VethEnd::new(iface.name.as_str()) };
-                    veths.push((node.name.as_str(), host_end, node_end));
-                }
-            }
+            veths.extend(bridge_veths(self.plan, node, started.netns.as_fd(), bridges));
         }
         for link in &self.plan.links {
-            let [(a, ia), (b, ib)] = &link.endpoints;
-            let end_a = VethEnd { netns: Some(by_index(*a).netns.as_fd()), ..VethEnd::new(ia.as_str()) };
-            let end_b = VethEnd { netns: Some(by_index(*b).netns.as_fd()), ..VethEnd::new(ib.as_str()) };
-            veths.push((self.plan.nodes[*a].name.as_str(), end_a, end_b));
+            let [(a, _), (b, _)] = &link.endpoints;
+            veths.push(link_veth(self.plan, link, by_index(*a).netns.as_fd(), by_index(*b).netns.as_fd()));
         }
-        try_join_all(
-            veths
-                .into_iter()
-                .map(|(node, a, b)| async move { self.host.create_veth(a, b).await.map_err(|e| Error::node(node, e)) }),
-        )
+        create_veths(self.host, veths).await?;
+        let none = BTreeSet::new();
+        try_join_all(nodes.iter().map(|n| {
+            let node = &self.plan.nodes[n.index];
+            settle(node, &n.netns, &node.impairments, &none)
+        }))
         .await?;
-        try_join_all(nodes.iter().map(|n| configure(&self.plan.nodes[n.index], &n.netns))).await?;
         Ok(())
     }
 }
 
-/// Inside a node's network namespace: every interface up, addresses, routes.
-async fn configure(node: &NodePlan, netns: &File) -> Result<(), Error> {
+/// A veth to create: the node it is for (for errors) and its two ends.
+pub(super) type VethPair<'a> = (&'a str, VethEnd<'a>, VethEnd<'a>);
+
+/// The veths from `node` (whose namespace is `netns`) to the bridges of its networks, whose
+/// indexes are `bridges`.
+pub(super) fn bridge_veths<'a>(
+    plan: &'a Plan,
+    node: &'a NodePlan,
+    netns: BorrowedFd<'a>,
+    bridges: &[u32],
+) -> Vec<VethPair<'a>> {
+    let mut out = Vec::new();
+    for iface in &node.interfaces {
+        if let Attach::Bridge { network, host_veth, alias } = &iface.attach {
+            let host_end = VethEnd {
+                alias: Some(alias),
+                bridge: Some(bridges[*network]),
+                group: Some(plan.group),
+                mtu: iface.mtu,
+                ..VethEnd::new(host_veth)
+            };
+            let node_end = VethEnd { netns: Some(netns), mtu: iface.mtu, ..VethEnd::new(iface.name.as_str()) };
+            out.push((node.name.as_str(), host_end, node_end));
+        }
+    }
+    out
+}
+
+/// The veth of point-to-point link `link`, between the namespaces of its two nodes.
+pub(super) fn link_veth<'a>(
+    plan: &'a Plan,
+    link: &'a LinkPlan,
+    netns_a: BorrowedFd<'a>,
+    netns_b: BorrowedFd<'a>,
+) -> VethPair<'a> {
+    let [(a, ia), (_, ib)] = &link.endpoints;
+    let end_a = VethEnd { netns: Some(netns_a), mtu: link.mtu, ..VethEnd::new(ia.as_str()) };
+    let end_b = VethEnd { netns: Some(netns_b), mtu: link.mtu, ..VethEnd::new(ib.as_str()) };
+    (plan.nodes[*a].name.as_str(), end_a, end_b)
+}
+
+pub(super) async fn create_veths(host: &Netlink, veths: Vec<VethPair<'_>>) -> Result<(), Error> {
+    try_join_all(
+        veths
+            .into_iter()
+            .map(|(node, a, b)| async move { host.create_veth(a, b).await.map_err(|e| Error::node(node, e)) }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sysctls of a node's network namespace: SLAAC off on every interface (addresses are the
+/// plan's, and a stray router advertisement must not add more), and no duplicate address
+/// detection (a link-local address held tentative for a second loses the first packets
+/// routed through it), then the plan's own.
+pub(super) fn node_sysctls(node: &NodePlan) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if std::path::Path::new("/proc/sys/net/ipv6").is_dir() {
+        let names = ["all", "default"].into_iter().chain(node.interfaces.iter().map(|i| i.name.as_str()));
+        for name in names {
+            for key in ["accept_ra", "autoconf", "accept_dad"] {
+                out.push((format!("net/ipv6/conf/{name}/{key}"), "0".to_string()));
+            }
+        }
+    }
+    out.extend(node.sysctls.iter().cloned());
+    out
+}
+
+/// Inside a node's network namespace, once its interfaces exist: sysctls, every interface
+/// up (but those in `down`), addresses, routes, then `impairments`.
+pub(super) async fn settle(
+    node: &NodePlan,
+    netns: &File,
+    impairments: &[(IfName, Impairment)],
+    down: &BTreeSet<IfName>,
+) -> Result<(), Error> {
     let at = |e: lab_net::Error| Error::node(node.name.as_str(), e);
-    let nl = Netlink::in_netns(netns, &format!("node {}", node.name)).await.map_err(at)?;
+    let label = format!("node {}", node.name);
+    sysctl::write_in(netns.as_fd(), &label, &node_sysctls(node)).map_err(at)?;
+    let nl = Netlink::in_netns(netns, &label).await.map_err(at)?;
     let links = nl.links().await.map_err(at)?;
-    let up = links.iter().map(|l| nl.set_up(l.index, &l.name));
-    let addresses = node.interfaces.iter().filter_map(|i| {
-        let link = links.iter().find(|l| l.name == i.name.as_str())?;
-        Some(nl.add_address(link.index, &link.name, i.address?))
+    let up = links.iter().filter(|l| !down.iter().any(|d| d.as_str() == l.name)).map(|l| nl.set_up(l.index, &l.name));
+    let addresses = node.interfaces.iter().flat_map(|i| {
+        let link = links.iter().find(|l| l.name == i.name.as_str());
+        link.into_iter().flat_map(|link| i.addresses.iter().map(|a| nl.add_address(link.index, &link.name, *a)))
     });
     try_join_all(up).await.map_err(at)?;
     try_join_all(addresses).await.map_err(at)?;
-    try_join_all(node.routes.iter().map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
+    let routes = node.routes.iter().filter(|r| {
+        // A route through an interface that is down cannot be added; it comes with the link.
+        !node.interfaces.iter().any(|i| down.contains(&i.name) && i.addresses.iter().any(|a| a.contains(r.via)))
+    });
+    try_join_all(routes.map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
+    let impair = impairments.iter().filter(|(_, i)| !i.is_empty()).filter_map(|(name, imp)| {
+        let link = links.iter().find(|l| l.name == name.as_str())?;
+        Some(nl.impair(link.index, &link.name, imp))
+    });
+    try_join_all(impair).await.map_err(at)?;
     Ok(())
 }
 
@@ -255,7 +354,6 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         security: Security { caps: node.caps.clone(), seccomp, privileged: node.privileged },
         userns: node.userns,
         mounts: node.mounts.clone(),
-        sysctls: node.sysctls.clone(),
     }
 }
 
