@@ -10,6 +10,7 @@
 
 mod addr;
 mod bridge;
+pub mod capture;
 mod error;
 mod handle;
 pub mod nat;

@@ -16,11 +16,13 @@ pub struct VethEnd<'a> {
     /// Link group, so that one request can delete many links at once.
     pub group: Option<u32>,
     pub mtu: Option<u32>,
+    /// A fixed MAC address (else the kernel picks a random one).
+    pub mac: Option<[u8; 6]>,
 }
 
 impl<'a> VethEnd<'a> {
     pub fn new(name: &'a str) -> Self {
-        VethEnd { name, netns: None, alias: None, bridge: None, group: None, mtu: None }
+        VethEnd { name, netns: None, alias: None, bridge: None, group: None, mtu: None, mac: None }
     }
 }
 
@@ -43,6 +45,9 @@ impl Netlink {
         if let Some(mtu) = b.mtu {
             peer = peer.mtu(mtu);
         }
+        if let Some(mac) = b.mac {
+            peer = peer.address(mac.to_vec());
+        }
         let mut main = LinkVeth::new(a.name, b.name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).up();
         if let Some(ns) = a.netns {
             main = main.setns_by_fd(ns.as_raw_fd());
@@ -55,6 +60,9 @@ impl Netlink {
         }
         if let Some(mtu) = a.mtu {
             main = main.mtu(mtu);
+        }
+        if let Some(mac) = a.mac {
+            main = main.address(mac.to_vec());
         }
         self.handle
             .link()

@@ -1,0 +1,141 @@
+//! Packet capture on an interface of any network namespace: an AF_PACKET socket opened from
+//! inside the namespace, written out as a classic pcap stream (what tcpdump -w writes and
+//! `wireshark -k -i -` reads), one flushed record per packet.
+
+use crate::{netns, Error, Result};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Largest frame kept whole (tcpdump's default snap length).
+pub const SNAPLEN: u32 = 262_144;
+const LINKTYPE_ETHERNET: u32 = 1;
+
+/// An AF_PACKET socket bound to one interface, both directions.
+pub struct Capture {
+    socket: OwnedFd,
+}
+
+impl Capture {
+    /// Opens a capture of interface `ifname` in the network namespace `netns`.
+    pub fn open(netns: BorrowedFd<'_>, label: &str, ifname: &str) -> Result<Capture> {
+        let what = format!("capturing on {ifname} in {label}");
+        let socket = netns::run_in(netns, label, || {
+            let name = std::ffi::CString::new(ifname)
+                .map_err(|_| Error::Netlink { what: what.clone(), message: "the name holds a NUL byte".into() })?;
+            // SAFETY: a NUL-terminated name; the lookup is in this thread's namespace.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            if index == 0 {
+                return Err(Error::os(format!("{what}: no such interface"), io::Error::last_os_error()));
+            }
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket(2); the fd is owned right away.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
+            if fd < 0 {
+                return Err(Error::os(what.clone(), io::Error::last_os_error()));
+            }
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_protocol = proto;
+            addr.sll_ifindex = index as i32;
+            // SAFETY: addr is a sockaddr_ll of the size given.
+            let r = unsafe {
+                libc::bind(
+                    socket.as_raw_fd(),
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                )
+            };
+            if r != 0 {
+                return Err(Error::os(what.clone(), io::Error::last_os_error()));
+            }
+            Ok(socket)
+        })?;
+        Ok(Capture { socket })
+    }
+
+    /// Writes the pcap header, then each packet as it arrives, until `count` packets (if
+    /// given) or until `out` is closed (a reader that went away is not an error). Returns how
+    /// many packets were written.
+    pub fn run(&self, out: &mut impl Write, count: Option<u64>) -> Result<u64> {
+        let closed = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+        let header = pcap_header();
+        match out.write_all(&header).and_then(|()| out.flush()) {
+            Err(e) if closed(&e) => return Ok(0),
+            Err(e) => return Err(Error::os("writing the capture", e)),
+            Ok(()) => {}
+        }
+        let mut buf = vec![0u8; SNAPLEN as usize];
+        let mut n = 0u64;
+        while count.is_none_or(|c| n < c) {
+            // MSG_TRUNC: the frame's real length even when it did not fit.
+            // SAFETY: buf is writable for its whole length.
+            let len =
+                unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
+            if len < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Error::os("reading captured packets", e));
+            }
+            let len = len as usize;
+            let kept = len.min(buf.len());
+            let record = pcap_record(SystemTime::now(), &buf[..kept], len);
+            match out.write_all(&record).and_then(|()| out.flush()) {
+                Err(e) if closed(&e) => break,
+                Err(e) => return Err(Error::os("writing the capture", e)),
+                Ok(()) => n += 1,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The pcap global header: microsecond timestamps, Ethernet frames.
+pub fn pcap_header() -> Vec<u8> {
+    let mut h = Vec::with_capacity(24);
+    h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    h.extend_from_slice(&2u16.to_le_bytes());
+    h.extend_from_slice(&4u16.to_le_bytes());
+    h.extend_from_slice(&0i32.to_le_bytes());
+    h.extend_from_slice(&0u32.to_le_bytes());
+    h.extend_from_slice(&SNAPLEN.to_le_bytes());
+    h.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+    h
+}
+
+/// One pcap record: timestamp, kept and original lengths, the bytes kept.
+pub fn pcap_record(at: SystemTime, data: &[u8], original_len: usize) -> Vec<u8> {
+    let t = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut r = Vec::with_capacity(16 + data.len());
+    r.extend_from_slice(&(t.as_secs() as u32).to_le_bytes());
+    r.extend_from_slice(&t.subsec_micros().to_le_bytes());
+    r.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    r.extend_from_slice(&(original_len as u32).to_le_bytes());
+    r.extend_from_slice(data);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn pcap_layout() {
+        let h = pcap_header();
+        assert_eq!(h.len(), 24);
+        assert_eq!(&h[..4], &[0xd4, 0xc3, 0xb2, 0xa1]);
+        assert_eq!(u32::from_le_bytes(h[20..24].try_into().unwrap()), 1);
+        let r = pcap_record(UNIX_EPOCH + Duration::from_micros(5_000_007), &[1, 2, 3], 60);
+        assert_eq!(u32::from_le_bytes(r[0..4].try_into().unwrap()), 5);
+        assert_eq!(u32::from_le_bytes(r[4..8].try_into().unwrap()), 7);
+        assert_eq!(u32::from_le_bytes(r[8..12].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(r[12..16].try_into().unwrap()), 60);
+        assert_eq!(&r[16..], &[1, 2, 3]);
+    }
+}
