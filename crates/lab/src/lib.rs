@@ -30,6 +30,7 @@
 //! ```
 
 pub mod diagnostic;
+pub mod graph;
 pub mod plan;
 pub mod runtime;
 pub mod state;
