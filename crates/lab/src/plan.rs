@@ -127,6 +127,9 @@ pub struct InterfacePlan {
     pub attach: Attach,
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Fixed, so that a node started again keeps it and its neighbours' ARP caches stay right.
+    #[serde(default)]
+    pub mac: Option<[u8; 6]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,7 +230,8 @@ impl Plan {
                         (addresses.clone(), Attach::Link { link: *link }, topology.links[*link].mtu)
                     }
                 };
-                interfaces.push(InterfacePlan { name: iface.name.clone(), addresses, attach, mtu });
+                let mac = Some(stable_mac(&format!("{id}/{}/{}", node.name, iface.name)));
+                interfaces.push(InterfacePlan { name: iface.name.clone(), addresses, attach, mtu, mac });
             }
             let routes = routes(topology, node, &interfaces, &networks)?;
             let sec = &node.security;
@@ -585,7 +589,12 @@ fn base36(mut v: u64, len: usize) -> String {
 /// A stable, locally administered MAC for a bridge, so that it never changes as ports come
 /// and go (the kernel would otherwise take the lowest port's MAC and stale ARP caches).
 fn bridge_mac(id: &str, network: usize) -> [u8; 6] {
-    let h = fnv1a(format!("{id}/{network}").as_bytes()).to_be_bytes();
+    stable_mac(&format!("{id}/{network}"))
+}
+
+/// A locally administered unicast MAC from a hash of `key`.
+fn stable_mac(key: &str) -> [u8; 6] {
+    let h = fnv1a(key.as_bytes()).to_be_bytes();
     [0x02, h[0], h[1], h[2], h[3], h[4]]
 }
 

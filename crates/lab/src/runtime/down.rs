@@ -2,7 +2,7 @@
 //! the host (so that a lost or torn journal still leaves nothing behind). Processes first,
 //! then NAT, links, namespace names, cgroups, state. "Already gone" is success everywhere.
 
-use crate::state::{all_states, LabDir, Resource};
+use crate::state::{all_states, LabDir, NodeProcesses, Resource};
 use crate::topology::Name;
 use crate::Error;
 use futures::future::join_all;
@@ -51,6 +51,17 @@ pub(super) struct Found {
 }
 
 impl Found {
+    /// One node's processes and cgroup, for `lab stop`.
+    pub fn node(name: &str, processes: Option<&NodeProcesses>, cgroup: &str) -> Found {
+        Found {
+            inits: processes.map(|p| p.init).into_iter().collect(),
+            monitors: processes.map(|p| p.monitor).into_iter().collect(),
+            cgroups: BTreeSet::from([cgroup.to_string()]),
+            nodes: BTreeSet::from([name.to_string()]),
+            ..Found::default()
+        }
+    }
+
     /// Everything of lab `name`: from its journal and state, and by scanning the host.
     pub async fn collect(name: &Name, dir: &LabDir, host: &Netlink, cgroups: &dyn Cgroups) -> Result<Found, Error> {
         let mut f = Found::default();
@@ -203,7 +214,7 @@ pub(super) async fn teardown(
 /// SIGKILL every process of the lab and wait, on pidfds, until each has exited: the inits
 /// (which takes every process in their pid namespaces with them), then whatever else is in
 /// the lab's cgroups (commands of `lab exec`). Then wait for the monitors to record the end.
-async fn kill_all(found: &Found, cgroups: &dyn Cgroups, errors: &mut Vec<Error>) -> usize {
+pub(super) async fn kill_all(found: &Found, cgroups: &dyn Cgroups, errors: &mut Vec<Error>) -> usize {
     let mut killed = BTreeSet::new();
     let mut fds: Vec<PidFd> = Vec::new();
     for init in &found.inits {

@@ -26,6 +26,12 @@ pub struct ExecRequest {
 pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
     let (lab, state) = find_node(req.lab.as_ref(), &req.node)?;
     let plan = state.plan.node(&req.node).expect("find_node checked the node");
+    if state.runtime.stopped.contains(&req.node) {
+        return Err(Error::NotFound(format!(
+            "node {} of lab {lab} is stopped; `lab start {}` first",
+            req.node, req.node
+        )));
+    }
     let procs = state
         .node(&req.node)
         .ok_or_else(|| Error::NotFound(format!("node {} of lab {lab} has not started", req.node)))?;

@@ -3,15 +3,17 @@
 mod down;
 mod exec;
 mod facts;
+mod faults;
 mod host;
 mod status;
 mod up;
 
 pub use down::DownReport;
 pub use exec::{exec, find_node, ExecRequest};
+pub use faults::{capture, heal, impair, partition, set_link, start, stop, PARTITION_TABLE};
 pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
 
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::state::{lab_names, Journal, LabDir, LabState, Lock};
 use crate::topology::{Name, Rootfs, SeccompChoice, Topology};
 use crate::Error;
@@ -231,6 +233,20 @@ pub async fn down_all() -> Result<Vec<(Name, DownReport)>, Error> {
     } else {
         Err(Error::Several(errors))
     }
+}
+
+/// The plan of `arg`: the lab of that name if it is up, else the plan a topology file would
+/// get on an empty machine (`lab graph` of a lab not yet up).
+pub fn plan_of(arg: &str) -> Result<Plan, Error> {
+    let name = lab_name_from_arg(arg)?;
+    if let Some(state) = LabDir::new(&name).read_state()? {
+        return Ok(state.plan);
+    }
+    let path = Path::new(arg);
+    if arg.ends_with(".toml") || path.is_file() {
+        return Ok(Plan::new(&Topology::load(path)?, &plan::Facts::default())?);
+    }
+    Err(Error::NotFound(format!("lab {name} is not up, and {arg} is not a topology file")))
 }
 
 /// Reads the lab name from a topology file or takes `arg` as a name: `lab down` accepts both.

@@ -41,6 +41,8 @@ pub enum NodeState {
     /// Frozen by `lab pause`.
     Paused,
     Starting,
+    /// Stopped with `lab stop`.
+    Stopped,
     Exited(ExitStatus),
     /// Not running, and no record of how it ended.
     Gone,
@@ -52,6 +54,7 @@ impl std::fmt::Display for NodeState {
             NodeState::Running => f.write_str("running"),
             NodeState::Paused => f.write_str("paused"),
             NodeState::Starting => f.write_str("starting"),
+            NodeState::Stopped => f.write_str("stopped"),
             NodeState::Exited(s) => write!(f, "exited ({s})"),
             NodeState::Gone => f.write_str("gone"),
         }
@@ -81,7 +84,9 @@ fn status(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) -> LabS
             let frozen = alive && cgroups.is_some_and(|c| c.frozen(&n.cgroup));
             let exit =
                 NodeSpec::load(&dir.node_dir(n.name.as_str()).join("spec.json")).ok().and_then(|s| s.exit_status());
+            let stopped = state.runtime.stopped.contains(n.name.as_str());
             let node_state = match (alive, exit, procs) {
+                _ if stopped => NodeState::Stopped,
                 (true, _, _) if frozen => NodeState::Paused,
                 (true, _, _) => NodeState::Running,
                 (false, Some(e), _) => NodeState::Exited(e),

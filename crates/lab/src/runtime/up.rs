@@ -35,11 +35,11 @@ pub(super) struct Builder<'a> {
 pub(super) type Profiles = HashMap<PathBuf, Profile>;
 
 /// A node whose init exists and waits for `go`.
-struct Started {
+pub(super) struct Started {
     index: usize,
-    node: StartingNode,
+    pub node: StartingNode,
     /// The node's network namespace (/proc/PID/ns/net of its init).
-    netns: File,
+    pub netns: File,
 }
 
 impl Builder<'_> {
@@ -133,31 +133,52 @@ impl Builder<'_> {
         let mut filters = Filters::default();
         let mut specs = Vec::with_capacity(self.plan.nodes.len());
         for node in &self.plan.nodes {
-            let mut spec = || -> Result<NodeSpec, lab_sandbox::Error> {
-                let files = vec![
-                    NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
-                    NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
-                    NodeFile::new("/etc/resolv.conf", resolv.clone(), 0o644)?,
-                ];
-                let seccomp = filters.get(node, self.profiles)?;
-                let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
-                spec.prepare()?;
-                Ok(spec)
-            };
-            specs.push(spec().map_err(|e| Error::node(node.name.as_str(), e))?);
+            specs.push(self.node_spec(node, &resolv, &mut filters)?);
         }
         let records: Vec<Resource> =
             self.plan.nodes.iter().map(|n| Resource::Cgroup { path: n.cgroup.clone() }).collect();
         self.journal.record(&records)?;
         for node in &self.plan.nodes {
-            let rules = if node.privileged { devices::ALLOW_ALL } else { devices::DEFAULT_RULES };
-            let made = self.cgroups.create(&node.cgroup).and_then(|()| {
-                self.cgroups.set_limits(&node.cgroup, &node.limits)?;
-                self.cgroups.set_devices(&node.cgroup, rules)
-            });
-            made.map_err(|e| Error::node(node.name.as_str(), e))?;
+            self.make_cgroup(node)?;
         }
         Ok(specs)
+    }
+
+    /// A node's spec, written to its directory.
+    fn node_spec(&self, node: &NodePlan, resolv: &str, filters: &mut Filters) -> Result<NodeSpec, Error> {
+        let mut spec = || -> Result<NodeSpec, lab_sandbox::Error> {
+            let files = vec![
+                NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
+                NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
+                NodeFile::new("/etc/resolv.conf", resolv, 0o644)?,
+            ];
+            let seccomp = filters.get(node, self.profiles)?;
+            let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
+            spec.prepare()?;
+            Ok(spec)
+        };
+        spec().map_err(|e| Error::node(node.name.as_str(), e))
+    }
+
+    /// A node's cgroup, with its limits and device rules.
+    fn make_cgroup(&self, node: &NodePlan) -> Result<(), Error> {
+        let rules = if node.privileged { devices::ALLOW_ALL } else { devices::DEFAULT_RULES };
+        let made = self.cgroups.create(&node.cgroup).and_then(|()| {
+            self.cgroups.set_limits(&node.cgroup, &node.limits)?;
+            self.cgroups.set_devices(&node.cgroup, rules)
+        });
+        made.map_err(|e| Error::node(node.name.as_str(), e))
+    }
+
+    /// One node again, after `lab stop`: spec, cgroup, init, and its namespace's name.
+    pub(super) async fn restart(&self, index: usize) -> Result<Started, Error> {
+        let node = &self.plan.nodes[index];
+        let spec = self.node_spec(node, &resolv_conf(), &mut Filters::default())?;
+        // The previous run's end is not this one's.
+        let _ = std::fs::remove_file(spec.status_file());
+        self.journal.record(&[Resource::Cgroup { path: node.cgroup.clone() }])?;
+        self.make_cgroup(node)?;
+        self.start(index, &spec).await
     }
 
     /// Starts node `index`'s monitor and init, and names its network namespace.
@@ -234,7 +255,8 @@ pub(super) fn bridge_veths<'a>(
                 mtu: iface.mtu,
                 ..VethEnd::new(host_veth)
             };
-            let node_end = VethEnd { netns: Some(netns), mtu: iface.mtu, ..VethEnd::new(iface.name.as_str()) };
+            let node_end =
+                VethEnd { netns: Some(netns), mtu: iface.mtu, mac: iface.mac, ..VethEnd::new(iface.name.as_str()) };
             out.push((node.name.as_str(), host_end, node_end));
         }
     }
@@ -248,9 +270,12 @@ pub(super) fn link_veth<'a>(
     netns_a: BorrowedFd<'a>,
     netns_b: BorrowedFd<'a>,
 ) -> VethPair<'a> {
-    let [(a, ia), (_, ib)] = &link.endpoints;
-    let end_a = VethEnd { netns: Some(netns_a), mtu: link.mtu, ..VethEnd::new(ia.as_str()) };
-    let end_b = VethEnd { netns: Some(netns_b), mtu: link.mtu, ..VethEnd::new(ib.as_str()) };
+    let [(a, ia), (b, ib)] = &link.endpoints;
+    let mac = |node: usize, ifname: &IfName| {
+        plan.nodes[node].interfaces.iter().find(|i| i.name == *ifname).and_then(|i| i.mac)
+    };
+    let end_a = VethEnd { netns: Some(netns_a), mtu: link.mtu, mac: mac(*a, ia), ..VethEnd::new(ia.as_str()) };
+    let end_b = VethEnd { netns: Some(netns_b), mtu: link.mtu, mac: mac(*b, ib), ..VethEnd::new(ib.as_str()) };
     (plan.nodes[*a].name.as_str(), end_a, end_b)
 }
 
