@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use lab::runtime::{self, ExecRequest, Options};
 use lab::topology::Name;
 use lab::{Error, Topology};
+use lab_net::tc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -33,6 +34,139 @@ enum Command {
     Resume(NodeArgs),
     /// Remove everything a lab made. Safe to repeat; works after a crash.
     Down(DownArgs),
+    /// Shape what an interface sends: rate (tbf), delay, jitter, loss, corruption,
+    /// duplication (netem).
+    Impair(ImpairArgs),
+    /// Take an interface of a node down, or bring it back up.
+    Link(LinkArgs),
+    /// Drop all traffic between two sets of nodes, both ways, on every network and link.
+    Partition(PartitionArgs),
+    /// End every partition of a lab.
+    Heal(HealArgs),
+    /// Stop a node: its processes and interfaces go, its addresses stay reserved.
+    Stop(NodeArgs),
+    /// Start a stopped node again, with the same addresses, links and faults.
+    Start(NodeArgs),
+    /// Draw a lab (or a topology file) as Mermaid, Graphviz DOT or SVG.
+    Graph(GraphArgs),
+    /// Capture an interface's packets as pcap (to a file, or to a pipe into Wireshark).
+    Capture(CaptureArgs),
+}
+
+/// `NODE:INTERFACE`, e.g. `node1:eth0`.
+#[derive(Clone)]
+struct NodeIf {
+    node: String,
+    ifname: String,
+}
+
+fn parse_node_if(s: &str) -> Result<NodeIf, String> {
+    match s.split_once(':') {
+        Some((node, ifname)) if !node.is_empty() && !ifname.is_empty() => {
+            Ok(NodeIf { node: node.to_string(), ifname: ifname.to_string() })
+        }
+        _ => Err(format!("{s:?}: write NODE:INTERFACE, e.g. node1:eth0")),
+    }
+}
+
+#[derive(Args)]
+struct ImpairArgs {
+    /// The interface, as NODE:INTERFACE.
+    #[arg(value_parser = parse_node_if)]
+    target: NodeIf,
+    /// Rate limit: 10mbit, 500kbit, 1gbit (tc units; kbps/mbps are bytes per second).
+    #[arg(long, value_parser = tc::parse_rate)]
+    rate: Option<u64>,
+    /// Added delay: 50ms, 1s, 200us.
+    #[arg(long, value_parser = tc::parse_time)]
+    delay: Option<u64>,
+    /// Delay variation, with --delay: 5ms.
+    #[arg(long, value_parser = tc::parse_time, requires = "delay")]
+    jitter: Option<u64>,
+    /// Packets dropped: 1%, 0.1%.
+    #[arg(long, value_parser = tc::parse_percent)]
+    loss: Option<u32>,
+    /// Packets with a flipped bit: 0.1%.
+    #[arg(long, value_parser = tc::parse_percent)]
+    corrupt: Option<u32>,
+    /// Packets sent twice: 0.1%.
+    #[arg(long, value_parser = tc::parse_percent)]
+    duplicate: Option<u32>,
+    /// Remove every impairment of the interface.
+    #[arg(long, conflicts_with_all = ["rate", "delay", "jitter", "loss", "corrupt", "duplicate"])]
+    clear: bool,
+    /// The lab, when several have a node of this name.
+    #[arg(short, long)]
+    lab: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LinkState {
+    Up,
+    Down,
+}
+
+#[derive(Args)]
+struct LinkArgs {
+    /// The interface, as NODE:INTERFACE.
+    #[arg(value_parser = parse_node_if)]
+    target: NodeIf,
+    /// up or down.
+    state: LinkState,
+    /// The lab, when several have a node of this name.
+    #[arg(short, long)]
+    lab: Option<String>,
+}
+
+#[derive(Args)]
+struct PartitionArgs {
+    /// Nodes on one side.
+    #[arg(required = true)]
+    nodes: Vec<String>,
+    /// Nodes on the other side.
+    #[arg(long, required = true, num_args = 1..)]
+    from: Vec<String>,
+    /// The lab, when several have nodes of these names.
+    #[arg(short, long)]
+    lab: Option<String>,
+}
+
+#[derive(Args)]
+struct HealArgs {
+    /// The lab (needed when several are up).
+    lab: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+    Svg,
+}
+
+#[derive(Args)]
+struct GraphArgs {
+    /// A lab that is up, or a topology file.
+    lab: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "mermaid")]
+    format: GraphFormat,
+}
+
+#[derive(Args)]
+struct CaptureArgs {
+    /// The interface, as NODE:INTERFACE.
+    #[arg(value_parser = parse_node_if)]
+    target: NodeIf,
+    /// Where to write the pcap stream; - is stdout (e.g. `| wireshark -k -i -`).
+    #[arg(short = 'w', long = "write", value_name = "FILE", default_value = "-")]
+    write: PathBuf,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long = "count")]
+    count: Option<u64>,
+    /// The lab, when several have a node of this name.
+    #[arg(short, long)]
+    lab: Option<String>,
 }
 
 #[derive(Args)]
@@ -134,6 +268,14 @@ fn main() -> ExitCode {
         Command::Pause(a) => (output::Command::Other, pause(a, true)),
         Command::Resume(a) => (output::Command::Other, pause(a, false)),
         Command::Down(a) => (output::Command::Other, run_async(down(a))),
+        Command::Impair(a) => (output::Command::Other, run_async(impair(a))),
+        Command::Link(a) => (output::Command::Other, run_async(link(a))),
+        Command::Partition(a) => (output::Command::Other, partition(a)),
+        Command::Heal(a) => (output::Command::Other, heal(a)),
+        Command::Stop(a) => (output::Command::Other, run_async(stop(a))),
+        Command::Start(a) => (output::Command::Other, run_async(start(a))),
+        Command::Graph(a) => (output::Command::Other, graph(a)),
+        Command::Capture(a) => (output::Command::Other, capture(a)),
     };
     match result {
         Ok(code) => code,
@@ -254,4 +396,118 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
     };
     let code = runtime::exec(&req)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    let impairment = tc::Impairment {
+        rate: a.rate,
+        delay: a.delay,
+        jitter: a.jitter,
+        loss: a.loss,
+        corrupt: a.corrupt,
+        duplicate: a.duplicate,
+    };
+    if impairment.is_empty() && !a.clear {
+        return Err(Error::Failed(
+            "say what to do: --rate, --delay, --jitter, --loss, --corrupt, --duplicate, or --clear".into(),
+        ));
+    }
+    let NodeIf { node, ifname } = a.target;
+    runtime::impair(lab.as_ref(), &node, &ifname, impairment).await?;
+    eprintln!("{node}:{ifname}: {}", if a.clear { "no impairment".to_string() } else { impairment.to_string() });
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn link(a: LinkArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    let up = matches!(a.state, LinkState::Up);
+    runtime::set_link(lab.as_ref(), &a.target.node, &a.target.ifname, up).await?;
+    eprintln!("{}:{} is {}", a.target.node, a.target.ifname, if up { "up" } else { "down" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    runtime::partition(lab.as_ref(), &a.nodes, &a.from)?;
+    eprintln!("partitioned {} from {}", a.nodes.join(" "), a.from.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn heal(a: HealArgs) -> Result<ExitCode, Error> {
+    let lab = a.lab.as_deref().map(runtime::lab_name_from_arg).transpose()?;
+    runtime::heal(lab.as_ref())?;
+    eprintln!("healed every partition");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop(a: NodeArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    runtime::stop(lab.as_ref(), &a.node).await?;
+    eprintln!("node {} is stopped", a.node);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn start(a: NodeArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    runtime::start(lab.as_ref(), &a.node, &Options::default()).await?;
+    eprintln!("node {} is running again", a.node);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn graph(a: GraphArgs) -> Result<ExitCode, Error> {
+    let plan = runtime::plan_of(&a.lab)?;
+    let text = match a.format {
+        GraphFormat::Mermaid => lab::graph::mermaid(&plan),
+        GraphFormat::Dot => lab::graph::dot(&plan),
+        GraphFormat::Svg => return svg(&lab::graph::dot(&plan)),
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Renders DOT with Graphviz's `dot`, onto stdout.
+fn svg(dot: &str) -> Result<ExitCode, Error> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NotFound(
+                "--format svg needs Graphviz's `dot` (Debian: apt install graphviz); --format dot prints its input"
+                    .into(),
+            )
+        } else {
+            Error::Io("running dot -Tsvg".into(), e)
+        }
+    })?;
+    let written = child.stdin.take().map(|mut s| s.write_all(dot.as_bytes()));
+    let status = child.wait().map_err(|e| Error::Io("running dot -Tsvg".into(), e))?;
+    if let Some(Err(e)) = written {
+        return Err(Error::Io("writing to dot -Tsvg".into(), e));
+    }
+    if !status.success() {
+        return Err(Error::Failed(format!("dot -Tsvg failed ({status})")));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn capture(a: CaptureArgs) -> Result<ExitCode, Error> {
+    let lab = parse_lab(a.lab.as_deref())?;
+    let NodeIf { node, ifname } = a.target;
+    let n = if a.write.as_os_str() == "-" {
+        let stdout = std::io::stdout();
+        if std::io::IsTerminal::is_terminal(&stdout) {
+            return Err(Error::Failed(
+                "pcap is binary: write it to a file with -w FILE, or pipe it (| wireshark -k -i -)".into(),
+            ));
+        }
+        runtime::capture(lab.as_ref(), &node, &ifname, &mut stdout.lock(), a.count)?
+    } else {
+        let file =
+            std::fs::File::create(&a.write).map_err(|e| Error::Io(format!("creating {}", a.write.display()), e))?;
+        eprintln!("capturing on {node}:{ifname} into {}; Ctrl-C stops", a.write.display());
+        runtime::capture(lab.as_ref(), &node, &ifname, &mut std::io::BufWriter::new(file), a.count)?
+    };
+    eprintln!("{n} packets captured");
+    Ok(ExitCode::SUCCESS)
 }
