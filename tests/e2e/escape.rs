@@ -3,20 +3,6 @@
 //! probes and gets past the filter, which shows that the battery can fail.
 
 use crate::support::*;
-use std::path::PathBuf;
-
-/// The probe binary (tests/probe), built by `cargo test --workspace` next to `lab`. Nodes get
-/// it bind-mounted at /probe: the checkout may be anywhere (under /tmp, say, and nodes have a
-/// /tmp of their own).
-fn probe_mount() -> String {
-    let p = PathBuf::from(lab_bin()).with_file_name("lab-probe");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build -p lab-probe` (cargo test --workspace does)",
-        p.display()
-    );
-    format!("mounts = [\"{}:/probe:ro\"]\n", p.display())
-}
 
 fn run(lab: &Lab, node: &str, args: &[&str]) -> String {
     let mut all = vec!["/probe"];

@@ -9,6 +9,7 @@ mod isolation;
 mod lifecycle;
 mod limits;
 mod nat;
+mod network;
 mod ps;
 mod security;
 mod support;

@@ -18,8 +18,11 @@ struct Upstream {
 
 impl Upstream {
     fn new() -> Upstream {
-        let tag = std::process::id() % 100_000;
-        let base = 4 * (std::process::id() % 60) as u8;
+        // Two at a time per test process: names and /30s apart.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
+        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let base = 4 * ((std::process::id() % 30) * 2 + n) as u8;
         let mut holder = std::process::Command::new("unshare")
             .args(["--net", "sh", "-c", "echo ready; exec sleep infinity"])
             .stdout(std::process::Stdio::piped())
@@ -67,6 +70,28 @@ impl Upstream {
     }
 }
 
+impl Upstream {
+    /// Connects from inside the upstream namespace to `to` and reads one line.
+    fn fetch(&self, to: SocketAddr) -> std::io::Result<String> {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.holder.id()))?;
+        std::thread::spawn(move || {
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)?;
+            read_line(to)
+        })
+        .join()
+        .expect("fetch thread")
+    }
+}
+
+/// Connects to `to` and reads what it says, up to a newline.
+fn read_line(to: SocketAddr) -> std::io::Result<String> {
+    let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&mut conn), &mut line)?;
+    Ok(line.trim().to_string())
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
         let _ = host(&format!("ip link del {}", self.veth));
@@ -109,5 +134,71 @@ networks = ["private"]
     // A node on a network without NAT has no way out.
     let isolated = lab.exec("hidden", &["ping", "-c1", "-W1", &target]);
     assert!(!isolated.status.success(), "a node without NAT reached upstream:\n{}", show(&isolated));
+    lab.down();
+}
+
+#[test]
+fn forwarded_ports_answer_from_upstream_and_from_the_host() {
+    let _host = shared();
+    let upstream = Upstream::new();
+    // A host port of this test's own (several test runs may share a machine).
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let lab = Lab::up(
+        "ports",
+        &format!(
+            r#"
+[networks.lan]
+nat = true
+[nodes.web]
+networks = ["lan"]
+{}
+command = ["/probe", "serve", "80", "hello-from-web"]
+ports = ["{port}:80", "{}:53/udp"]
+"#,
+            probe_mount(),
+            port + 1
+        ),
+    );
+    // The server may take a moment to listen; a refused connection is retried, nothing else.
+    let wait_for = |f: &dyn Fn() -> std::io::Result<String>| {
+        for _ in 0..50 {
+            match f() {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                other => return other,
+            }
+        }
+        f()
+    };
+    let from_upstream = wait_for(&|| upstream.fetch(SocketAddr::from((upstream.host_addr, port))));
+    assert_eq!(from_upstream.expect("upstream reaches the forwarded port"), "hello-from-web");
+    let from_host = read_line(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    assert_eq!(from_host.expect("the host reaches its forwarded port on loopback"), "hello-from-web");
+    let rules = text(&host(&format!("nft list table inet lab-{}", lab.name)).stdout);
+    assert!(rules.contains(&format!("tcp dport {port} dnat ip to")), "{rules}");
+    assert!(rules.contains(&format!("udp dport {} dnat ip to", port + 1)), "{rules}");
+
+    // Another lab cannot take the same host port: an error at the line that asks for it.
+    let (other, out) = Lab::try_up(
+        "ports2",
+        &format!("[networks.lan]\nnat = true\n[nodes.x]\nnetworks = [\"lan\"]\nports = [\"{port}:8080\"]\n"),
+    );
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(err.contains(&format!("host port {port}/tcp is already forwarded by lab {}", lab.name)), "{err}");
+    assert!(err.contains(&format!("{}.toml:6:", other.name)), "points at the line: {err}");
+    assert_eq!(leftovers(&other.name), Vec::<String>::new());
+
+    // Nor one a host process listens on.
+    let listener = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let busy = listener.local_addr().unwrap().port();
+    let (other, out) = Lab::try_up(
+        "ports3",
+        &format!("[networks.lan]\nnat = true\n[nodes.x]\nnetworks = [\"lan\"]\nports = [\"{busy}:80\"]\n"),
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(text(&out.stderr).contains("a process on the host listens on it"), "{}", show(&out));
+    assert_eq!(leftovers(&other.name), Vec::<String>::new());
     lab.down();
 }

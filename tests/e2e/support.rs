@@ -203,3 +203,16 @@ pub fn node_json(lab: &str, node: &str) -> serde_json::Value {
         .and_then(|n| n.iter().find(|n| n["name"] == node).cloned())
         .unwrap_or_else(|| panic!("{node} not in {l}"))
 }
+
+/// The probe binary (tests/probe), built by `cargo test --workspace` next to `lab`. Nodes get
+/// it bind-mounted at /probe: the checkout may be anywhere (under /tmp, say, and nodes have a
+/// /tmp of their own).
+pub fn probe_mount() -> String {
+    let p = PathBuf::from(lab_bin()).with_file_name("lab-probe");
+    assert!(
+        p.exists(),
+        "{} is missing: build it with `cargo build -p lab-probe` (cargo test --workspace does)",
+        p.display()
+    );
+    format!("mounts = [\"{}:/probe:ro\"]\n", p.display())
+}

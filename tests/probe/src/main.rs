@@ -53,9 +53,71 @@ fn try_open(path: &str, flags: i32) -> String {
     r
 }
 
+/// Network helpers for the end-to-end tests, run inside nodes:
+///   serve PORT TEXT         answer every TCP connection on PORT with TEXT, forever
+///   sink PORT               take one TCP connection, read it to the end, print
+///                           "BYTES SECONDS" (first byte to last)
+///   send HOST:PORT BYTES    connect and send BYTES bytes
+fn network(op: &str, args: &[String]) -> Option<String> {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    match op {
+        "serve" => {
+            let listener = TcpListener::bind(("::", arg(0).parse().ok()?)).ok()?;
+            for mut conn in listener.incoming().flatten() {
+                let _ = conn.write_all(format!("{}\n", arg(1)).as_bytes());
+            }
+            None
+        }
+        "sink" => {
+            let listener = TcpListener::bind(("::", arg(0).parse().ok()?)).ok()?;
+            println!("listening");
+            let (mut conn, _) = listener.accept().ok()?;
+            let mut buf = vec![0u8; 1 << 16];
+            let (mut total, mut first) = (0u64, None);
+            let mut last = std::time::Instant::now();
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        first.get_or_insert_with(std::time::Instant::now);
+                        last = std::time::Instant::now();
+                        total += n as u64;
+                    }
+                }
+            }
+            let secs = first.map_or(0.0, |f| (last - f).as_secs_f64());
+            Some(format!("{total} {secs}"))
+        }
+        "send" => {
+            let mut conn = TcpStream::connect(arg(0)).ok()?;
+            let chunk = vec![0x5au8; 1 << 16];
+            let mut left: u64 = arg(1).parse().ok()?;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                conn.write_all(&chunk[..n]).ok()?;
+                left -= n as u64;
+            }
+            Some("sent".into())
+        }
+        _ => None,
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let op = args.get(1).map(String::as_str).unwrap_or("");
+    if ["serve", "sink", "send"].contains(&op) {
+        match network(op, &args[2..]) {
+            Some(out) => println!("{out}"),
+            None => {
+                eprintln!("lab-probe {op}: failed: {}", std::io::Error::last_os_error());
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let arg = args.get(2).cloned().unwrap_or_default();
     // SAFETY (every arm): raw syscalls whose pointer arguments are valid C strings or null.
     let result = unsafe {
