@@ -120,6 +120,7 @@ fn routed_triangle_ipv6_netns_names_graph_and_stop_start() {
 const PAIR_AND_LINK: &str = r#"
 [networks.lan]
 ipv6 = true
+mtu = 1400
 [nodes.n1]
 networks = ["lan"]
 [nodes.n2]
@@ -129,12 +130,21 @@ networks = ["lan"]
 [[links]]
 endpoints = ["n1:eth1", "n3:eth1"]
 addresses = ["10.77.1.1/30", "10.77.1.2/30"]
+mtu = 9000
 "#;
 
 #[test]
 fn partition_cuts_every_path_both_ways_and_heal_restores_it() {
     let _host = shared();
     let lab = Lab::up("part", PAIR_AND_LINK);
+    // MTU per network (both veth ends and the bridge) and per link.
+    let mtu = |node: &str, ifname: &str| lab.sh(node, &format!("cat /sys/class/net/{ifname}/mtu")).trim().to_string();
+    assert_eq!(
+        (mtu("n1", "eth0"), mtu("n1", "eth1"), mtu("n3", "eth1")),
+        ("1400".into(), "9000".into(), "9000".into())
+    );
+    let bridge = text(&host(&format!("ip -o link show | grep 'lab/{}/net/lan'", lab.name)).stdout);
+    assert!(bridge.contains("mtu 1400"), "{bridge}");
     assert_reaches(&lab, "n1", &["-4", "n3"]);
     assert_reaches(&lab, "n1", &["10.77.1.2"]);
 
