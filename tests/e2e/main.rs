@@ -8,6 +8,7 @@ mod host;
 mod isolation;
 mod lifecycle;
 mod limits;
+mod logs;
 mod nat;
 mod network;
 mod ps;

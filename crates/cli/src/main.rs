@@ -51,6 +51,23 @@ enum Command {
     Graph(GraphArgs),
     /// Capture an interface's packets as pcap (to a file, or to a pipe into Wireshark).
     Capture(CaptureArgs),
+    /// Show a node command's output, with timestamps.
+    Logs(LogsArgs),
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// The node.
+    node: String,
+    /// Keep printing new output until the node ends.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    tail: Option<usize>,
+    /// The lab, when several have a node of this name.
+    #[arg(short, long)]
+    lab: Option<String>,
 }
 
 /// `NODE:INTERFACE`, e.g. `node1:eth0`.
@@ -276,6 +293,7 @@ fn main() -> ExitCode {
         Command::Start(a) => (output::Command::Other, run_async(start(a))),
         Command::Graph(a) => (output::Command::Other, graph(a)),
         Command::Capture(a) => (output::Command::Other, capture(a)),
+        Command::Logs(a) => (output::Command::Other, logs(a)),
     };
     match result {
         Ok(code) => code,
@@ -509,5 +527,11 @@ fn capture(a: CaptureArgs) -> Result<ExitCode, Error> {
         runtime::capture(lab.as_ref(), &node, &ifname, &mut std::io::BufWriter::new(file), a.count)?
     };
     eprintln!("{n} packets captured");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logs(a: LogsArgs) -> Result<ExitCode, Error> {
+    let req = runtime::LogRequest { lab: parse_lab(a.lab.as_deref())?, node: a.node, tail: a.tail, follow: a.follow };
+    runtime::logs(&req, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }

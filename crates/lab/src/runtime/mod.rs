@@ -5,12 +5,14 @@ mod exec;
 mod facts;
 mod faults;
 mod host;
+mod logs;
 mod status;
 mod up;
 
 pub use down::DownReport;
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{capture, heal, impair, partition, set_link, start, stop, PARTITION_TABLE};
+pub use logs::{logs, LogRequest};
 pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
 
 use crate::plan::{self, Plan};
