@@ -154,11 +154,7 @@ pub(super) async fn teardown(
     let t = std::time::Instant::now();
     // A frozen (or freezing) process does not die of SIGKILL on cgroup v1 until thawed.
     for path in &found.cgroups {
-        if cgroups.exists(path) {
-            if let Err(e) = cgroups.freeze(path, false) {
-                errors.push(e.into());
-            }
-        }
+        thaw(cgroups, path, &mut errors);
     }
     let processes = kill_all(&found, cgroups, &mut errors).await;
     tracing::debug!(processes, elapsed = ?t.elapsed(), "killed the lab's processes");
@@ -266,6 +262,18 @@ pub(super) async fn kill_all(found: &Found, cgroups: &dyn Cgroups, errors: &mut 
         }
     }
     killed.len()
+}
+
+/// Thaws a node's cgroup, if it is (still, or only partly) there: `up` killed half way may
+/// have made it in some hierarchies only.
+pub(super) fn thaw(cgroups: &dyn Cgroups, path: &str, errors: &mut Vec<Error>) {
+    if cgroups.exists(path) {
+        match cgroups.freeze(path, false) {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {}
+            Err(e) => errors.push(e.into()),
+            Ok(()) => {}
+        }
+    }
 }
 
 fn push_killed(fd: PidFd, fds: &mut Vec<PidFd>, errors: &mut Vec<Error>) {

@@ -2,7 +2,7 @@
 //! partitions, and stopping and starting nodes. Every change is kept in the lab's state (under
 //! the lab's lock), so that a node started again gets it back.
 
-use super::down::{kill_all, Found};
+use super::down::{kill_all, thaw, Found};
 use super::exec::find_node;
 use super::up::{self, Builder, Profiles};
 use super::{ensure_root, Options};
@@ -244,11 +244,7 @@ pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
 async fn take_down(state: &LabState, node: &NodePlan, host: &Netlink, cgroups: &dyn Cgroups) -> Result<(), Error> {
     let name = node.name.as_str();
     let mut errors: Vec<Error> = Vec::new();
-    if cgroups.exists(&node.cgroup) {
-        if let Err(e) = cgroups.freeze(&node.cgroup, false) {
-            errors.push(e.into());
-        }
-    }
+    thaw(cgroups, &node.cgroup, &mut errors);
     kill_all(&Found::node(name, state.node(name), &node.cgroup), cgroups, &mut errors).await;
     // Its veths, explicitly: a namespace that goes away takes its interfaces with it, but
     // later, in the background; the peers and a `lab start` must not find them lingering.

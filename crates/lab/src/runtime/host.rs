@@ -39,8 +39,12 @@ fn save(c: &Changes) -> Result<(), Error> {
             _ => Ok(()),
         };
     }
+    // Atomically: a `lab up` killed mid-write must not leave a torn marker, which would
+    // read as "nothing changed" and leave forwarding on for good.
     let json = serde_json::to_vec(c).map_err(|e| Error::Corrupt(e.to_string()))?;
-    std::fs::write(marker(), json).map_err(|e| Error::Io(format!("writing {}", marker().display()), e))
+    let tmp = marker().with_extension("tmp");
+    std::fs::write(&tmp, json).map_err(|e| Error::Io(format!("writing {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, marker()).map_err(|e| Error::Io(format!("writing {}", marker().display()), e))
 }
 
 /// Before a lab is made: /run/netns ready, and forwarding on if the lab has NAT.
