@@ -182,3 +182,72 @@ fn sigint_during_up_rolls_back() {
     }
     assert!(interrupted > 0, "no SIGINT landed during bring-up; the rollback path was not exercised");
 }
+
+#[test]
+fn node_seven_of_ten_failing_names_it_and_rolls_everything_back() {
+    let _host = shared();
+    for (what, bad) in [
+        ("command", "command = [\"/no/such/daemon\"]\n"),
+        ("rootfs", "rootfs = \"/no/such/rootfs\"\n"),
+        ("mount", "mounts = [\"/no/such/dir:/data\"]\n"),
+    ] {
+        let mut topology = String::from("[networks.lan]\nnat = true\n");
+        for i in 1..=10 {
+            topology += &format!("[nodes.n{i}]\nnetworks = [\"lan\"]\n");
+            if i == 7 {
+                topology += bad;
+            }
+        }
+        let (l, out) = Lab::try_up("seven", &topology);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", show(&out));
+        let err = text(&out.stderr);
+        assert!(err.contains("node n7:"), "{what}: names node 7:\n{err}");
+        assert!(err.contains("/no/such/"), "{what}: says what is missing:\n{err}");
+        assert_eq!(leftovers(&l.name), Vec::<String>::new(), "{what}: a failed up must leave nothing");
+    }
+}
+
+#[test]
+fn five_labs_come_up_in_parallel() {
+    let _host = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..5).map(|_| unique("par")).collect();
+    let _guards: Vec<GuardDown> = names.iter().map(|n| GuardDown(n.clone())).collect();
+    let children: Vec<_> = names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| {
+            let file = dir.path().join(format!("{name}.toml"));
+            // Different shapes: NAT or not, a link or not.
+            let nat = if k % 2 == 0 { "nat = true\n" } else { "" };
+            let link = if k % 2 == 1 { "[[links]]\nendpoints = [\"a\", \"c\"]\n" } else { "" };
+            let body = format!(
+                "name = \"{name}\"\n[networks.lan]\n{nat}[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n[nodes.c]\n{link}"
+            );
+            std::fs::write(&file, body).unwrap();
+            std::process::Command::new(lab_bin())
+                .args(["up", file.to_str().unwrap()])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (name, child) in names.iter().zip(children) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "lab up {name}:\n{}", show(&out));
+    }
+    let subnets: std::collections::BTreeSet<String> = names
+        .iter()
+        .map(|n| {
+            let out = lab(&["exec", "--lab", n, "a", "ping", "-c1", "-W2", "b"]);
+            assert!(out.status.success(), "{n}: {}", show(&out));
+            node_json(n, "a")["addresses"][0].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert_eq!(subnets.len(), 5, "each lab got its own subnet: {subnets:?}");
+    for n in &names {
+        assert!(lab(&["down", n]).status.success());
+        assert_eq!(leftovers(n), Vec::<String>::new());
+    }
+}
