@@ -4,7 +4,7 @@
 
 use crate::error::{Context, Error, Result};
 use crate::rootfs;
-use crate::spec::{ExitStatus, NodeSpec};
+use crate::spec::{ExitStatus, NodeSpec, Restart};
 use crate::sync::{self, Message, SYNC_FD};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -69,7 +69,7 @@ pub fn main() -> ! {
     };
     let _ = sync::send(&mut sync, &Message::Ready);
     drop(sync);
-    let status = supervise(&signals, child);
+    let status = supervise(&signals, child, &spec);
     std::process::exit(status.code())
 }
 
@@ -114,23 +114,77 @@ pub fn become_root() -> Result<()> {
 /// Starts the node's command with a clean environment; an exec failure (missing program,
 /// not executable) is reported here, so `lab up` can name it.
 fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
+    let user = match &spec.user {
+        Some(u) => Some(resolve_user(u)?),
+        None => None,
+    };
+    let home = user.as_ref().and_then(|u| u.home.clone()).unwrap_or_else(|| "/root".into());
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .env_clear()
         .env("PATH", DEFAULT_PATH)
         .env("HOSTNAME", &spec.hostname)
-        .env("HOME", "/root")
+        .env("HOME", home)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir("/")
+        .current_dir(spec.workdir.as_deref().unwrap_or("/"))
         .stdin(Stdio::null());
+    if let Some(u) = &user {
+        // std drops supplementary groups when it changes the uid as root.
+        std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
+        std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
+    }
     // std resets the signal mask and SIGPIPE in the child before exec.
     let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;
     Ok(Pid::from_raw(child.id() as i32))
 }
 
+/// A user the command runs as.
+struct User {
+    uid: u32,
+    gid: u32,
+    home: Option<String>,
+}
+
+/// `uid[:gid]` or `name[:group]`, from the node's own /etc/passwd and /etc/group. A uid with
+/// no entry runs with gid 0, as Docker does.
+fn resolve_user(spec: &str) -> Result<User> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let entry = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let uid = match (u.parse::<u32>(), &entry) {
+        (Ok(n), _) => n,
+        (Err(_), Some(f)) => f[2].parse().map_err(|_| Error::Other(format!("user {u}: bad /etc/passwd entry")))?,
+        (Err(_), None) => return Err(Error::Other(format!("user {u} is not in the node's /etc/passwd"))),
+    };
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| Error::Other(format!("group {g} is not in the node's /etc/group")))?,
+        },
+        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    Ok(User { uid, gid, home: entry.map(|f| f[5].to_string()) })
+}
+
 /// Reaps children and forwards signals until the command exits (or, without a command, until
-/// asked to stop). Returns the status the init exits with.
-fn supervise(signals: &SignalFd, child: Option<Pid>) -> ExitStatus {
+/// asked to stop), starting it again as its restart policy says. Returns the status the init
+/// exits with.
+fn supervise(signals: &SignalFd, mut child: Option<Pid>, spec: &NodeSpec) -> ExitStatus {
+    let mut restarts = 0u32;
+    let mut started = std::time::Instant::now();
+    let mut stopping = false;
     loop {
         let info = match signals.read_signal() {
             Ok(Some(info)) => info,
@@ -144,12 +198,37 @@ fn supervise(signals: &SignalFd, child: Option<Pid>) -> ExitStatus {
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else { continue };
         match signal {
             Signal::SIGCHLD => {
-                if let Some(status) = reap(child) {
-                    return status;
+                let Some(status) = reap(child) else { continue };
+                let again = match spec.restart {
+                    Restart::No => false,
+                    Restart::OnFailure => status != ExitStatus::Code(0),
+                    Restart::Always => true,
+                };
+                let Some(argv) = spec.command.as_ref().filter(|_| again && !stopping) else { return status };
+                // Backoff, as Docker's: 100 ms doubling to 10 s, back to the start after a
+                // run of 10 s or more.
+                if started.elapsed() >= std::time::Duration::from_secs(10) {
+                    restarts = 0;
+                }
+                let backoff =
+                    std::time::Duration::from_millis(100u64 << restarts.min(7)).min(std::time::Duration::from_secs(10));
+                restarts += 1;
+                eprintln!("lab-init: the command ended ({status}); restarting it in {backoff:?} (restart {restarts})");
+                std::thread::sleep(backoff);
+                started = std::time::Instant::now();
+                match spawn(argv, spec) {
+                    Ok(pid) => child = Some(pid),
+                    Err(e) => {
+                        eprintln!("lab-init: restarting: {e}");
+                        return status;
+                    }
                 }
             }
             s => match child {
                 Some(pid) => {
+                    if matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) {
+                        stopping = true;
+                    }
                     let _ = kill(pid, s);
                 }
                 None if matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) => {

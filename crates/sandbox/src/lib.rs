@@ -27,5 +27,5 @@ pub mod sync;
 pub use error::{Error, Result};
 pub use process::{PidFd, ProcessRef};
 pub use seal::SealedExe;
-pub use spec::{BindMount, ExitStatus, IdMap, NodeFile, NodeSpec, Security};
+pub use spec::{BindMount, ExitStatus, IdMap, NodeFile, NodeSpec, Restart, Security};
 pub use start::{start, StartingNode};

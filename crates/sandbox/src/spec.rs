@@ -33,6 +33,24 @@ pub struct NodeSpec {
     pub userns: Option<IdMap>,
     /// Host paths bind-mounted into the node.
     pub mounts: Vec<BindMount>,
+    /// Working directory of the command; `None`: `/`.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// `uid[:gid]` or `name[:group]` the command runs as, resolved in the node's /etc files.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub restart: Restart,
+}
+
+/// When the init starts the node's command again after it exits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    #[default]
+    No,
+    OnFailure,
+    Always,
 }
 
 /// What a node's processes may do.
@@ -192,6 +210,9 @@ mod tests {
             },
             userns: Some(IdMap { host: 1 << 30, size: 65536 }),
             mounts: vec![BindMount { source: "/srv/data".into(), target: "/data".into(), read_only: true }],
+            workdir: Some("/srv".into()),
+            user: Some("nobody".into()),
+            restart: Restart::OnFailure,
         };
         spec.prepare().unwrap();
         assert_eq!(NodeSpec::load(&spec.spec_file()).unwrap(), spec);
