@@ -13,4 +13,5 @@ mod nat;
 mod network;
 mod ps;
 mod security;
+mod services;
 mod support;

@@ -217,6 +217,10 @@ struct UpArgs {
     /// Print the lab as JSON.
     #[arg(long)]
     json: bool,
+    /// Return only once every node with a health check is healthy (or fail naming the one
+    /// that is not, and why).
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Args)]
@@ -317,7 +321,8 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
     if let Some(name) = &a.name {
         topology.name = Name::parse(name).map_err(|m| Error::Failed(format!("--name: {m}")))?;
     }
-    let state = runtime::up(&topology, &Options::default()).await?;
+    let options = Options { wait: a.wait, ..Options::default() };
+    let state = runtime::up(&topology, &options).await?;
     let status = runtime::list().into_iter().find(|l| l.name == state.plan.lab.as_str());
     match (a.json, status) {
         (true, Some(s)) => output::json(&s),

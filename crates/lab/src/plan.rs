@@ -3,7 +3,8 @@
 //! unit-tested without root, and the runtime only has to carry it out.
 
 use crate::topology::{
-    gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, SeccompChoice, Topology,
+    gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, SeccompChoice, Service,
+    Topology,
 };
 use crate::TopologyError;
 use ipnetwork::IpNetwork;
@@ -116,6 +117,9 @@ pub struct NodePlan {
     /// Impairments of its interfaces when the lab comes up.
     #[serde(default)]
     pub impairments: Vec<(IfName, Impairment)>,
+    /// Working directory, user, restart policy, dependencies, health check, hooks.
+    #[serde(default)]
+    pub service: Service,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,7 +258,12 @@ impl Plan {
                 Some(m) => format!("{} {}", m.host, m.host + (m.size - 1)),
                 None => "0 2147483647".to_string(),
             };
-            let mut sysctls = vec![("net.ipv4.ping_group_range".to_string(), groups)];
+            // Also as Docker does: any user may bind ports below 1024 (a service as `nobody`
+            // on port 80), since the node's network is its own.
+            let mut sysctls = vec![
+                ("net.ipv4.ping_group_range".to_string(), groups),
+                ("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string()),
+            ];
             for (k, v) in &node.sysctls {
                 sysctls.retain(|(key, _)| key != k);
                 sysctls.push((k.clone(), v.clone()));
@@ -268,6 +277,7 @@ impl Plan {
                 mounts: node.mounts.clone(),
                 sysctls,
                 impairments: node.impairments.clone(),
+                service: node.service.clone(),
                 netns: format!("{lab}-{}", node.name),
                 cgroup: format!("lab/{lab}/{}", node.name),
                 name: node.name.clone(),

@@ -64,7 +64,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         security: spec.security,
         argv: req.argv.clone(),
         env,
-        cwd: req.workdir.clone().unwrap_or_else(|| "/".into()),
+        cwd: req.workdir.clone().or_else(|| plan.service.workdir.clone()).unwrap_or_else(|| "/".into()),
         tty: req.tty,
         interactive: req.interactive,
     };

@@ -4,6 +4,7 @@
 
 use super::down::{kill_all, thaw, Found};
 use super::exec::find_node;
+use super::services;
 use super::up::{self, Builder, Profiles};
 use super::{ensure_root, Options};
 use crate::plan::{Attach, InterfacePlan, NodePlan};
@@ -308,13 +309,17 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         cgroups: cgroups.as_ref(),
         exe: &exe,
         profiles: &profiles,
+        lab_binary: &options.lab_binary,
+        wait: false,
     };
     match bring_back(&builder, &l.state, index).await {
         Ok(processes) => {
             l.state.nodes.retain(|p| p.name != node);
             l.state.nodes.push(processes);
             l.state.runtime.stopped.remove(node);
-            l.save()
+            l.save()?;
+            // Hooks run in the node as `lab exec` does, so after the state says it runs.
+            services::hooks(&options.lab_binary, &l.state.plan, l.node(node)?).await
         }
         Err(e) => {
             if let Err(cleanup) = take_down(&l.state, l.node(node)?, &host, cgroups.as_ref()).await {

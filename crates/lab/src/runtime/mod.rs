@@ -6,6 +6,7 @@ mod facts;
 mod faults;
 mod host;
 mod logs;
+mod services;
 mod status;
 mod up;
 
@@ -29,13 +30,16 @@ use std::path::{Path, PathBuf};
 /// How to bring labs up.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The `lab` binary that nodes' monitors and inits run from (a sealed copy of it).
+    /// The `lab` binary that nodes' monitors and inits run from (a sealed copy of it), and
+    /// that health checks and hooks run as `lab exec`.
     pub lab_binary: PathBuf,
+    /// `lab up --wait`: return only once every node with a health check is healthy.
+    pub wait: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lab_binary: PathBuf::from("/proc/self/exe") }
+        Options { lab_binary: PathBuf::from("/proc/self/exe"), wait: false }
     }
 }
 
@@ -91,6 +95,8 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         cgroups: cgroups.as_ref(),
         exe: &exe,
         profiles: &profiles,
+        lab_binary: &options.lab_binary,
+        wait: options.wait,
     };
     let result = tokio::select! {
         r = builder.run() => r,

@@ -2,6 +2,7 @@
 //! together, phase by phase: start (namespaces, cgroup), wire (veths, addresses, routes), go
 //! (root file system, command).
 
+use super::services;
 use crate::plan::{Attach, LinkPlan, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
@@ -29,6 +30,10 @@ pub(super) struct Builder<'a> {
     pub cgroups: &'a dyn Cgroups,
     pub exe: &'a SealedExe,
     pub profiles: &'a Profiles,
+    /// The `lab` binary, run as `lab exec` for health checks and hooks.
+    pub lab_binary: &'a std::path::Path,
+    /// Wait for every node's health check, not only those others depend on.
+    pub wait: bool,
 }
 
 /// Seccomp profiles from files, by path, read before anything is made.
@@ -54,20 +59,45 @@ impl Builder<'_> {
         tracing::debug!(elapsed = ?t.elapsed(), "started every node's init");
         self.wire(&nodes, &bridges).await?;
         tracing::debug!(elapsed = ?t.elapsed(), "wired veths, addresses and routes");
-        try_join_all(nodes.iter_mut().map(|n| {
-            let name = self.plan.nodes[n.index].name.to_string();
-            async move { n.node.go().await.map_err(|e| Error::node(&name, e)) }
-        }))
-        .await?;
-        tracing::debug!(elapsed = ?t.elapsed(), "every node is ready");
-        Ok(nodes
+        let processes: Vec<NodeProcesses> = nodes
             .iter()
             .map(|n| NodeProcesses {
                 name: self.plan.nodes[n.index].name.to_string(),
                 init: n.node.init,
                 monitor: n.node.monitor,
             })
-            .collect())
+            .collect();
+        // `lab exec` (health checks, hooks, the user) can reach the nodes from here on.
+        self.save_processes(&processes)?;
+        // Commands start in dependency order: a node's waits for those it depends on to run
+        // and pass their health checks.
+        for wave in services::waves(self.plan) {
+            try_join_all(nodes.iter_mut().filter(|n| wave.contains(&n.index)).map(|n| {
+                let name = self.plan.nodes[n.index].name.to_string();
+                async move { n.node.go().await.map_err(|e| Error::node(&name, e)) }
+            }))
+            .await?;
+            try_join_all(wave.iter().map(|&i| self.serve(&self.plan.nodes[i]))).await?;
+        }
+        tracing::debug!(elapsed = ?t.elapsed(), "every node is ready");
+        Ok(processes)
+    }
+
+    fn save_processes(&self, processes: &[NodeProcesses]) -> Result<(), Error> {
+        let Some(mut state) = self.dir.read_state()? else { return Ok(()) };
+        state.nodes = processes.to_vec();
+        self.dir.write_state(&state)
+    }
+
+    /// Once a node's command runs: its hooks, then its health check if anything waits for it.
+    async fn serve(&self, node: &NodePlan) -> Result<(), Error> {
+        services::hooks(self.lab_binary, self.plan, node).await?;
+        if let Some(hc) = &node.service.healthcheck {
+            if self.wait || services::depended_on(self.plan, node) {
+                services::wait_healthy(self.lab_binary, self.plan, node, hc).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The lab's nftables table: masquerade for NAT networks (both IP versions), DNAT for
@@ -379,6 +409,9 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         security: Security { caps: node.caps.clone(), seccomp, privileged: node.privileged },
         userns: node.userns,
         mounts: node.mounts.clone(),
+        workdir: node.service.workdir.clone(),
+        user: node.service.user.clone(),
+        restart: node.service.restart,
     }
 }
 

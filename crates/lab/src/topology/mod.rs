@@ -7,12 +7,14 @@
 mod names;
 mod netcfg;
 mod raw;
+mod services;
 mod settings;
 
 pub use lab_net::nat::Protocol;
 pub use lab_net::tc::Impairment;
 pub use names::{Hostname, IfName, Name};
 pub use netcfg::{Port, Route};
+pub use services::{Healthcheck, Restart, Service};
 pub use settings::{parse_size, NodeSecurity, SeccompChoice};
 
 use crate::diagnostic::{Diagnostic, Source, TopologyError};
@@ -74,6 +76,7 @@ pub struct Node {
     pub ports: Vec<Port>,
     /// Impairments of the node's interfaces when the lab comes up.
     pub impairments: Vec<(IfName, Impairment)>,
+    pub service: Service,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -209,6 +212,9 @@ impl Validator {
             self.err(h.span(), "`hostname` is per node; it cannot be a default");
         }
         self.node_only_keys(&raw.defaults);
+        self.service_only_keys(&raw.defaults);
+        let pairs: Vec<(Str, &raw::RawNode)> = raw.nodes.iter().map(|(k, n)| (k.clone(), n)).collect();
+        self.dependencies(&pairs);
         let default_sysctls = self.sysctls(&raw.defaults);
         // Relative seccomp profile paths are relative to the topology file.
         let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -245,6 +251,7 @@ impl Validator {
             let limits = self.limits(rn, &raw.defaults);
             let mounts = self.mounts(rn, &raw.defaults);
             let routes = self.routes(rn);
+            let service = self.service(rn, &raw.defaults);
             let mut sysctls = default_sysctls.clone();
             for (k, v) in self.sysctls(rn) {
                 sysctls.retain(|(key, _)| *key != k);
@@ -267,6 +274,7 @@ impl Validator {
                 sysctls,
                 ports: Vec::new(),
                 impairments: Vec::new(),
+                service,
             });
         }
 

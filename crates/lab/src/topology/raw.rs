@@ -62,6 +62,23 @@ pub struct RawNode {
     /// Impairments by interface name.
     #[serde(default)]
     pub impair: IndexMap<Str, Spanned<RawImpair>>,
+    pub workdir: Option<Str>,
+    pub user: Option<Str>,
+    pub restart: Option<Str>,
+    pub depends_on: Option<Spanned<Vec<Str>>>,
+    pub healthcheck: Option<Spanned<RawHealthcheck>>,
+    /// Commands run in the node once its network is up and its command started.
+    pub exec: Option<Spanned<Vec<Str>>>,
+}
+
+/// `healthcheck = { cmd = [...], interval = "1s", timeout = "5s", retries = 3 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthcheck {
+    pub cmd: Spanned<RawCommand>,
+    pub interval: Option<Str>,
+    pub timeout: Option<Str>,
+    pub retries: Option<Spanned<i64>>,
 }
 
 /// `rate = "10mbit"`, `delay = "50ms"`, `jitter = "5ms"`, `loss = "1%"`, `corrupt`, `duplicate`.

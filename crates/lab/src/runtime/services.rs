@@ -1,0 +1,150 @@
+//! Nodes as services at bring-up: commands start in dependency order, health checks and
+//! `exec` hooks run inside nodes the way `lab exec` does (by running it), and `up --wait`
+//! waits for every health check.
+
+use crate::plan::{NodePlan, Plan};
+use crate::topology::Healthcheck;
+use crate::Error;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Nodes in waves: each node comes after every node it depends on. The topology has no
+/// cycles, so every node is placed.
+pub(super) fn waves(plan: &Plan) -> Vec<Vec<usize>> {
+    let index = |name: &str| plan.nodes.iter().position(|n| n.name.as_str() == name);
+    let mut level: Vec<Option<usize>> = vec![None; plan.nodes.len()];
+    // Relax until stable: at most one pass per node.
+    for _ in 0..=plan.nodes.len() {
+        let mut changed = false;
+        for (i, node) in plan.nodes.iter().enumerate() {
+            let deps: Option<Vec<usize>> =
+                node.service.depends_on.iter().map(|d| index(d).and_then(|j| level[j])).collect();
+            if let Some(deps) = deps {
+                let l = deps.into_iter().map(|d| d + 1).max().unwrap_or(0);
+                if level[i] != Some(l) {
+                    level[i] = Some(l);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    let depth = level.iter().flatten().max().map_or(0, |m| m + 1);
+    let mut out = vec![Vec::new(); depth];
+    for (i, l) in level.iter().enumerate() {
+        out[l.unwrap_or(0)].push(i);
+    }
+    out
+}
+
+/// Whether some node waits for `node` to be healthy.
+pub(super) fn depended_on(plan: &Plan, node: &NodePlan) -> bool {
+    plan.nodes.iter().any(|n| n.service.depends_on.iter().any(|d| d == node.name.as_str()))
+}
+
+/// Runs `argv` in `node` through `lab exec`; its exit code and output, or `None` if it ran
+/// past `timeout` (it is killed).
+async fn run(
+    lab_binary: &Path,
+    plan: &Plan,
+    node: &str,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<Option<(i32, String)>, Error> {
+    let mut cmd = tokio::process::Command::new(lab_binary);
+    cmd.args(["exec", "--lab", plan.lab.as_str(), node, "--"])
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().map_err(|e| Error::Io(format!("running {}", lab_binary.display()), e))?;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => Ok(None),
+        Ok(out) => {
+            let out = out.map_err(|e| Error::Io("waiting for lab exec".into(), e))?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+            Ok(Some((out.status.code().unwrap_or(128), text.trim().to_string())))
+        }
+    }
+}
+
+/// Runs the node's health check until it passes; `retries` failures in a row are an error
+/// that says what the check printed.
+pub(super) async fn wait_healthy(
+    lab_binary: &Path,
+    plan: &Plan,
+    node: &NodePlan,
+    hc: &Healthcheck,
+) -> Result<(), Error> {
+    let name = node.name.as_str();
+    let mut failures = 0;
+    let mut interval = tokio::time::interval(Duration::from_millis(hc.interval_ms));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let why = match run(lab_binary, plan, name, &hc.cmd, Duration::from_millis(hc.timeout_ms)).await? {
+            Some((0, _)) => return Ok(()),
+            Some((code, out)) => {
+                format!("exit {code}{}", if out.is_empty() { String::new() } else { format!(": {out}") })
+            }
+            None => format!("no answer within {} ms", hc.timeout_ms),
+        };
+        failures += 1;
+        tracing::debug!(node = name, failures, why, "health check failed");
+        if failures >= hc.retries {
+            return Err(Error::node(
+                name,
+                Error::Failed(format!(
+                    "unhealthy: `{}` failed {failures} times in a row; last: {why}",
+                    hc.cmd.join(" ")
+                )),
+            ));
+        }
+    }
+}
+
+/// Runs the node's `exec` hooks in order, each by `/bin/sh -c`; the first failure is an error.
+pub(super) async fn hooks(lab_binary: &Path, plan: &Plan, node: &NodePlan) -> Result<(), Error> {
+    for hook in &node.service.exec {
+        let argv = ["/bin/sh".to_string(), "-c".to_string(), hook.clone()];
+        match run(lab_binary, plan, node.name.as_str(), &argv, Duration::from_secs(300)).await? {
+            Some((0, _)) => {}
+            Some((code, out)) => {
+                return Err(Error::node(
+                    node.name.as_str(),
+                    Error::Failed(format!("exec hook `{hook}` failed (exit {code}): {out}")),
+                ))
+            }
+            None => {
+                return Err(Error::node(
+                    node.name.as_str(),
+                    Error::Failed(format!("exec hook `{hook}` ran for over 300 s")),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::{Facts, Plan};
+    use crate::{Source, Topology};
+
+    #[test]
+    fn waves_follow_dependencies() {
+        let t = Topology::parse(Source::new(
+            "w.toml",
+            "[nodes.app]\ndepends_on = [\"db\", \"cache\"]\n[nodes.db]\n[nodes.cache]\ndepends_on = [\"db\"]\n[nodes.lone]\n",
+        ))
+        .unwrap();
+        let plan = Plan::new(&t, &Facts::default()).unwrap();
+        let names = |w: &Vec<usize>| w.iter().map(|i| plan.nodes[*i].name.to_string()).collect::<Vec<_>>();
+        let waves: Vec<Vec<String>> = super::waves(&plan).iter().map(names).collect();
+        assert_eq!(waves, [vec!["db", "lone"], vec!["cache"], vec!["app"]]);
+    }
+}
