@@ -1,6 +1,7 @@
 //! End-to-end tests: the built `lab` binary, run as root against the real kernel.
 //! Each test makes uniquely named labs and takes them down in a guard, also when it fails.
 
+mod api;
 mod errors;
 mod escape;
 mod exec;

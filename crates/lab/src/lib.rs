@@ -28,7 +28,39 @@
 //! assert_eq!(err.location(), "bad.toml:1:8");
 //! # Ok::<(), lab::TopologyError>(())
 //! ```
+//!
+//! ## Labs in integration tests
+//!
+//! [`api::RunningLab`] brings a lab up (from a file, or from an [`api::LabBuilder`]), runs
+//! commands in its nodes, breaks and heals it, and takes it down when dropped, also when the
+//! test panics. It needs root and the `lab` executable:
+//!
+//! ```no_run
+//! use lab::api::{toml::toml, LabBuilder, RunningLab};
+//! use lab::runtime::Options;
+//!
+//! let topology = LabBuilder::new("kv-test")
+//!     .network("lan", toml! { nat = false })
+//!     .node("n1", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n2,n3"] })
+//!     .node("n2", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n1,n3"] })
+//!     .node("n3", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n1,n2"] })
+//!     .build()?;
+//! let options = Options { lab_binary: "/usr/local/bin/lab".into(), ..Options::default() };
+//! let lab = RunningLab::up(&topology, options)?;
+//!
+//! let out = lab.exec("n1", &["my-kv-cli", "put", "x", "1"])?;
+//! assert!(out.status.success());
+//! lab.partition(&["n1"], &["n2", "n3"])?;      // n1 is cut off from the majority
+//! assert_eq!(lab.sh("n2", "my-kv-cli get x")?, "1\n");
+//! lab.heal()?;
+//! lab.stop("n3")?;
+//! lab.start("n3")?;                            // same addresses, links, faults
+//! println!("{}", lab.logs("n3")?);
+//! // Dropped here (or on a panic above): the lab is taken down.
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
+pub mod api;
 pub mod diagnostic;
 pub mod graph;
 pub mod plan;
