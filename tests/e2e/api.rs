@@ -77,10 +77,9 @@ fn a_panicking_test_still_takes_its_lab_down() {
     let _host = shared();
     let name = unique("apipanic");
     let topology = LabBuilder::new(&name).node("a", toml! { command = ["sleep", "infinity"] }).build().unwrap();
-    let lab_name = name.clone();
     let panicked = std::thread::spawn(move || {
         let lab = RunningLab::up(&topology, options()).expect("lab up");
-        assert!(!leftovers(&lab_name).is_empty(), "the lab is up");
+        assert!(!leftovers(lab.name().as_str()).is_empty(), "the lab is up");
         panic!("the test under the lab fails");
     })
     .join();
