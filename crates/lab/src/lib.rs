@@ -62,6 +62,8 @@
 
 pub mod api;
 pub mod diagnostic;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod plan;
 pub mod runtime;
