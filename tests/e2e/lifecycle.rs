@@ -251,3 +251,30 @@ fn five_labs_come_up_in_parallel() {
         assert_eq!(leftovers(n), Vec::<String>::new());
     }
 }
+
+#[test]
+fn two_ups_of_one_name_at_once_one_wins_and_the_other_says_why() {
+    let _host = shared();
+    let name = unique("race");
+    let _guard = GuardDown(name.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lab.toml");
+    std::fs::write(&file, format!("name = \"{name}\"\n[networks.lan]\nnat = true\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n")).unwrap();
+    let spawn = || {
+        std::process::Command::new(lab_bin())
+            .args(["up", file.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
+    assert_eq!(won.len(), 1, "exactly one up wins:\n{}\n{}", show(&outs[0]), show(&outs[1]));
+    let lost = outs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(text(&lost.stderr).contains(&format!("lab {name} is already up")), "{}", show(lost));
+    assert!(lab(&["exec", "--lab", &name, "a", "ping", "-c1", "-W2", "b"]).status.success(), "the winner works");
+    assert!(lab(&["down", &name]).status.success());
+    assert_eq!(leftovers(&name), Vec::<String>::new());
+}
