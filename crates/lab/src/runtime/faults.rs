@@ -9,12 +9,11 @@ use super::up::{self, Builder, Profiles};
 use super::{ensure_root, Options};
 use crate::plan::{Attach, InterfacePlan, NodePlan};
 use crate::state::{all_states, Journal, LabDir, LabState, Lock, NodeProcesses};
-use crate::topology::{IfName, Impairment, Name, SeccompChoice};
+use crate::topology::{IfName, Impairment, Name};
 use crate::Error;
 use futures::future::try_join_all;
 use lab_net::{nat, netns, Netlink};
 use lab_sandbox::cgroup::{self, Cgroups};
-use lab_sandbox::seccomp::Profile;
 use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -294,11 +293,8 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         l.state.runtime.stopped.insert(node.to_string());
         l.save()?;
     }
-    let plan_node = l.node(node)?;
     let mut profiles = Profiles::new();
-    if let SeccompChoice::Profile(path) = &plan_node.seccomp {
-        profiles.insert(path.clone(), Profile::load(path).map_err(|e| Error::node(node, e))?);
-    }
+    up::load_profile(&mut profiles, node, &l.node(node)?.seccomp)?;
     let exe = SealedExe::of(&options.lab_binary)?;
     let journal = Journal::open(&l.dir)?;
     let builder = Builder {

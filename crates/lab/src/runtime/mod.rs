@@ -18,11 +18,10 @@ pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus
 
 use crate::plan::{self, Plan};
 use crate::state::{lab_names, Journal, LabDir, LabState, Lock};
-use crate::topology::{Name, Rootfs, SeccompChoice, Topology};
+use crate::topology::{Name, Rootfs, Topology};
 use crate::Error;
 use lab_net::Netlink;
 use lab_sandbox::cgroup::{self, Cgroups};
-use lab_sandbox::seccomp::Profile;
 use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -156,12 +155,7 @@ fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
                 return Err(at(format!("mount source {} does not exist on this host", m.source.display())));
             }
         }
-        if let SeccompChoice::Profile(path) = &node.security.seccomp {
-            if !profiles.contains_key(path) {
-                let profile = Profile::load(path).map_err(|e| Error::node(node.name.as_str(), e))?;
-                profiles.insert(path.clone(), profile);
-            }
-        }
+        up::load_profile(&mut profiles, node.name.as_str(), &node.security.seccomp)?;
     }
     Ok(profiles)
 }

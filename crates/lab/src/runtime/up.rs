@@ -39,6 +39,16 @@ pub(super) struct Builder<'a> {
 /// Seccomp profiles from files, by path, read before anything is made.
 pub(super) type Profiles = HashMap<PathBuf, Profile>;
 
+/// Reads the seccomp profile node `node` names, once per path.
+pub(super) fn load_profile(profiles: &mut Profiles, node: &str, seccomp: &SeccompChoice) -> Result<(), Error> {
+    if let SeccompChoice::Profile(path) = seccomp {
+        if !profiles.contains_key(path) {
+            profiles.insert(path.clone(), Profile::load(path).map_err(|e| Error::node(node, e))?);
+        }
+    }
+    Ok(())
+}
+
 /// A node whose init exists and waits for `go`.
 pub(super) struct Started {
     index: usize,

@@ -212,7 +212,6 @@ impl Validator {
             self.err(h.span(), "`hostname` is per node; it cannot be a default");
         }
         self.node_only_keys(&raw.defaults);
-        self.service_only_keys(&raw.defaults);
         let pairs: Vec<(Str, &raw::RawNode)> = raw.nodes.iter().map(|(k, n)| (k.clone(), n)).collect();
         self.dependencies(&pairs);
         let default_sysctls = self.sysctls(&raw.defaults);

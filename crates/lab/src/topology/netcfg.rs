@@ -35,6 +35,9 @@ impl Validator {
             ("routes", defaults.routes.as_ref().map(|r| r.span())),
             ("ports", defaults.ports.as_ref().map(|p| p.span())),
             ("impair", defaults.impair.first().map(|(k, _)| k.span())),
+            ("depends_on", defaults.depends_on.as_ref().map(|d| d.span())),
+            ("healthcheck", defaults.healthcheck.as_ref().map(|h| h.span())),
+            ("exec", defaults.exec.as_ref().map(|e| e.span())),
         ];
         for (key, span) in spans {
             if let Some(span) = span {

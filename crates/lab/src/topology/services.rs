@@ -36,20 +36,6 @@ pub struct Service {
 }
 
 impl Validator {
-    /// `depends_on`, `healthcheck` and `exec` belong to one node.
-    pub(super) fn service_only_keys(&mut self, defaults: &RawNode) {
-        let spans = [
-            ("depends_on", defaults.depends_on.as_ref().map(|d| d.span())),
-            ("healthcheck", defaults.healthcheck.as_ref().map(|h| h.span())),
-            ("exec", defaults.exec.as_ref().map(|e| e.span())),
-        ];
-        for (key, span) in spans {
-            if let Some(span) = span {
-                self.err(span, format!("`{key}` is per node; it cannot be a default"));
-            }
-        }
-    }
-
     pub(super) fn service(&mut self, node: &RawNode, defaults: &RawNode) -> Service {
         let workdir = node.workdir.as_ref().or(defaults.workdir.as_ref()).and_then(|w| {
             if !w.get_ref().starts_with('/') || w.get_ref().contains('\0') {
