@@ -36,6 +36,16 @@ impl Netlink {
     /// A connection inside the network namespace `netns` (a file from /proc/PID/ns/net or
     /// /run/netns). `label` names the namespace in error messages.
     pub async fn in_netns(netns: &impl AsFd, label: &str) -> Result<Netlink> {
+        Netlink::in_netns_with(netns, label, || Ok(())).await
+    }
+
+    /// Like [`Netlink::in_netns`], running `setup` first on the same thread, inside the
+    /// namespace (writing its /proc/sys/net, say): one thread and one setns for both.
+    pub async fn in_netns_with(
+        netns: &impl AsFd,
+        label: &str,
+        setup: impl FnOnce() -> Result<()> + Send + 'static,
+    ) -> Result<Netlink> {
         let place = format!(" in {label}");
         let fd: OwnedFd = netns
             .as_fd()
@@ -45,21 +55,19 @@ impl Netlink {
         let (tx, rx) = tokio::sync::oneshot::channel();
         // setns only changes the calling thread: do it on a thread of our own that ends
         // right after opening the socket, never on a runtime worker.
+        let what = format!("opening a netlink socket{place}");
+        let thread_what = what.clone();
         std::thread::spawn(move || {
-            let socket =
-                nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from).and_then(|()| {
+            let socket = nix::sched::setns(&fd, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::os(thread_what.clone(), e.into()))
+                .and_then(|()| setup())
+                .and_then(|()| {
                     let _rt = rt.enter();
-                    TokioSocket::new(NETLINK_ROUTE)
+                    TokioSocket::new(NETLINK_ROUTE).map_err(|e| Error::os(thread_what, e))
                 });
             let _ = tx.send(socket);
         });
-        let socket = rx
-            .await
-            .map_err(|_| Error::Netlink {
-                what: format!("opening a netlink socket{place}"),
-                message: "thread died".into(),
-            })?
-            .map_err(|e| Error::os(format!("opening a netlink socket{place}"), e))?;
+        let socket = rx.await.map_err(|_| Error::Netlink { what, message: "thread died".into() })??;
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
         Ok(Netlink { handle, place })

@@ -28,21 +28,25 @@ pub fn net_path(key: &str) -> Option<PathBuf> {
 
 /// Sets `net.*` sysctls of the network namespace `netns`, in order.
 pub fn write_in(netns: BorrowedFd<'_>, label: &str, settings: &[(String, String)]) -> Result<()> {
-    crate::netns::run_in(netns, label, || {
-        for (key, value) in settings {
-            let what = || format!("setting sysctl {key}={value} in {label}");
-            let Some(path) = net_path(key) else {
-                return Err(Error::Netlink { what: what(), message: "only net.* keys can be set".into() });
-            };
-            fs::write(&path, value).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Error::Netlink { what: what(), message: format!("this kernel has no {}", path.display()) }
-                }
-                _ => Error::os(what(), e),
-            })?;
-        }
-        Ok(())
-    })
+    crate::netns::run_in(netns, label, || write_here(label, settings))
+}
+
+/// Sets `net.*` sysctls of the calling thread's network namespace (`label` names it in
+/// errors), in order: for a thread that entered a node's namespace.
+pub fn write_here(label: &str, settings: &[(String, String)]) -> Result<()> {
+    for (key, value) in settings {
+        let what = || format!("setting sysctl {key}={value} in {label}");
+        let Some(path) = net_path(key) else {
+            return Err(Error::Netlink { what: what(), message: "only net.* keys can be set".into() });
+        };
+        fs::write(&path, value).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::Netlink { what: what(), message: format!("this kernel has no {}", path.display()) }
+            }
+            _ => Error::os(what(), e),
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

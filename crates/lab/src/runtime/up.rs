@@ -357,8 +357,10 @@ pub(super) async fn settle(
 ) -> Result<(), Error> {
     let at = |e: lab_net::Error| Error::node(node.name.as_str(), e);
     let label = format!("node {}", node.name);
-    sysctl::write_in(netns.as_fd(), &label, &node_sysctls(node)).map_err(at)?;
-    let nl = Netlink::in_netns(netns, &label).await.map_err(at)?;
+    // Sysctls on the thread that opens the node's netlink socket: one setns for both.
+    let (settings, thread_label) = (node_sysctls(node), label.clone());
+    let setup = move || sysctl::write_here(&thread_label, &settings);
+    let nl = Netlink::in_netns_with(netns, &label, setup).await.map_err(at)?;
     let links = nl.links().await.map_err(at)?;
     let up = links.iter().filter(|l| !down.iter().any(|d| d.as_str() == l.name)).map(|l| nl.set_up(l.index, &l.name));
     let addresses = node.interfaces.iter().flat_map(|i| {
