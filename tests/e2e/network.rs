@@ -379,3 +379,52 @@ networks = ["lan"]
     assert!(types.contains(&8) && types.contains(&0), "echo requests and replies, both directions: {types:?}");
     lab.down();
 }
+
+#[test]
+fn a_node_killed_from_the_host_starts_again_with_its_link() {
+    let _host = shared();
+    let lab = Lab::up(
+        "restartkilled",
+        r#"
+[nodes.a]
+[nodes.b]
+[[links]]
+endpoints = ["a:eth0", "b:eth0"]
+addresses = ["10.77.5.1/30", "10.77.5.2/30"]
+"#,
+    );
+    let pid = node_json(&lab.name, "a")["pid"].as_i64().expect("a runs") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let mut state = serde_json::Value::Null;
+    for _ in 0..100 {
+        state = node_json(&lab.name, "a")["state"].clone();
+        if state["state"] == "exited" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(state["state"], "exited", "{state}");
+    // Not stopped with `lab stop`: start clears what is left of it, then makes it again.
+    ok(&["start", "--lab", &lab.name, "a"]);
+    assert_eq!(node_json(&lab.name, "a")["state"]["state"], "running");
+    assert_reaches(&lab, "a", &["10.77.5.2"]);
+    assert_reaches(&lab, "b", &["10.77.5.1"]);
+    let err = crate::support::lab(&["start", "--lab", &lab.name, "a"]);
+    assert!(!err.status.success() && text(&err.stderr).contains("is running"), "{}", show(&err));
+    lab.down();
+}
+
+#[test]
+fn svg_without_graphviz_says_what_to_install() {
+    let routed = repo().join("topologies/routed.toml");
+    let out = std::process::Command::new(lab_bin())
+        .args(["graph", routed.to_str().unwrap(), "--format", "svg"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(text(&out.stderr).contains("needs Graphviz's `dot`"), "{}", show(&out));
+    // A file that is not up is drawn as it would be planned.
+    let dot = ok(&["graph", routed.to_str().unwrap(), "--format", "dot"]);
+    assert!(dot.contains("\"node_b\" -- \"node_c\""), "{dot}");
+}

@@ -176,6 +176,11 @@ addresses = ["10.9.0.1/30", "10.9.0.2/30"]
     assert_eq!(plan.networks[0].gateway, None);
 }
 
+/// A node's routes as `ip route` writes them.
+fn route_list(node: &NodePlan) -> Vec<String> {
+    node.routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect()
+}
+
 fn routed() -> Topology {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../topologies/routed.toml")).unwrap();
     Topology::parse(Source::new("routed.toml", &text)).expect("routed.toml is valid")
@@ -188,7 +193,7 @@ fn routed_example_plans_static_routes_and_dual_stack() {
     let addrs: Vec<String> = a.interfaces[0].addresses.iter().map(|a| a.to_string()).collect();
     assert_eq!(addrs, ["10.1.0.10/24", "fd00:1::10/64"]);
     // No NAT network: no default route, only the file's.
-    let routes: Vec<String> = a.routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    let routes = route_list(a);
     assert_eq!(routes, ["10.0.23.0/30 via 10.1.0.1", "fd00:23::/64 via fd00:1::1"]);
     let b = plan.node("b").unwrap();
     assert_eq!(b.interfaces[1].name.as_str(), "eth1");
@@ -220,7 +225,7 @@ networks = ["lan"]
     let a = &plan.nodes[0];
     assert_eq!(a.interfaces[0].mtu, Some(9000));
     assert_eq!(a.interfaces[0].addresses[1].to_string(), "fd42:4242::2/64");
-    let routes: Vec<String> = a.routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    let routes = route_list(a);
     assert_eq!(routes, ["0.0.0.0/0 via 10.42.0.1", "::/0 via fd42:4242::1"]);
 }
 
@@ -240,7 +245,7 @@ routes = ["default via 10.6.0.9"]
 "#,
     );
     let plan = Plan::new(&t, &Facts::default()).unwrap();
-    let routes: Vec<String> = plan.nodes[0].routes.iter().map(|r| format!("{} via {}", r.destination, r.via)).collect();
+    let routes = route_list(&plan.nodes[0]);
     assert_eq!(routes, ["0.0.0.0/0 via 10.6.0.9"]);
 
     let t = topo(
