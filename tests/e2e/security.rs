@@ -178,3 +178,63 @@ fn user_namespaces_map_root_to_an_unprivileged_host_range() {
     assert_eq!(lab.sh("a", "hostname"), "a\n");
     lab.down();
 }
+
+/// Where scripts/install-deps unpacks the seccomp profiles Debian ships with moby and podman.
+const REAL_PROFILES: &str = "/var/cache/lab-test/profiles";
+
+fn real_profile(name: &str) -> String {
+    let path = format!("{REAL_PROFILES}/{name}.json");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: run scripts/install-deps (it unpacks Debian's profiles)"
+    );
+    path
+}
+
+#[test]
+fn the_profiles_docker_and_podman_ship_load_as_they_are() {
+    let _host = shared();
+    // Debian's copies of moby's default.json and podman's seccomp.json have `"args": null`;
+    // the old-format fixture has one `name` per rule and `architectures` instead of archMap.
+    let profiles = ["moby-default", "moby-fixture-default-old-format", "podman-seccomp"];
+    let mut topology = format!("[defaults]\n{}", probe_mount());
+    for (i, p) in profiles.iter().enumerate() {
+        topology += &format!("[nodes.n{i}]\nseccomp = \"{}\"\n", real_profile(p));
+    }
+    let lab = Lab::up("realprofiles", &topology);
+    let probe = |node: &str, op: &str| text(&lab.exec(node, &["/probe", op]).stdout).trim().to_string();
+    for (i, p) in profiles.iter().enumerate() {
+        let node = format!("n{i}");
+        // Ordinary tools run (`ls` of today's coreutils needs statx, which the old format
+        // predates: that profile denies it, as Docker would under it).
+        assert_eq!(lab.sh(&node, "cat /etc/hostname && ip -o link show lo | wc -l"), format!("{node}\n1\n"), "{p}");
+        // What the profile denies is denied.
+        for op in ["kexec-load", "bpf", "open-by-handle-at"] {
+            assert_eq!(probe(&node, op), "EPERM", "{op} under {p}");
+        }
+    }
+    // keyctl: moby's profiles deny it; podman's allows it (the kernel then refuses the
+    // made-up operation itself), so each node runs under its file's profile, not lab's.
+    assert_eq!(probe("n0", "keyctl"), "EPERM");
+    assert_eq!(probe("n1", "keyctl"), "EPERM");
+    let podman = probe("n2", "keyctl");
+    assert!(podman != "EPERM" && !podman.is_empty(), "keyctl under podman's profile: {podman}");
+    lab.down();
+}
+
+#[test]
+fn a_profile_that_lets_nothing_start_is_refused_before_anything_is_made() {
+    let _host = shared();
+    // moby's fixtures allow a handful of calls (chmod, clone, open, close), and not execve.
+    for fixture in ["moby-fixture-example", "moby-fixture-conditional_include"] {
+        let (lab, out) = Lab::try_up("tinyprofile", &format!("[nodes.a]\nseccomp = \"{}\"\n", real_profile(fixture)));
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!("node a: seccomp profile {}", real_profile(fixture)))
+                && err.contains("denies execve"),
+            "{err}"
+        );
+        assert_eq!(leftovers(&lab.name), Vec::<String>::new());
+    }
+}

@@ -80,7 +80,7 @@ fn fail(sync: &mut UnixStream, e: Error) -> ! {
 }
 
 /// Everything between Go and the command: cgroup namespace, root file system, host name,
-/// signals, and last the node's capabilities and seccomp filter.
+/// signals, and last the node's capabilities (its seccomp filter is the command's alone).
 fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     // The monitor placed us in the node's cgroup; that becomes the root of our view.
     unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the node's cgroup namespace".into())?;
@@ -97,7 +97,7 @@ fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     }
     mask.thread_block().ctx(|| "blocking signals in the init".into())?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())?;
-    spec.security.apply()?;
+    spec.security.restrict()?;
     Ok(signals)
 }
 
@@ -132,6 +132,17 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
         // std drops supplementary groups when it changes the uid as root.
         std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
         std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
+    }
+    let security = spec.security.clone();
+    // SAFETY: the init is single-threaded, so the forked child may run any code; std runs
+    // this after changing the user and directory, right before exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            security.load_seccomp().map_err(|e| match e.errno() {
+                Some(errno) => std::io::Error::from_raw_os_error(errno),
+                None => std::io::Error::other(e.to_string()),
+            })
+        });
     }
     // std resets the signal mask and SIGPIPE in the child before exec.
     let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;

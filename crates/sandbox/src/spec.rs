@@ -66,9 +66,9 @@ pub struct Security {
 }
 
 impl Security {
-    /// Drops capabilities, sets no_new_privs (unless privileged) and loads the seccomp filter
-    /// on the calling thread: the last step before exec.
-    pub fn apply(&self) -> Result<()> {
+    /// Drops capabilities and sets no_new_privs (unless privileged) on the calling thread:
+    /// what the node's init keeps for its whole life.
+    pub fn restrict(&self) -> Result<()> {
         crate::caps::apply(&self.caps)?;
         if !self.privileged {
             // SAFETY: prctl with integer arguments.
@@ -76,8 +76,22 @@ impl Security {
                 return Err(crate::Error::os("setting no_new_privs", std::io::Error::last_os_error()));
             }
         }
+        Ok(())
+    }
+
+    /// Loads the seccomp filter on the calling thread: the last step before the node's own
+    /// software is executed. The init itself never runs under it, so that no profile can
+    /// stop it from reaping, reporting or stopping the node.
+    pub fn load_seccomp(&self) -> Result<()> {
         // Without no_new_privs (privileged), loading needs SYS_ADMIN, which it then has.
         self.seccomp.as_ref().map_or(Ok(()), |f| f.load())
+    }
+
+    /// [`Security::restrict`], then [`Security::load_seccomp`]: for a process about to exec
+    /// node software.
+    pub fn apply(&self) -> Result<()> {
+        self.restrict()?;
+        self.load_seccomp()
     }
 }
 

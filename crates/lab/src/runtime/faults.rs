@@ -295,6 +295,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
     }
     let mut profiles = Profiles::new();
     up::load_profile(&mut profiles, node, &l.node(node)?.seccomp)?;
+    let filters = up::Filters::compile([l.node(node)?], &profiles)?;
     let exe = SealedExe::of(&options.lab_binary)?;
     let journal = Journal::open(&l.dir)?;
     let builder = Builder {
@@ -304,7 +305,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         host: &host,
         cgroups: cgroups.as_ref(),
         exe: &exe,
-        profiles: &profiles,
+        filters: &filters,
         lab_binary: &options.lab_binary,
         wait: false,
     };

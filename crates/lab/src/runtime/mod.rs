@@ -61,7 +61,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
     let dir = LabDir::new(&topology.name);
-    let (mut state, _lock) = {
+    let (mut state, _lock, filters) = {
         let _global = Lock::global()?;
         if dir.exists() {
             return Err(Error::AlreadyUp(topology.name.to_string()));
@@ -69,6 +69,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         let facts = facts::gather(&host, &topology.name).await?;
         let plan = Plan::new(topology, &facts)?;
         check_ports(&plan)?;
+        let filters = up::Filters::compile(&plan.nodes, &profiles)?;
         dir.create()?;
         let lock = dir.lock()?;
         let state = LabState {
@@ -83,7 +84,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
             let _ = dir.remove();
             return Err(e);
         }
-        (state, lock)
+        (state, lock, filters)
     };
     let journal = Journal::open(&dir)?;
     let builder = up::Builder {
@@ -93,7 +94,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         host: &host,
         cgroups: cgroups.as_ref(),
         exe: &exe,
-        profiles: &profiles,
+        filters: &filters,
         lab_binary: &options.lab_binary,
         wait: options.wait,
     };

@@ -29,7 +29,7 @@ pub(super) struct Builder<'a> {
     pub host: &'a Netlink,
     pub cgroups: &'a dyn Cgroups,
     pub exe: &'a SealedExe,
-    pub profiles: &'a Profiles,
+    pub filters: &'a Filters,
     /// The `lab` binary, run as `lab exec` for health checks and hooks.
     pub lab_binary: &'a std::path::Path,
     /// Wait for every node's health check, not only those others depend on.
@@ -170,10 +170,9 @@ impl Builder<'_> {
     /// Each node's directory, files and cgroup.
     fn prepare_nodes(&self) -> Result<Vec<NodeSpec>, Error> {
         let resolv = resolv_conf();
-        let mut filters = Filters::default();
         let mut specs = Vec::with_capacity(self.plan.nodes.len());
         for node in &self.plan.nodes {
-            specs.push(self.node_spec(node, &resolv, &mut filters)?);
+            specs.push(self.node_spec(node, &resolv)?);
         }
         let records: Vec<Resource> =
             self.plan.nodes.iter().map(|n| Resource::Cgroup { path: n.cgroup.clone() }).collect();
@@ -185,14 +184,14 @@ impl Builder<'_> {
     }
 
     /// A node's spec, written to its directory.
-    fn node_spec(&self, node: &NodePlan, resolv: &str, filters: &mut Filters) -> Result<NodeSpec, Error> {
-        let mut spec = || -> Result<NodeSpec, lab_sandbox::Error> {
+    fn node_spec(&self, node: &NodePlan, resolv: &str) -> Result<NodeSpec, Error> {
+        let spec = || -> Result<NodeSpec, lab_sandbox::Error> {
             let files = vec![
                 NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
                 NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
                 NodeFile::new("/etc/resolv.conf", resolv, 0o644)?,
             ];
-            let seccomp = filters.get(node, self.profiles)?;
+            let seccomp = self.filters.get(node);
             let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
             spec.prepare()?;
             Ok(spec)
@@ -213,7 +212,7 @@ impl Builder<'_> {
     /// One node again, after `lab stop`: spec, cgroup, init, and its namespace's name.
     pub(super) async fn restart(&self, index: usize) -> Result<Started, Error> {
         let node = &self.plan.nodes[index];
-        let spec = self.node_spec(node, &resolv_conf(), &mut Filters::default())?;
+        let spec = self.node_spec(node, &resolv_conf())?;
         // The previous run's end is not this one's.
         let _ = std::fs::remove_file(spec.status_file());
         self.journal.record(&[Resource::Cgroup { path: node.cgroup.clone() }])?;
@@ -382,26 +381,47 @@ pub(super) async fn settle(
     Ok(())
 }
 
-/// Compiled seccomp filters, one per profile and capability set: most labs compile one.
+/// Compiled seccomp filters, one per profile and capability set (most labs compile one),
+/// made before anything of the lab is.
 #[derive(Default)]
-struct Filters(HashMap<(SeccompChoice, BTreeSet<Cap>), Bpf>);
+pub(super) struct Filters(HashMap<(SeccompChoice, BTreeSet<Cap>), Bpf>);
 
 impl Filters {
-    fn get(&mut self, node: &NodePlan, profiles: &Profiles) -> Result<Option<Bpf>, lab_sandbox::Error> {
-        let profile = match &node.seccomp {
-            // Privileged means unconfined unless a profile is named, as with Docker.
-            SeccompChoice::Default if node.privileged => return Ok(None),
-            SeccompChoice::Unconfined => return Ok(None),
-            SeccompChoice::Default => seccomp::docker_default(),
-            SeccompChoice::Profile(path) => profiles.get(path).cloned().expect("preflight loaded every profile"),
-        };
-        let key = (node.seccomp.clone(), node.caps.clone());
-        if let Some(bpf) = self.0.get(&key) {
-            return Ok(Some(bpf.clone()));
+    /// Compiles the filter of each of `nodes`. A profile under which no program could start
+    /// (it denies execve) is an error here, rather than a node that never runs.
+    pub fn compile<'a>(nodes: impl IntoIterator<Item = &'a NodePlan>, profiles: &Profiles) -> Result<Filters, Error> {
+        let mut filters = Filters::default();
+        for node in nodes {
+            let profile = match &node.seccomp {
+                // Privileged means unconfined unless a profile is named, as with Docker.
+                SeccompChoice::Default if node.privileged => continue,
+                SeccompChoice::Unconfined => continue,
+                SeccompChoice::Default => seccomp::docker_default(),
+                SeccompChoice::Profile(path) => profiles.get(path).cloned().expect("preflight loaded every profile"),
+            };
+            let key = (node.seccomp.clone(), node.caps.clone());
+            if filters.0.contains_key(&key) {
+                continue;
+            }
+            let at = |e: Error| Error::node(node.name.as_str(), e);
+            let bpf = profile.to_bpf(&node.caps).map_err(|e| at(e.into()))?;
+            if bpf.verdict(libc::SYS_execve) == Some(seccomp::Verdict::Deny) {
+                let which = match &node.seccomp {
+                    SeccompChoice::Profile(path) => format!("seccomp profile {}", path.display()),
+                    _ => "the seccomp profile".to_string(),
+                };
+                return Err(at(Error::Failed(format!(
+                    "{which} denies execve (with the node's capabilities): no program could start under it"
+                ))));
+            }
+            filters.0.insert(key, bpf);
         }
-        let bpf = profile.to_bpf(&node.caps)?;
-        self.0.insert(key, bpf.clone());
-        Ok(Some(bpf))
+        Ok(filters)
+    }
+
+    /// The filter of `node`; `None`: unconfined.
+    fn get(&self, node: &NodePlan) -> Option<Bpf> {
+        self.0.get(&(node.seccomp.clone(), node.caps.clone())).cloned()
     }
 }
 

@@ -6,6 +6,7 @@
 //! capabilities, this architecture or this kernel are left out, as Docker does.
 
 mod default;
+mod eval;
 
 use crate::caps::Cap;
 use crate::error::{Error, Result};
@@ -15,20 +16,22 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 pub use default::docker_default;
+pub use eval::Verdict;
 
-/// A seccomp profile in the Docker/OCI format. Fields it does not use are ignored, so that
-/// existing profiles load as they are.
+/// A seccomp profile in the Docker/OCI format. Fields it does not use are ignored, and a list
+/// or table written as `null` (Go's empty slice, as in moby's and podman's own profiles) is
+/// read as empty, so that existing profiles load as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {
     pub default_action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_errno_ret: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub arch_map: Vec<ArchMap>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub syscalls: Vec<Rule>,
 }
 
@@ -36,14 +39,14 @@ pub struct Profile {
 #[serde(rename_all = "camelCase")]
 pub struct ArchMap {
     pub architecture: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub sub_architectures: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
     /// The older single-name form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,23 +54,28 @@ pub struct Rule {
     pub action: Action,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errno_ret: Option<u32>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<Arg>,
-    #[serde(default, skip_serializing_if = "Condition::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Condition::is_empty")]
     pub includes: Condition,
-    #[serde(default, skip_serializing_if = "Condition::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Condition::is_empty")]
     pub excludes: Condition,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub caps: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
     pub arches: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_kernel: Option<String>,
+}
+
+/// A value that may be missing or `null`: either is the type's default.
+fn nullable<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> std::result::Result<T, D::Error> {
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
 }
 
 impl Condition {

@@ -126,3 +126,52 @@ fn the_default_profile_round_trips_as_json() {
     let json = serde_json::to_string(&p).unwrap();
     assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), p);
 }
+
+#[test]
+fn null_lists_read_as_empty_as_go_writes_them() {
+    // moby's default.json has `"subArchitectures": null`; Debian's copies of moby's and
+    // podman's profiles have `"args": null`. Every list and condition may be null.
+    let json = r#"{
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": null,
+        "archMap": [
+            {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+            {"architecture": "SCMP_ARCH_RISCV64", "subArchitectures": null}
+        ],
+        "syscalls": [
+            {"names": ["getpid", "exit_group"], "action": "SCMP_ACT_ALLOW", "args": null,
+             "includes": null, "excludes": {"caps": null, "arches": null, "minKernel": null}},
+            {"names": null, "name": "gettid", "action": "SCMP_ACT_ALLOW", "errnoRet": null}
+        ]
+    }"#;
+    let p: Profile = serde_json::from_str(json).expect("nulls are empty");
+    assert_eq!(p.arch_map[1].sub_architectures, Vec::<String>::new());
+    assert_eq!(p.syscalls[0].args, Vec::<Arg>::new());
+    assert_eq!(p.syscalls[1].name.as_deref(), Some("gettid"));
+    let caps = default_caps();
+    // SAFETY: raw syscalls with harmless arguments.
+    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getpid) }), 0);
+    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_gettid) }), 0);
+    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getppid) }), libc::EPERM);
+    assert!(serde_json::from_str::<Profile>(r#"{"defaultAction": null}"#).is_err(), "the default action is needed");
+}
+
+#[test]
+fn programs_are_evaluated_before_a_node_runs_under_them() {
+    let caps = default_caps();
+    let bpf = docker_default().to_bpf(&caps).unwrap();
+    assert_eq!(bpf.verdict(libc::SYS_execve), Some(Verdict::Allow));
+    assert_eq!(bpf.verdict(libc::SYS_getpid), Some(Verdict::Allow));
+    assert_eq!(bpf.verdict(libc::SYS_keyctl), Some(Verdict::Deny));
+    assert_eq!(bpf.verdict(libc::SYS_kexec_load), Some(Verdict::Deny));
+    // moby's example fixture allows clone, open and close only: nothing can be executed.
+    let tiny: Profile = serde_json::from_str(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"name": "clone", "action": "SCMP_ACT_ALLOW"}, {"name": "close", "action": "SCMP_ACT_LOG"}]}"#,
+    )
+    .unwrap();
+    let bpf = tiny.to_bpf(&caps).unwrap();
+    assert_eq!(bpf.verdict(libc::SYS_execve), Some(Verdict::Deny));
+    assert_eq!(bpf.verdict(libc::SYS_close), Some(Verdict::Log));
+    assert_eq!(Bpf(vec![0xff; 8]).verdict(libc::SYS_execve), None, "an unknown instruction: cannot tell");
+}
