@@ -139,3 +139,80 @@ fn a_privileged_unconfined_node_gets_past_the_same_checks() {
     assert_eq!(text(&host("hostname").stdout), host_name, "the host's name changed");
     assert!(still_denied.is_empty(), "privileged + unconfined still denied:\n{}", still_denied.join("\n"));
 }
+
+/// What the probe reports of a process no terminal reaches.
+const NO_TERMINAL: &str = "fd0=notty fd1=notty fd2=notty devtty=ENXIO tiocsti=none";
+
+#[test]
+fn lab_exec_never_hands_the_callers_terminal_to_a_node() {
+    let _host = shared();
+    let probe = std::path::PathBuf::from(lab_bin()).with_file_name("lab-probe");
+    let probe = probe.to_str().unwrap();
+    // Control: on the host, the probe sees the terminal it runs on, so it can tell.
+    let (code, seen) = on_terminal(&[probe, "tty"], b"");
+    assert_eq!(code, Some(0), "{seen}");
+    // (Its TIOCSTI pushed a NUL into the terminal, which echoes it as ^@.)
+    assert!(seen.contains("fd0=tty fd1=tty fd2=tty devtty=ok"), "the probe detects a terminal: {seen}");
+
+    let lab = Lab::up("tty", &format!("[nodes.a]\n{}", probe_mount()));
+    // From a terminal, without -t: pipes, no controlling terminal, a session of its own.
+    let (code, seen) = on_terminal(&[lab_bin(), "exec", "--lab", &lab.name, "a", "/probe", "tty"], b"");
+    // (The probe is the command: it leads the session lab exec made for it.)
+    assert_eq!((code, seen.trim()), (Some(0), format!("{NO_TERMINAL} session=own").as_str()), "exec without -t");
+    // With -i, what is typed reaches the command through a pipe, and it ends with ^D.
+    let script = "read line; echo got:$line; cat >/dev/null; /probe tty";
+    let (code, seen) =
+        on_terminal(&[lab_bin(), "exec", "-i", "--lab", &lab.name, "a", "sh", "-c", script], b"hello\n\x04");
+    assert_eq!(code, Some(0), "{seen}");
+    assert!(seen.contains("got:hello") && seen.contains(NO_TERMINAL), "exec -i: {seen}");
+    // Files and pipes pass straight through.
+    let out = lab.exec("a", &["/probe", "tty"]);
+    assert_eq!(text(&out.stdout).trim(), format!("{NO_TERMINAL} session=own"));
+    // With -t, the command's terminal is a pty of the node's own (what it pushes into it
+    // stays there).
+    let (code, seen) =
+        on_terminal(&[lab_bin(), "exec", "-t", "--lab", &lab.name, "a", "sh", "-c", "tty; /probe tty"], b"");
+    assert_eq!(code, Some(0), "{seen}");
+    assert!(seen.contains("/dev/pts/0") && seen.contains("fd0=tty fd1=tty fd2=tty devtty=ok"), "exec -t: {seen}");
+    lab.down();
+}
+
+#[test]
+fn nothing_in_a_node_can_signal_a_host_process_group() {
+    let _host = shared();
+    // Each shell script runs in a session of its own (setsid), so that a failure here could
+    // only kill the script, never the test.
+    // Control: a command in the script's process group that signals it kills the script.
+    let out = host("setsid -w sh -c 'sh -c \"kill -TERM 0\"; echo survived'");
+    assert!(!text(&out.stdout).contains("survived"), "control: kill 0 reaches the caller's group: {}", show(&out));
+
+    let lab = Lab::up("pgrp", "[nodes.a]\n[nodes.b]\ncommand = \"sleep 0.5; kill -KILL 0; sleep 10\"\n");
+    let script = format!(
+        "setsid -w sh -c '{} exec --lab {} a sh -c \"kill -TERM 0; kill -KILL -1\"; echo survived'",
+        lab_bin(),
+        lab.name
+    );
+    let out = host(&script);
+    assert!(
+        text(&out.stdout).contains("survived"),
+        "a node's kill 0 reached the script that ran lab exec: {}",
+        show(&out)
+    );
+    // Node b's command kills its whole process group: itself (its init exits 128 + 9, as a
+    // shell would say), and not its monitor, which records how it ended.
+    let follow = lab_cmd(&["logs", "--lab", &lab.name, "-f", "b"]);
+    assert!(text(&follow.stdout).trim_end().ends_with("lab node exited: exit code 137"), "{}", show(&follow));
+    assert_eq!(node_json(&lab.name, "b")["state"]["state"], "exited", "{}", node_json(&lab.name, "b"));
+    // Control: a node whose monitor is killed has no record of its end; lab ps says `gone`.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("/run/lab/{}/state.json", lab.name)).unwrap()).unwrap();
+    let a = state["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "a").unwrap().clone();
+    kill_and_wait(a["monitor"]["pid"].as_i64().unwrap() as i32);
+    kill_and_wait(a["init"]["pid"].as_i64().unwrap() as i32);
+    assert_eq!(node_json(&lab.name, "a")["state"]["state"], "gone", "{}", node_json(&lab.name, "a"));
+    lab.down();
+}
+
+fn lab_cmd(args: &[&str]) -> std::process::Output {
+    crate::support::lab(args)
+}

@@ -216,3 +216,57 @@ pub fn probe_mount() -> String {
     );
     format!("mounts = [\"{}:/probe:ro\"]\n", p.display())
 }
+
+/// Runs `argv` with a new pseudo-terminal as its controlling terminal and stdin, stdout and
+/// stderr, as from an interactive shell; writes `input` to the terminal. Returns the exit code
+/// and everything that appeared on the terminal.
+pub fn on_terminal(argv: &[&str], input: &[u8]) -> (Option<i32>, String) {
+    use std::os::unix::process::CommandExt;
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(slave.try_clone().expect("dup"));
+    // SAFETY: setsid and an ioctl on fd 0 between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawning on a terminal");
+    // Our copies of the terminal's other end go, so that it closes when the last user does.
+    drop((cmd, slave));
+    let mut master = std::fs::File::from(pty.master);
+    std::io::Write::write_all(&mut master, input).expect("typing on the terminal");
+    // Read until the last holder of the terminal closes it (EIO), on a thread, so that a
+    // process that kept it open fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut master, &mut out);
+        let _ = tx.send(text(&out));
+    });
+    let status = child.wait().expect("waiting");
+    let output = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{argv:?}: something still holds the terminal open after it exited"));
+    (status.code(), output)
+}
+
+/// SIGKILLs host process `pid` and returns once it has exited (its pidfd turns readable).
+pub fn kill_and_wait(pid: i32) {
+    // SAFETY: pidfd_open, kill through it, poll and close, on an fd we own.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        assert!(fd >= 0, "no process {pid}");
+        libc::syscall(libc::SYS_pidfd_send_signal, fd, libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0);
+        let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        libc::poll(&mut pfd, 1, 10_000);
+        libc::close(fd);
+    }
+}

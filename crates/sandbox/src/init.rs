@@ -32,6 +32,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Runs the init; never returns. Its spec comes with `lab up`'s Go.
 pub fn main() -> ! {
+    // A session and process group of the node's own: nothing in the node can signal the
+    // monitor's (or any host) process group, and no terminal is ever ours.
+    // SAFETY: setsid takes no arguments; the init is not a process group leader.
+    unsafe { libc::setsid() };
     // SAFETY: the monitor hands the init the sync socket on SYNC_FD and nothing else uses it.
     let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
     // It must not reach the node's command: close it on exec.
@@ -138,6 +142,10 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     // this after changing the user and directory, right before exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            // A session of its own: nothing it does to its process group reaches the init.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             security.load_seccomp().map_err(|e| match e.errno() {
                 Some(errno) => std::io::Error::from_raw_os_error(errno),
                 None => std::io::Error::other(e.to_string()),

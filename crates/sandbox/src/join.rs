@@ -5,26 +5,26 @@
 //! binary (CVE-2019-5736). The join process makes itself non-dumpable, joins the node's
 //! cgroup, then all of its namespaces at once with setns on a pidfd (checked against the
 //! init's start time, so a recycled pid is never joined), and forks the command into the
-//! node's pid namespace with the node's capabilities, no_new_privs and seccomp filter. The
-//! caller stays on the host: it relays a pty if asked, forwards signals, and returns the
-//! command's exit status.
+//! node's pid namespace, in a session of its own, with the node's capabilities, no_new_privs
+//! and seccomp filter. The caller stays on the host: it relays a pty if asked, or pipes in
+//! place of its own terminal ([`crate::relay`]), forwards signals, and returns the command's
+//! exit status.
 
 use crate::error::{Context, Error, Result};
 use crate::process::{PidFd, ProcessRef};
+use crate::relay::{copy_window_size, relay_pty, Streams};
 use crate::spec::Security;
 use nix::fcntl::{open, openat2, OFlag, OpenHow, ResolveFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::{fstat, major, minor, Mode, SFlag};
-use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
@@ -92,7 +92,7 @@ pub fn exec(req: &JoinRequest) -> Result<i32> {
     let fds = [Some(req_r.as_raw_fd()), Some(pid_w.as_raw_fd()), master.as_ref().map(|m| m.as_raw_fd())];
     let mut cmd = Command::new(format!("/proc/self/fd/{}", exe.as_raw_fd()));
     cmd.arg0("lab-join").arg("__join");
-    // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             // Out of the way first, so that no target fd is overwritten before it is moved.
@@ -110,17 +110,31 @@ pub fn exec(req: &JoinRequest) -> Result<i32> {
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            // Out of our session: a ^C on our terminal is ours to pass on, not the join
+            // process's to die of.
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
+    }
+    // Without a pty, our terminal (if any) reaches it only as pipes.
+    let mut streams = if req.tty { None } else { Some(Streams::new(req.interactive)?) };
+    if let Some(s) = streams.as_mut() {
+        let [stdin, stdout, stderr] = std::mem::take(&mut s.child);
+        stdin.map(|fd| cmd.stdin(fd));
+        stdout.map(|fd| cmd.stdout(fd));
+        stderr.map(|fd| cmd.stderr(fd));
     }
     let mut child = cmd.spawn().ctx(|| "starting lab's join process".into())?;
     drop((req_r, pid_w, exe));
     File::from(req_w).write_all(&json).ctx(|| "sending the join request".into())?;
     let command = read_pid(pid_r);
     let child_fd = PidFd::open(child.id() as i32)?;
-    match &master {
-        Some(m) => relay_pty(m, &signals, &child_fd, command, req.interactive)?,
-        None => wait_forwarding(&signals, &child_fd, command)?,
+    match (&master, streams) {
+        (Some(m), _) => relay_pty(m, &signals, &child_fd, command, req.interactive)?,
+        (None, Some(s)) => s.relay(&signals, &child_fd, command)?,
+        (None, None) => unreachable!("a join without a pty has streams"),
     }
     let _ = SigSet::empty().thread_set_mask();
     let status = child.wait().ctx(|| "waiting for the command".into())?;
@@ -179,13 +193,19 @@ pub fn main() -> ! {
     }
 }
 
-/// In the forked child, inside the node: stdio, cwd, signals, the node's security, exec.
+/// In the forked child, inside the node: session, stdio, cwd, signals, the node's security,
+/// exec.
 fn command(req: &JoinRequest, master: Option<&OwnedFd>) -> ! {
+    // Every process that enters a node gets a session of its own: nothing it does to its
+    // process group or session reaches a host process.
+    // SAFETY: setsid takes no arguments; a freshly forked child is no group leader.
+    if unsafe { libc::setsid() } < 0 {
+        die(FAILED, &format!("creating a session: {}", std::io::Error::last_os_error()));
+    }
     if let Some(master) = master {
         // SAFETY: plain syscalls on fds we own; TIOCGPTPEER opens the pty's other end
         // through the master, never through a path the node controls.
         unsafe {
-            libc::setsid();
             let slave = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
             if slave < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
                 die(FAILED, &format!("opening the terminal: {}", std::io::Error::last_os_error()));
@@ -286,142 +306,4 @@ fn open_pty_master(init: i32) -> Result<OwnedFd> {
     }
     copy_window_size(&master);
     Ok(master)
-}
-
-fn copy_window_size(master: &OwnedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a pointer to a winsize.
-        unsafe {
-            if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                return;
-            }
-        }
-    }
-}
-
-/// Without a pty: stdio is the command's own; wait for it, passing on signals that were
-/// sent to us alone (a terminal's ^C already reaches the whole process group).
-fn wait_forwarding(signals: &SignalFd, child: &PidFd, command: Option<Pid>) -> Result<()> {
-    loop {
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(child.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::os("waiting for the command", e)),
-        }
-        if fds[1].any().unwrap_or(false) {
-            return Ok(());
-        }
-        while let Ok(Some(info)) = signals.read_signal() {
-            if let (Ok(s @ (Signal::SIGTERM | Signal::SIGHUP)), Some(pid)) =
-                (Signal::try_from(info.ssi_signo as i32), command)
-            {
-                let _ = kill(pid, s);
-            }
-        }
-    }
-}
-
-/// Puts our terminal in raw mode for the life of the value.
-struct RawMode(Option<Termios>);
-
-impl RawMode {
-    fn new() -> RawMode {
-        let stdin = std::io::stdin();
-        let Ok(saved) = tcgetattr(&stdin) else { return RawMode(None) };
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
-        RawMode(Some(saved))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.0 {
-            let _ = tcsetattr(std::io::stdin(), SetArg::TCSANOW, saved);
-        }
-    }
-}
-
-/// With a pty: copy stdin to it and it to stdout, keep its size in step with ours.
-fn relay_pty(
-    master: &OwnedFd,
-    signals: &SignalFd,
-    child: &PidFd,
-    command: Option<Pid>,
-    interactive: bool,
-) -> Result<()> {
-    let _raw = if interactive { Some(RawMode::new()) } else { None };
-    // SAFETY: fd 0 stays open for the life of this function.
-    let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
-    let mut stdin_open = interactive;
-    let mut master_open = true;
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut out = std::io::stdout();
-    loop {
-        let mut fds = vec![
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(child.as_fd(), PollFlags::POLLIN),
-            PollFd::new(master.as_fd(), if master_open { PollFlags::POLLIN } else { PollFlags::empty() }),
-        ];
-        if stdin_open {
-            fds.push(PollFd::new(stdin, PollFlags::POLLIN));
-        }
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => return Err(Error::os("relaying the terminal", e)),
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| f.any().unwrap_or(false)).collect();
-        if ready[0] {
-            while let Ok(Some(info)) = signals.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGWINCH) => copy_window_size(master),
-                    Ok(s) => {
-                        if let Some(pid) = command {
-                            let _ = kill(pid, s);
-                        }
-                    }
-                    Err(_) => {}
-                }
-            }
-        }
-        if ready[2] {
-            match nix::unistd::read(master, &mut buf) {
-                Ok(0) | Err(nix::errno::Errno::EIO) => master_open = false,
-                Ok(n) => {
-                    let _ = out.write_all(&buf[..n]);
-                    let _ = out.flush();
-                }
-                Err(_) => {}
-            }
-        }
-        if stdin_open && ready[3] {
-            match nix::unistd::read(stdin, &mut buf) {
-                Ok(0) | Err(_) => {
-                    stdin_open = false;
-                    // End of input: the terminal's end-of-file character.
-                    let _ = nix::unistd::write(master, &[4u8]);
-                }
-                Ok(n) => {
-                    let _ = nix::unistd::write(master, &buf[..n]);
-                }
-            }
-        }
-        if ready[1] {
-            drain(master, &mut buf, &mut out);
-            return Ok(());
-        }
-    }
-}
-
-/// Whatever the command wrote just before it exited.
-fn drain(master: &OwnedFd, buf: &mut [u8], out: &mut std::io::Stdout) {
-    // SAFETY: F_SETFL on our own fd.
-    unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-    while let Ok(n @ 1..) = nix::unistd::read(master, buf) {
-        let _ = out.write_all(&buf[..n]);
-    }
-    let _ = out.flush();
 }

@@ -17,6 +17,7 @@ pub mod init;
 pub mod join;
 pub mod monitor;
 pub mod process;
+mod relay;
 pub mod rootfs;
 mod seal;
 pub mod seccomp;

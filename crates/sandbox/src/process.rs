@@ -30,11 +30,14 @@ impl ProcessRef {
             Err(e) => return Err(e),
         };
         // The pidfd pins whichever process has the pid now; it is ours if it started when
-        // ours did and is still alive after we looked.
-        if start_time(self.pid)? != Some(self.start_time) || !fd.is_alive() {
-            return Ok(None);
+        // ours did and is still alive after we looked. A zombie has exited: it only waits
+        // for its parent (or, orphaned, the host's init) to reap it.
+        match stat(self.pid)? {
+            Some((state, start)) if start == self.start_time && !matches!(state, 'Z' | 'X') && fd.is_alive() => {
+                Ok(Some(fd))
+            }
+            _ => Ok(None),
         }
-        Ok(Some(fd))
     }
 
     /// Whether this process is still running.
@@ -45,6 +48,12 @@ impl ProcessRef {
 
 /// Start time of `pid`, or `None` if there is no such process.
 pub fn start_time(pid: i32) -> Result<Option<u64>> {
+    Ok(stat(pid)?.map(|(_, start)| start))
+}
+
+/// State letter (field 3 of /proc/PID/stat: R, S, Z, ...) and start time of `pid`, or `None`
+/// if there is no such process.
+fn stat(pid: i32) -> Result<Option<(char, u64)>> {
     let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -53,11 +62,13 @@ pub fn start_time(pid: i32) -> Result<Option<u64>> {
     };
     // The command name (field 2) may contain spaces and parentheses: count after the last ')'.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let field = after.split_whitespace().nth(19);
-    field
-        .and_then(|f| f.parse().ok())
-        .map(Some)
-        .ok_or_else(|| Error::Other(format!("cannot parse /proc/{pid}/stat: {stat:?}")))
+    let mut fields = after.split_whitespace();
+    let state = fields.next().and_then(|f| f.chars().next());
+    let start = fields.nth(18).and_then(|f| f.parse().ok());
+    match (state, start) {
+        (Some(state), Some(start)) => Ok(Some((state, start))),
+        _ => Err(Error::Other(format!("cannot parse /proc/{pid}/stat: {stat:?}"))),
+    }
 }
 
 /// A pidfd: a handle on one process that a reused pid can never redirect.

@@ -24,6 +24,9 @@ fn errno_name(e: i32) -> String {
         libc::EOPNOTSUPP => "EOPNOTSUPP",
         libc::ENOEXEC => "ENOEXEC",
         libc::E2BIG => "E2BIG",
+        libc::ENXIO => "ENXIO",
+        libc::ENOTTY => "ENOTTY",
+        libc::EIO => "EIO",
         other => return format!("errno {other}"),
     };
     name.to_string()
@@ -221,6 +224,30 @@ fn main() {
                     let target = std::fs::read_link(e.path()).map(|p| p.display().to_string()).unwrap_or_default();
                     out.push(format!("{}={target}", e.file_name().to_string_lossy()));
                 }
+                out.join(" ")
+            }
+            // Whether a terminal reaches this process: which of fds 0-2 is one, whether
+            // /dev/tty opens (a controlling terminal), whether TIOCSTI could push a key into
+            // one, whether this process leads its own session.
+            "tty" => {
+                let mut out = Vec::new();
+                let mut tty_fd = None;
+                for fd in 0..3 {
+                    let is = libc::isatty(fd) == 1;
+                    if is && tty_fd.is_none() {
+                        tty_fd = Some(fd);
+                    }
+                    out.push(format!("fd{fd}={}", if is { "tty" } else { "notty" }));
+                }
+                out.push(format!("devtty={}", try_open("/dev/tty", libc::O_RDWR | libc::O_NOCTTY)));
+                // A NUL byte: were it pushed, it would do nothing to a shell.
+                let sti = match tty_fd {
+                    Some(fd) => outcome(libc::ioctl(fd, libc::TIOCSTI, c"".as_ptr()) as i64),
+                    None => "none".to_string(),
+                };
+                out.push(format!("tiocsti={sti}"));
+                let own = libc::getsid(0) == libc::getpid();
+                out.push(format!("session={}", if own { "own" } else { "inherited" }));
                 out.join(" ")
             }
             "cwd" => std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string()),
