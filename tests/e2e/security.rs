@@ -153,25 +153,32 @@ fn a_symlink_in_the_rootfs_cannot_redirect_a_mount_onto_the_host() {
 }
 
 #[test]
-fn user_namespaces_map_root_to_an_unprivileged_host_range() {
+fn every_node_has_a_user_namespace_of_its_own_unless_told_otherwise() {
     let _host = shared();
     let data = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(data.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::write(data.path().join("hosts-file"), "from the host\n").unwrap();
+    std::os::unix::fs::chown(data.path().join("hosts-file"), Some(4321), Some(4321)).unwrap();
     let d = data.path().display();
     let lab = Lab::up(
         "userns",
-        &format!("[defaults]\nuserns = true\nmounts = [\"{d}:/data\"]\n[networks.lan]\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n"),
+        &format!(
+            "[defaults]\nmounts = [\"{d}:/data\"]\n[networks.lan]\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n[nodes.c]\nuserns = false\n"
+        ),
     );
     assert_eq!(lab.sh("a", "id -u"), "0\n");
-    let map =
-        |n: &str| -> u64 { lab.sh(n, "cat /proc/self/uid_map").split_whitespace().nth(1).unwrap().parse().unwrap() };
+    let map = |n: &str| -> Vec<u64> {
+        lab.sh(n, "cat /proc/self/uid_map").split_whitespace().map(|w| w.parse().unwrap()).collect()
+    };
     let (ma, mb) = (map("a"), map("b"));
-    assert!(ma >= 1 << 30 && mb >= 1 << 30, "mapped far from host users: {ma} {mb}");
-    assert_ne!(ma, mb, "each node has its own range");
-    lab.sh("a", "touch /data/made-by-a");
-    let meta = std::fs::metadata(data.path().join("made-by-a")).unwrap();
-    assert_eq!(u64::from(meta.uid()), ma, "files the node makes belong to its range on the host");
-    assert_eq!(u64::from(meta.gid()), ma);
+    assert!(ma[1] >= 1 << 30 && mb[1] >= 1 << 30 && ma[2] == 65536, "mapped far from host users: {ma:?} {mb:?}");
+    assert_ne!(ma[1], mb[1], "each node has its own range");
+    assert_eq!(map("c"), [0, 0, 4294967295], "userns = false: the host's ids");
+    // Bind mounts are idmapped like the node's root: files keep their owners both ways.
+    assert_eq!(lab.sh("a", "stat -c %u:%g /data/hosts-file"), "4321:4321\n");
+    lab.sh("a", "touch /data/made-by-a && touch /data/given && chown 1234:1235 /data/given");
+    let meta = |f: &str| std::fs::metadata(data.path().join(f)).unwrap();
+    assert_eq!((meta("made-by-a").uid(), meta("made-by-a").gid()), (0, 0), "the node's root is the host's root here");
+    assert_eq!((meta("given").uid(), meta("given").gid()), (1234, 1235));
     // A node in a user namespace still has a network lab's powers over its own namespaces.
     assert!(lab.exec("a", &["ping", "-c1", "-W2", "b"]).status.success());
     lab.sh("a", "echo changed >> /etc/hostname && touch /etc/new-file");

@@ -277,8 +277,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     // LAB_LOG=debug (or any tracing filter) shows what lab does, step by step.
+    // Warnings always (what a node does without, say); LAB_LOG for more.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing::level_filters::LevelFilter::WARN.into())
+        .with_env_var("LAB_LOG")
+        .from_env_lossy();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("LAB_LOG"))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     let (which, result) = match cli.command {
@@ -324,6 +329,9 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
     let options = Options { wait: a.wait, ..Options::default() };
     let state = runtime::up(&topology, &options).await?;
     let status = runtime::list().into_iter().find(|l| l.name == state.plan.lab.as_str());
+    for w in &state.warnings {
+        eprintln!("lab: warning: {w}");
+    }
     match (a.json, status) {
         (true, Some(s)) => output::json(&s),
         (false, Some(s)) => {

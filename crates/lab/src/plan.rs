@@ -10,7 +10,7 @@ use crate::TopologyError;
 use ipnetwork::IpNetwork;
 use lab_sandbox::caps::{effective_set, Cap};
 use lab_sandbox::cgroup::Limits;
-use lab_sandbox::{BindMount, IdMap};
+use lab_sandbox::{BindMount, Cover, IdMap, NodeFile};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
@@ -110,6 +110,12 @@ pub struct NodePlan {
     pub userns: Option<IdMap>,
     pub limits: Limits,
     pub mounts: Vec<BindMount>,
+    /// How the node's view of its rootfs differs from it (host secrets hidden), and the
+    /// files that come with that (a fresh /var's directories).
+    #[serde(default)]
+    pub covers: Vec<Cover>,
+    #[serde(default)]
+    pub view_files: Vec<NodeFile>,
     /// Sysctls of the node's network namespace, set before its interfaces come up. Keys
     /// are dotted (`net.ipv4.ip_forward`) or, where an interface name may hold a dot,
     /// separated by `/`.
@@ -268,7 +274,13 @@ impl Plan {
                 sysctls.retain(|(key, _)| key != k);
                 sysctls.push((k.clone(), v.clone()));
             }
+            let (covers, view_files) = match &node.rootfs {
+                Rootfs::Host => view::host_view(&node.reveal),
+                Rootfs::Dir(_) => (Vec::new(), Vec::new()),
+            };
             nodes.push(NodePlan {
+                covers,
+                view_files,
                 caps,
                 seccomp: sec.seccomp.clone(),
                 privileged: sec.privileged,
@@ -607,6 +619,8 @@ fn stable_mac(key: &str) -> [u8; 6] {
     let h = fnv1a(key.as_bytes()).to_be_bytes();
     [0x02, h[0], h[1], h[2], h[3], h[4]]
 }
+
+pub mod view;
 
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,9 @@ pub struct LabState {
     /// What `lab impair`, `lab link`, `lab partition` and `lab stop` changed since `up`.
     #[serde(default)]
     pub runtime: RuntimeChanges,
+    /// What nodes do without, as their monitors said (an idmapping the kernel cannot make).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Changes made to a running lab, kept so that a node started again gets them back.

@@ -29,7 +29,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Namespaces `lab exec` joins (and the user namespace, for nodes that have one).
+/// Namespaces `lab exec` joins (and the user and time namespaces, for nodes that have them).
 const NAMESPACES: i32 = libc::CLONE_NEWNS
     | libc::CLONE_NEWNET
     | libc::CLONE_NEWUTS
@@ -166,7 +166,10 @@ pub fn main() -> ! {
             die(FAILED, &format!("joining the node's cgroup {}: {e}", f.display()));
         }
     }
-    let namespaces = NAMESPACES | if req.userns { libc::CLONE_NEWUSER } else { 0 };
+    let mut namespaces = NAMESPACES | if req.userns { libc::CLONE_NEWUSER } else { 0 };
+    if crate::monitor::has_time_namespaces() {
+        namespaces |= crate::monitor::CLONE_NEWTIME;
+    }
     // SAFETY: setns with a pidfd and CLONE_NEW* flags; we are single-threaded.
     if unsafe { libc::setns(pidfd.as_raw_fd(), namespaces) } != 0 {
         die(FAILED, &format!("joining the node's namespaces: {}", std::io::Error::last_os_error()));

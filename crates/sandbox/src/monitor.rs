@@ -6,6 +6,7 @@
 use crate::cgroup;
 use crate::clone::{clone_into, Forked};
 use crate::error::{Context, Error, Result};
+use crate::layers;
 use crate::rootfs;
 use crate::spec::{ExitStatus, IdMap, NodeSpec};
 use crate::sync::{self, Message, SYNC_FD};
@@ -15,15 +16,23 @@ use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::SystemTime;
 
 /// Namespaces every node gets from the start; the cgroup namespace follows once the init is
-/// in its cgroup.
+/// in its cgroup. A user namespace and a time namespace are added where wanted and there.
 const NAMESPACES: i32 =
     libc::CLONE_NEWPID | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+
+/// CLONE_NEWTIME (clone3 only; libc does not export it for every target).
+pub(crate) const CLONE_NEWTIME: i32 = 0x80;
+
+/// Whether this kernel has time namespaces.
+pub(crate) fn has_time_namespaces() -> bool {
+    Path::new("/proc/self/ns/time").exists()
+}
 
 /// Longest line kept whole in the log; longer output is split.
 const MAX_LINE: usize = 16 * 1024;
@@ -69,41 +78,55 @@ fn run(spec: &NodeSpec, mut sync: UnixStream) -> Result<ExitStatus> {
     let devnull = File::open("/dev/null").ctx(|| "opening /dev/null".into())?;
     let exe = CString::new("/proc/self/exe").expect("no NUL in a literal");
     let argv = [CString::new("lab-init").expect("literal"), CString::new("__init").expect("literal")];
-    let namespaces = NAMESPACES | if spec.userns.is_some() { libc::CLONE_NEWUSER } else { 0 };
-
-    // The child waits on this until its user namespace's id maps are written.
-    let (mapped_r, mapped_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+    let mut namespaces = NAMESPACES | if spec.userns.is_some() { libc::CLONE_NEWUSER } else { 0 };
+    if has_time_namespaces() {
+        namespaces |= CLONE_NEWTIME;
+    }
+    // The child waits on this for its root, which a helper makes once the user namespace's
+    // id maps are written.
+    let (root_tx, root_rx) = UnixStream::pair().ctx(|| "creating a socket pair".into())?;
 
     // SAFETY: the monitor is single-threaded, so the child may run any code before exec.
-    let (pid, pidfd) = match unsafe { clone_into(namespaces) }? {
+    let forked = match unsafe { clone_into(namespaces) } {
+        // A kernel whose clone3 does not take CLONE_NEWTIME: without.
+        Err(e) if e.errno() == Some(libc::EINVAL) && namespaces & CLONE_NEWTIME != 0 => {
+            // SAFETY: as above.
+            unsafe { clone_into(namespaces & !CLONE_NEWTIME) }?
+        }
+        r => r?,
+    };
+    let (pid, pidfd) = match forked {
         Forked::Child => {
             // stdin /dev/null, stdout/stderr into our pipes; the sync socket stays on SYNC_FD
             // (it is not close-on-exec).
             let _ = nix::unistd::dup2_stdin(&devnull);
             let _ = nix::unistd::dup2_stdout(&out_w);
             let _ = nix::unistd::dup2_stderr(&err_w);
-            drop(mapped_w);
-            let err = exec_init(spec, mapped_r, &exe, &argv);
+            drop(root_tx);
+            let err = exec_init(spec, root_rx, &exe, &argv);
             eprintln!("lab-monitor: starting the node's init: {err}");
             // SAFETY: leave without running the parent's atexit handlers or destructors.
             unsafe { libc::_exit(125) }
         }
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
-    drop((out_w, err_w, devnull, mapped_r));
-    let placed = cgroups.add_process(&spec.cgroup, pid).and_then(|()| match spec.userns {
-        Some(map) => {
+    drop((out_w, err_w, devnull, root_rx));
+    let placed = cgroups.add_process(&spec.cgroup, pid).and_then(|()| {
+        if let Some(map) = spec.userns {
             write_id_maps(pid, map)?;
-            nix::unistd::write(&mapped_w, b"m").map(|_| ()).ctx(|| "waking the node's init".into())
         }
-        None => Ok(()),
+        make_root(spec, pid, &root_tx)
     });
-    if let Err(e) = placed {
-        let _ = pidfd.signal(libc::SIGKILL);
-        let _ = sync::send(&mut sync, &Message::Failed { error: e.to_string() });
-        return Err(e);
-    }
-    let _ = sync::send(&mut sync, &Message::Started { pid });
+    let warnings = match placed {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = pidfd.signal(libc::SIGKILL);
+            let _ = sync::send(&mut sync, &Message::Failed { error: e.to_string() });
+            return Err(e);
+        }
+    };
+    drop(root_tx);
+    let _ = sync::send(&mut sync, &Message::Started { pid, warnings });
     // From here on the conversation is between `lab up` and the init.
     drop(sync);
     relay([out_r, err_r], &mut log)?;
@@ -115,15 +138,106 @@ fn run(spec: &NodeSpec, mut sync: UnixStream) -> Result<ExitStatus> {
     }
 }
 
-/// In the monitor's child, in the node's new namespaces: open the host paths the root is made
-/// of (while this process is still the host's root, for which they are reachable), become
-/// root of the user namespace once it is mapped, then exec the init with those paths as fds
-/// SOURCES_FD and up. Exec'ing as root of the namespace is what keeps its capabilities.
-fn exec_init(spec: &NodeSpec, mapped: OwnedFd, exe: &CString, argv: &[CString]) -> Error {
-    let sources = match rootfs::open_sources(spec) {
-        Ok(s) => s,
-        Err(e) => return e,
-    };
+/// Makes the root of node `spec` (whose init-to-be is `pid`) in a helper process, as the
+/// host's root in a mount namespace of its own, which hands it to the init over `to_init`.
+/// Returns what the node does without (an idmapping the kernel could not make).
+fn make_root(spec: &NodeSpec, pid: i32, to_init: &UnixStream) -> Result<Vec<String>> {
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating a pipe".into())?;
+    // SAFETY: the monitor is single-threaded; the helper exits without returning.
+    match unsafe { nix::unistd::fork() }.ctx(|| "forking the helper that makes the node's root".into())? {
+        nix::unistd::ForkResult::Child => {
+            drop(report_r);
+            let mut report = File::from(report_w);
+            let made = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+                .ctx(|| "creating the helper's mount namespace".into())
+                .and_then(|()| match spec.userns {
+                    Some(_) => File::open(format!("/proc/{pid}/ns/user"))
+                        .ctx(|| "opening the node's user namespace".into())
+                        .map(Some),
+                    None => Ok(None),
+                })
+                .and_then(|userns| layers::build(spec, userns.as_ref().map(|f| f.as_fd())))
+                .and_then(|root| {
+                    for fd in std::iter::once(&root.mount).chain(&root.binds) {
+                        send_fd(to_init, fd)?;
+                    }
+                    Ok(root.warnings)
+                });
+            let code = match made {
+                Ok(warnings) => {
+                    for w in warnings {
+                        let _ = writeln!(report, "warning {w}");
+                    }
+                    0
+                }
+                Err(e) => {
+                    let _ = writeln!(report, "error building the node's root: {e}");
+                    1
+                }
+            };
+            // SAFETY: leave without running the monitor's atexit handlers or destructors.
+            unsafe { libc::_exit(code) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(report_w);
+            let said = std::io::read_to_string(File::from(report_r)).unwrap_or_default();
+            let status = nix::sys::wait::waitpid(child, None);
+            if let Some(e) = said.lines().find_map(|l| l.strip_prefix("error ")) {
+                return Err(Error::Other(e.to_string()));
+            }
+            if !matches!(status, Ok(WaitStatus::Exited(_, 0))) {
+                return Err(Error::Other(format!("the helper making the node's root ended: {status:?}")));
+            }
+            Ok(said.lines().filter_map(|l| l.strip_prefix("warning ")).map(str::to_string).collect())
+        }
+    }
+}
+
+/// Sends `fd` (and one byte) over a unix socket.
+fn send_fd(sock: &UnixStream, fd: &OwnedFd) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        sock.as_raw_fd(),
+        &[std::io::IoSlice::new(b"r")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| "handing the node's root to its init".into())?;
+    Ok(())
+}
+
+/// Receives an fd sent with [`send_fd`]; `None` if the other end closed without one.
+fn recv_fd(sock: &UnixStream) -> Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([i32; 1]);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        .ctx(|| "waiting for the node's root".into())?;
+    for c in msg.cmsgs().ctx(|| "reading the node's root".into())? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: SCM_RIGHTS gave us these fds; nothing else owns them.
+            return Ok(fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) }));
+        }
+    }
+    Ok(None)
+}
+
+/// In the monitor's child, in the node's new namespaces: wait for the node's root and bind
+/// mounts, become root of the user namespace (mapped by then), then exec the init with them
+/// as fds SOURCES_FD and up. Exec'ing as root of the namespace is what keeps its capabilities.
+fn exec_init(spec: &NodeSpec, root_rx: UnixStream, exe: &CString, argv: &[CString]) -> Error {
+    let mut sources = Vec::with_capacity(1 + spec.mounts.len());
+    for _ in 0..1 + spec.mounts.len() {
+        match recv_fd(&root_rx) {
+            Ok(Some(fd)) => sources.push(fd),
+            Ok(None) => return Error::Other("the monitor did not hand over the node's root".into()),
+            Err(e) => return e,
+        }
+    }
+    drop(root_rx);
     // Out of the way first, then onto SOURCES_FD.. (dup2 clears close-on-exec there).
     let high: Vec<i32> = sources
         .iter()
@@ -139,10 +253,6 @@ fn exec_init(spec: &NodeSpec, mapped: OwnedFd, exe: &CString, argv: &[CString]) 
         }
     }
     if spec.userns.is_some() {
-        let mut byte = [0u8; 1];
-        if !matches!(nix::unistd::read(&mapped, &mut byte), Ok(1)) {
-            return Error::Other("the monitor did not map the user namespace".into());
-        }
         if let Err(e) = crate::init::become_root() {
             return e;
         }

@@ -1,12 +1,13 @@
-//! The node's root file system, built by its init inside its own mount namespace: an overlay
-//! (read-only lower layer, writable upper layer on a private tmpfs), fresh /proc, /sys, /dev,
-//! /tmp and /run, bind mounts, masked and read-only paths, then pivot_root.
+//! The node's root file system, finished by its init inside its own mount namespace: the
+//! overlay made on the host side ([`crate::layers`]) attached, fresh /proc, /sys, /dev, /tmp
+//! and /run, bind mounts, masked and read-only paths, then pivot_root.
 //!
 //! Every target is resolved inside the new root without following symlinks, so a rootfs cannot
-//! redirect a mount onto a host path. Host paths (the lower layer, bind mount sources) are
-//! opened first, as file descriptors, while they can still be reached.
+//! redirect a mount onto a host path. Host paths (bind mount sources) are opened first, as file
+//! descriptors, while they can still be reached.
 
 use crate::error::{Context, Error, Result};
+use crate::layers::MountAttr;
 use crate::spec::NodeSpec;
 use nix::fcntl::{open, openat, openat2, OFlag, OpenHow, ResolveFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -14,7 +15,7 @@ use nix::sys::stat::{fchmodat, fstat, makedev, mkdirat, mknodat, FchmodatFlags, 
 use nix::unistd::{chdir, fchdir, pivot_root, symlinkat};
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Character devices every node gets: (path below /dev, major, minor).
@@ -52,39 +53,26 @@ pub const MASKED: &[&str] = &[
     "/proc/scsi",
     "/sys/firmware",
     "/sys/devices/virtual/powercap",
+    // As current moby: CPU temperature throttling counters (a side channel), where there.
+    "/sys/devices/system/cpu/cpu*/thermal_throttle",
 ];
 
 /// Paths the node may read but not change.
 pub const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// Where the writable layer's tmpfs is mounted in the init's own mount namespace before the
-/// pivot (a directory every host has; the mount never shows outside).
+/// Where the node's root is attached in the init's own mount namespace before the pivot (a
+/// directory every host has, with a tmpfs of the init's own over it; it never shows outside).
 const LAYER: &str = "/tmp";
 
-/// The init finds the host paths its root is built from on fds from here on: the lower
-/// layer, then each bind mount's source, in the spec's order.
+/// The init finds the node's root (a detached overlay mount) on this fd, and each bind
+/// mount (detached too) on the fds after it, in the spec's order.
 pub const SOURCES_FD: i32 = 4;
 
-/// Host paths the root is built from, opened by the monitor's child while it could reach
-/// them (before it became root of a user namespace, for which host directories may not be
-/// searchable), and inherited by the init.
+/// The node's root and the host paths bind-mounted into it, as detached mounts made on the
+/// host side ([`crate::layers`]), inherited by the init.
 pub struct Sources {
-    lower: OwnedFd,
+    root: OwnedFd,
     mounts: Vec<(OwnedFd, bool)>,
-}
-
-/// Opens the lower layer and every bind mount source, in the order [`Sources::inherited`]
-/// expects them.
-pub fn open_sources(spec: &NodeSpec) -> Result<Vec<OwnedFd>> {
-    let open_path = |p: &Path| {
-        open(p, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| Error::os(format!("opening {}", p.display()), e))
-    };
-    let mut fds = vec![open_path(&spec.rootfs)?];
-    for m in &spec.mounts {
-        fds.push(open_path(&m.source).map_err(|e| Error::Other(format!("mount source: {e}")))?);
-    }
-    Ok(fds)
 }
 
 impl Sources {
@@ -92,7 +80,7 @@ impl Sources {
     pub fn inherited(spec: &NodeSpec) -> Sources {
         // SAFETY: the monitor's child put exactly these fds there, one per source, for us.
         let take = |i: usize| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(SOURCES_FD + i as i32) };
-        let lower = take(0);
+        let root = take(0);
         let mounts = (0..spec.mounts.len())
             .map(|i| {
                 let fd = take(i + 1);
@@ -101,7 +89,7 @@ impl Sources {
                 (fd, is_dir)
             })
             .collect();
-        Sources { lower, mounts }
+        Sources { root, mounts }
     }
 
     /// How many fds the init inherits.
@@ -121,7 +109,7 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
     // Nothing mounted from here on may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
         .ctx(|| "making / a slave mount in the node".into())?;
-    let root_path = writable_layer(spec, &sources.lower)?;
+    let root_path = attach_root(&sources.root)?;
     let root = open(&root_path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .ctx(|| format!("opening {}", root_path.display()))?;
     let noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -144,8 +132,13 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
     mount_in(&root, "/", "tmp", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777"))?;
     // A fresh /run: the host's may be part of its root (and hold /run/lab, /run/netns).
     mount_in(&root, "/", "run", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=755"))?;
+    // /var/lock points here, as on the host (where systemd-tmpfiles makes it).
+    let run = resolve(&root, "/", "run")?;
+    mkdirat(&run, "lock", Mode::from_bits_truncate(0o755)).ctx(|| "creating /run/lock in the node".into())?;
+    fchmodat(&run, "lock", Mode::from_bits_truncate(0o1777), FchmodatFlags::NoFollowSymlink)
+        .ctx(|| "creating /run/lock in the node".into())?;
     for (m, (src, is_dir)) in spec.mounts.iter().zip(&sources.mounts) {
-        bind_mount(&root, src, *is_dir, &m.target, m.read_only)?;
+        bind_mount(&root, src, *is_dir, &m.target)?;
     }
     if !privileged {
         for path in MASKED {
@@ -158,125 +151,33 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
     pivot(&root_path)
 }
 
-/// The writable layer: a tmpfs private to this mount namespace holding the overlay's upper
-/// and work directories and the node's own files, so nothing of it touches the host's disk
-/// or shows on the host. Returns where the overlay root is mounted.
-fn writable_layer(spec: &NodeSpec, lower: &OwnedFd) -> Result<PathBuf> {
+/// Attaches the node's root, made on the host side, in this mount namespace; returns where.
+fn attach_root(root: &OwnedFd) -> Result<PathBuf> {
     let layer = Path::new(LAYER);
     mount(Some("tmpfs"), layer, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
-        .ctx(|| "mounting the node's writable layer (tmpfs)".into())?;
-    let (upper, work, root) = (layer.join("upper"), layer.join("work"), layer.join("root"));
-    for (dir, mode) in [(&upper, 0o755), (&work, 0o700), (&root, 0o755)] {
-        fs::DirBuilder::new().mode(mode).create(dir).ctx(|| format!("creating {}", dir.display()))?;
-    }
-    for file in &spec.files {
-        // A fresh tmpfs of our own: no symlink can be in the way.
-        let target = upper.join(file.path.trim_start_matches('/'));
-        if let Some(parent) = target.parent() {
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(parent)
-                .ctx(|| format!("creating {}", parent.display()))?;
-        }
-        fs::write(&target, &file.contents).ctx(|| format!("writing {} in the node", file.path))?;
-        fs::set_permissions(&target, fs::Permissions::from_mode(file.mode))
-            .ctx(|| format!("setting the mode of {}", file.path))?;
-    }
-    let userns = spec.userns.is_some();
-    match overlay(&root, &fd_path(lower), &upper, &work, userns) {
-        Ok(()) => Ok(root),
-        // In a user namespace every mount copied from the host is locked, and a layer with
-        // locked mounts below it (the host's / has /proc, /sys, ...) is refused.
-        Err(nix::errno::Errno::EINVAL) if userns => {
-            composite_root(lower, &upper, &work, &root)?;
-            Ok(root)
-        }
-        Err(e) => Err(Error::os(format!("mounting the node's root (overlay on {})", spec.rootfs.display()), e)),
-    }
-}
-
-fn overlay(target: &Path, lower: &str, upper: &Path, work: &Path, userns: bool) -> nix::Result<()> {
-    // In a user namespace overlayfs keeps its metadata in user.* xattrs (trusted.* needs
-    // the host's CAP_SYS_ADMIN).
-    let userxattr = if userns { ",userxattr" } else { "" };
-    let data = format!("lowerdir={lower},upperdir={},workdir={}{userxattr}", upper.display(), work.display());
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-}
-
-/// Entries of the lower root that get fresh mounts of their own in every node.
-const FRESH: &[&str] = &["proc", "sys", "dev", "tmp", "run"];
-
-/// The root of a user-namespaced node on a lower layer that has mounts below it: a directory
-/// of the node's tmpfs holding one overlay per top-level directory of the lower layer (each
-/// with its own part of the upper layer), its symlinks, and empty directories for /proc, /sys,
-/// /dev, /tmp and /run. A directory with mounts of its own below it is bound read-only.
-fn composite_root(lower: &OwnedFd, upper: &Path, work: &Path, root: &Path) -> Result<()> {
-    use nix::sys::stat::fstatat;
-    // pivot_root needs a mount point: the directory bound onto itself.
-    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .ctx(|| "binding the node's root onto itself".into())?;
-    let listing = openat(lower, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .ctx(|| "listing the node's rootfs".into())?;
-    let dir = nix::dir::Dir::from_fd(listing).ctx(|| "listing the node's rootfs".into())?;
-    for entry in dir {
-        let entry = entry.ctx(|| "listing the node's rootfs".into())?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name == "." || name == ".." {
-            continue;
-        }
-        let st = fstatat(lower, name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            .ctx(|| format!("inspecting /{name}"))?;
-        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-        let mode = st.st_mode & 0o7777;
-        let (in_root, in_upper, in_work) = (root.join(&name), upper.join(&name), work.join(&name));
-        if kind == SFlag::S_IFLNK {
-            let target = nix::fcntl::readlinkat(lower, name.as_str()).ctx(|| format!("reading the symlink /{name}"))?;
-            std::os::unix::fs::symlink(&target, &in_root).ctx(|| format!("recreating the symlink /{name}"))?;
-            continue;
-        }
-        if kind != SFlag::S_IFDIR {
-            continue;
-        }
-        fs::DirBuilder::new().mode(mode).create(&in_root).ctx(|| format!("creating /{name} in the node"))?;
-        if FRESH.contains(&name.as_str()) {
-            continue;
-        }
-        for d in [&in_upper, &in_work] {
-            match fs::DirBuilder::new().mode(mode).create(d) {
-                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-                    return Err(Error::os(format!("creating {}", d.display()), e));
-                }
-                _ => {}
-            }
-        }
-        let layer = openat(
-            lower,
-            name.as_str(),
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
+        .ctx(|| "mounting a tmpfs to attach the node's root on".into())?;
+    let at = layer.join("root");
+    fs::DirBuilder::new().mode(0o755).create(&at).ctx(|| format!("creating {}", at.display()))?;
+    let target = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).expect("a literal path");
+    // SAFETY: move_mount of the detached mount we were handed onto a directory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            root.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
         )
-        .ctx(|| format!("opening /{name} of the rootfs"))?;
-        match overlay(&in_root, &fd_path(&layer), &in_upper, &in_work, true) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::EINVAL) => {
-                mount(
-                    Some(fd_path(&layer).as_str()),
-                    &in_root,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .ctx(|| format!("binding /{name} into the node"))?;
-                let bound = open(&in_root, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
-                    .ctx(|| format!("opening /{name}"))?;
-                set_read_only(&bound).map_err(|e| Error::Other(format!("making /{name} read-only: {e}")))?;
-            }
-            Err(e) => return Err(Error::os(format!("mounting /{name} of the node (overlay)"), e)),
-        }
+    };
+    if r != 0 {
+        return Err(Error::os("attaching the node's root", std::io::Error::last_os_error()));
     }
-    Ok(())
+    Ok(at)
 }
+
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
 
 /// Opens directory `name` in `dir` without following any symlink, never leaving `dir`.
 fn resolve(dir: &OwnedFd, shown: &str, name: &str) -> Result<OwnedFd> {
@@ -402,31 +303,25 @@ fn make_target(root: &OwnedFd, target: &str, is_dir: bool) -> Result<OwnedFd> {
         .ctx(|| format!("opening {target} in the node"))
 }
 
-fn bind_mount(root: &OwnedFd, source: &OwnedFd, is_dir: bool, target: &str, ro: bool) -> Result<()> {
+/// Attaches bind mount `source` (detached, already idmapped and read-only as asked) onto
+/// `target`, made inside the root without following symlinks.
+fn bind_mount(root: &OwnedFd, source: &OwnedFd, is_dir: bool, target: &str) -> Result<()> {
     let at = make_target(root, target, is_dir)?;
-    mount(
-        Some(fd_path(source).as_str()),
-        fd_path(&at).as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| format!("bind-mounting onto {target} in the node"))?;
-    if ro {
-        // Opened again: now it is the mount's root, which is what must turn read-only.
-        let mounted = resolve_path(root, target)?.ok_or_else(|| Error::Other(format!("{target} vanished")))?;
-        set_read_only(&mounted).map_err(|e| Error::Other(format!("making {target} read-only: {e}")))?;
+    // SAFETY: move_mount between two fds we own, both paths empty.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            source.as_raw_fd(),
+            c"".as_ptr(),
+            at.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(Error::os(format!("bind-mounting onto {target} in the node"), std::io::Error::last_os_error()));
     }
     Ok(())
-}
-
-/// struct mount_attr of <linux/mount.h>.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
@@ -452,8 +347,30 @@ fn set_read_only(fd: &OwnedFd) -> Result<()> {
     Ok(())
 }
 
-/// Hides `path`: /dev/null over a file, an empty read-only tmpfs over a directory.
+/// Hides `path`, whose components may hold a `*` (every match): /dev/null over a file, an
+/// empty read-only tmpfs over a directory.
 fn mask(root: &OwnedFd, path: &str) -> Result<()> {
+    if let Some(star) = path.find('*') {
+        let (dir, rest) = path[..star].rsplit_once('/').unwrap_or(("", ""));
+        let (pattern, below) = match path[star..].find('/') {
+            Some(i) => (format!("{rest}{}", &path[star..star + i]), &path[star + i..]),
+            None => (format!("{rest}{}", &path[star..]), ""),
+        };
+        let Some(parent) = resolve_path(root, if dir.is_empty() { "/" } else { dir })? else { return Ok(()) };
+        let listing = openat(&parent, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .ctx(|| format!("listing {dir}"))?;
+        let names: Vec<String> = nix::dir::Dir::from_fd(listing)
+            .ctx(|| format!("listing {dir}"))?
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != ".." && crate::layers::glob_match(&pattern, n))
+            .collect();
+        for name in names {
+            mask(root, &format!("{dir}/{name}{below}"))?;
+        }
+        return Ok(());
+    }
     let Some(target) = resolve_path(root, path)? else { return Ok(()) };
     let is_dir = fstat(&target).is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR);
     let what = || format!("masking {path} in the node");

@@ -28,6 +28,9 @@ pub struct NodeSpec {
     /// Files put into the writable layer before the node starts (/etc/hosts, ...); each
     /// replaces whatever the read-only layer has at that path, symlinks included.
     pub files: Vec<NodeFile>,
+    /// Parts of the read-only layer the node does not see as they are (host secrets).
+    #[serde(default)]
+    pub covers: Vec<Cover>,
     pub security: Security,
     /// Run in a user namespace, root inside mapped to this host range.
     pub userns: Option<IdMap>,
@@ -111,23 +114,75 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
-/// A file of the node's own, written into its writable layer.
+/// A file of the node's own, written into its writable layer (owned by the node's root).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeFile {
     /// Absolute path inside the node, plain components only.
     pub path: String,
+    /// A regular file's contents, or a symlink's target.
     pub contents: String,
     pub mode: u32,
+    #[serde(default)]
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    #[default]
+    File,
+    /// An empty directory.
+    Dir,
+    /// A symlink to `contents`.
+    Symlink,
+}
+
+/// Whether `path` is absolute with plain components only (no `.`, `..` or empty ones).
+pub fn is_plain_path(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| rest.split('/').all(|s| !s.is_empty() && s != "." && s != ".."))
 }
 
 impl NodeFile {
     pub fn new(path: &str, contents: impl Into<String>, mode: u32) -> Result<NodeFile> {
-        let plain =
-            path.strip_prefix('/').is_some_and(|rest| rest.split('/').all(|s| !s.is_empty() && s != "." && s != ".."));
-        if !plain {
+        NodeFile::of_kind(FileKind::File, path, contents, mode)
+    }
+
+    pub fn dir(path: &str, mode: u32) -> Result<NodeFile> {
+        NodeFile::of_kind(FileKind::Dir, path, "", mode)
+    }
+
+    pub fn symlink(path: &str, target: &str) -> Result<NodeFile> {
+        NodeFile::of_kind(FileKind::Symlink, path, target, 0o777)
+    }
+
+    fn of_kind(kind: FileKind, path: &str, contents: impl Into<String>, mode: u32) -> Result<NodeFile> {
+        if !is_plain_path(path) {
             return Err(crate::Error::Other(format!("{path:?} is not a plain absolute path")));
         }
-        Ok(NodeFile { path: path.to_string(), contents: contents.into(), mode })
+        Ok(NodeFile { path: path.to_string(), contents: contents.into(), mode, kind })
+    }
+}
+
+/// How a part of the read-only layer shows in the node. Paths are plain absolute paths; the
+/// last component of a [`Cover::Remove`] may hold `*` wildcards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "cover")]
+pub enum Cover {
+    /// The path is not there (`/etc/ssh/ssh_host_*`: every host key).
+    Remove { path: String, keep: Vec<String> },
+    /// The directory is empty but for `keep` (paths below it that show as the layer has
+    /// them), with the layer's mode and owner.
+    Empty { path: String, keep: Vec<String> },
+    /// A copy of the file with every line's second `:`-separated field (a password hash in
+    /// /etc/shadow and /etc/gshadow) replaced by `!`: every account locked.
+    Locked { path: String },
+}
+
+impl Cover {
+    pub fn path(&self) -> &str {
+        match self {
+            Cover::Remove { path, .. } | Cover::Empty { path, .. } | Cover::Locked { path } => path,
+        }
     }
 }
 
@@ -213,6 +268,7 @@ mod tests {
             env: vec![],
             cgroup: "lab/x/n1".into(),
             files: vec![NodeFile::new("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap()],
+            covers: vec![Cover::Locked { path: "/etc/shadow".into() }],
             security: Security {
                 caps: crate::caps::effective_set(&[], &[], false).unwrap(),
                 seccomp: Some(

@@ -23,6 +23,8 @@ pub struct StartingNode {
     pub init: ProcessRef,
     /// The node's monitor, the init's parent on the host.
     pub monitor: ProcessRef,
+    /// What the node does without (an idmapping this kernel cannot make, say).
+    pub warnings: Vec<String>,
 }
 
 /// Spawns the node's monitor (which creates the init) and waits for the init's pid.
@@ -69,10 +71,12 @@ pub async fn start(exe: &SealedExe, spec: &NodeSpec) -> Result<StartingNode> {
         writer,
         init: ProcessRef { pid: 0, start_time: 0 },
         monitor,
+        warnings: Vec::new(),
     };
     match node.recv().await? {
-        Some(Message::Started { pid }) => {
+        Some(Message::Started { pid, warnings }) => {
             node.init = ProcessRef::of(pid)?;
+            node.warnings = warnings;
             Ok(node)
         }
         Some(Message::Failed { error }) => Err(Error::Other(error)),

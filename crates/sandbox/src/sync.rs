@@ -21,6 +21,9 @@ pub fn close_inherited_fds() {
 pub enum Message {
     Started {
         pid: i32,
+        /// What the node does without (an idmapping this kernel cannot make, say).
+        #[serde(default)]
+        warnings: Vec<String>,
     },
     /// Carries the spec: the init reads no file of the host's (in a user namespace it could
     /// not).

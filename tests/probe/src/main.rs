@@ -25,6 +25,7 @@ fn errno_name(e: i32) -> String {
         libc::ENOEXEC => "ENOEXEC",
         libc::E2BIG => "E2BIG",
         libc::ENXIO => "ENXIO",
+        libc::ENODEV => "ENODEV",
         libc::ENOTTY => "ENOTTY",
         libc::EIO => "EIO",
         other => return format!("errno {other}"),
@@ -105,6 +106,136 @@ fn network(op: &str, args: &[String]) -> Option<String> {
             Some("sent".into())
         }
         _ => None,
+    }
+}
+
+/// rtnetlink through another network namespace by its id (IFLA_TARGET_NETNSID), as a node
+/// whose veth peers live elsewhere could try: list its interfaces, delete one (a name that does
+/// not exist: ENODEV means it was allowed), create a veth pair there (deleted again at once).
+/// Prints `list=COUNT|ERRNO del=ERRNO add=ok|ERRNO`.
+mod netnsid {
+    use super::errno_name;
+
+    const RTM_NEWLINK: u16 = 16;
+    const RTM_DELLINK: u16 = 17;
+    const RTM_GETLINK: u16 = 18;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const F_REQUEST: u16 = 1;
+    const F_ACK: u16 = 4;
+    const F_DUMP: u16 = 0x300;
+    const F_CREATE_EXCL: u16 = 0x600;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_INFO_KIND: u16 = 1;
+    const IFLA_INFO_DATA: u16 = 2;
+    const VETH_INFO_PEER: u16 = 1;
+    const IFLA_TARGET_NETNSID: u16 = 46;
+
+    fn attr(kind: u16, value: &[u8]) -> Vec<u8> {
+        let len = 4 + value.len();
+        let mut out = Vec::new();
+        out.extend_from_slice(&(len as u16).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(value);
+        out.resize((len + 3) & !3, 0);
+        out
+    }
+
+    fn name(n: &str) -> Vec<u8> {
+        let mut v = n.as_bytes().to_vec();
+        v.push(0);
+        attr(IFLA_IFNAME, &v)
+    }
+
+    /// A request: header, an empty ifinfomsg, attributes.
+    fn message(kind: u16, flags: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = [vec![0u8; 16]].iter().chain(attrs).flatten().copied().collect();
+        let mut out = Vec::new();
+        out.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        out.extend_from_slice(&kind.to_ne_bytes());
+        out.extend_from_slice(&(flags | F_REQUEST).to_ne_bytes());
+        out.extend_from_slice(&1u32.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
+        out.extend(body);
+        out
+    }
+
+    /// Sends `msg`; the count of link messages until done, or the errno of the answer.
+    fn ask(msg: &[u8]) -> Result<usize, i32> {
+        // SAFETY: a netlink socket of our own, plain buffers.
+        unsafe {
+            let fd = libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE);
+            if fd < 0 {
+                return Err(*libc::__errno_location());
+            }
+            if libc::send(fd, msg.as_ptr().cast(), msg.len(), 0) < 0 {
+                let e = *libc::__errno_location();
+                libc::close(fd);
+                return Err(e);
+            }
+            let mut count = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0);
+                if n <= 0 {
+                    libc::close(fd);
+                    return Err(*libc::__errno_location());
+                }
+                let mut at = 0usize;
+                while at + 16 <= n as usize {
+                    let len = u32::from_ne_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+                    let kind = u16::from_ne_bytes(buf[at + 4..at + 6].try_into().unwrap());
+                    match kind {
+                        NLMSG_ERROR => {
+                            let code = i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap());
+                            libc::close(fd);
+                            return if code == 0 { Ok(count) } else { Err(-code) };
+                        }
+                        NLMSG_DONE => {
+                            // A dump that failed says so in its end message.
+                            let code = if len >= 20 {
+                                i32::from_ne_bytes(buf[at + 16..at + 20].try_into().unwrap())
+                            } else {
+                                0
+                            };
+                            libc::close(fd);
+                            return if code < 0 { Err(-code) } else { Ok(count) };
+                        }
+                        RTM_NEWLINK => count += 1,
+                        _ => {}
+                    }
+                    if len < 16 {
+                        break;
+                    }
+                    at += (len + 3) & !3;
+                }
+            }
+        }
+    }
+
+    pub fn run(nsid: i32) -> String {
+        let target = attr(IFLA_TARGET_NETNSID, &nsid.to_ne_bytes());
+        let list = match ask(&message(RTM_GETLINK, F_DUMP, std::slice::from_ref(&target))) {
+            Ok(n) => n.to_string(),
+            Err(e) => errno_name(e),
+        };
+        let del = match ask(&message(RTM_DELLINK, F_ACK, &[target.clone(), name("lab-probe-none")])) {
+            Ok(_) => "ok".to_string(),
+            Err(e) => errno_name(e),
+        };
+        let mut peer = vec![0u8; 16];
+        peer.extend(name("lpv-peer"));
+        let data = attr(IFLA_INFO_DATA, &attr(VETH_INFO_PEER, &peer));
+        let info = attr(IFLA_LINKINFO, &[attr(IFLA_INFO_KIND, b"veth\0"), data].concat());
+        let add = match ask(&message(RTM_NEWLINK, F_ACK | F_CREATE_EXCL, &[target.clone(), name("lpv-probe"), info])) {
+            Ok(_) => {
+                let _ = ask(&message(RTM_DELLINK, F_ACK, &[target, name("lpv-probe")]));
+                "ok".to_string()
+            }
+            Err(e) => errno_name(e),
+        };
+        format!("list={list} del={del} add={add}")
     }
 }
 
@@ -250,6 +381,7 @@ fn main() {
                 out.push(format!("session={}", if own { "own" } else { "inherited" }));
                 out.join(" ")
             }
+            "netnsid" => netnsid::run(arg.parse().unwrap_or(0)),
             "cwd" => std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string()),
             _ => {
                 eprintln!("usage: lab-probe OPERATION [ARG]");

@@ -308,12 +308,19 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         filters: &filters,
         lab_binary: &options.lab_binary,
         wait: false,
+        warnings: Default::default(),
     };
     match bring_back(&builder, &l.state, index).await {
         Ok(processes) => {
             l.state.nodes.retain(|p| p.name != node);
             l.state.nodes.push(processes);
             l.state.runtime.stopped.remove(node);
+            for w in builder.warnings() {
+                tracing::warn!("{w}");
+                if !l.state.warnings.contains(&w) {
+                    l.state.warnings.push(w);
+                }
+            }
             l.save()?;
             // Hooks run in the node as `lab exec` does, so after the state says it runs.
             services::hooks(&options.lab_binary, &l.state.plan, l.node(node)?).await

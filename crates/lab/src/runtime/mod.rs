@@ -78,6 +78,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
             complete: false,
             nodes: Vec::new(),
             runtime: Default::default(),
+            warnings: Vec::new(),
         };
         let prepared = dir.write_state(&state).and_then(|()| host::prepare(&state.plan));
         if let Err(e) = prepared {
@@ -97,6 +98,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         filters: &filters,
         lab_binary: &options.lab_binary,
         wait: options.wait,
+        warnings: Default::default(),
     };
     let result = tokio::select! {
         r = builder.run() => r,
@@ -105,6 +107,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     match result {
         Ok(nodes) => {
             state.nodes = nodes;
+            state.warnings = builder.warnings();
             state.complete = true;
             dir.write_state(&state)?;
             Ok(state)

@@ -34,6 +34,8 @@ pub(super) struct Builder<'a> {
     pub lab_binary: &'a std::path::Path,
     /// Wait for every node's health check, not only those others depend on.
     pub wait: bool,
+    /// What nodes do without, as their monitors say when they start.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 /// Seccomp profiles from files, by path, read before anything is made.
@@ -58,6 +60,11 @@ pub(super) struct Started {
 }
 
 impl Builder<'_> {
+    /// The warnings of the nodes started so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub async fn run(&self) -> Result<Vec<NodeProcesses>, Error> {
         let t = std::time::Instant::now();
         self.nat()?;
@@ -186,11 +193,12 @@ impl Builder<'_> {
     /// A node's spec, written to its directory.
     fn node_spec(&self, node: &NodePlan, resolv: &str) -> Result<NodeSpec, Error> {
         let spec = || -> Result<NodeSpec, lab_sandbox::Error> {
-            let files = vec![
+            let mut files = node.view_files.clone();
+            files.extend([
                 NodeFile::new("/etc/hosts", node.hosts.clone(), 0o644)?,
                 NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
                 NodeFile::new("/etc/resolv.conf", resolv, 0o644)?,
-            ];
+            ]);
             let seccomp = self.filters.get(node);
             let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
             spec.prepare()?;
@@ -225,6 +233,10 @@ impl Builder<'_> {
         let plan = &self.plan.nodes[index];
         let at = |e: Error| Error::node(plan.name.as_str(), e);
         let node = lab_sandbox::start(self.exe, spec).await.map_err(|e| at(e.into()))?;
+        if !node.warnings.is_empty() {
+            let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+            warnings.extend(node.warnings.iter().map(|w| format!("node {}: {w}", plan.name)));
+        }
         self.journal
             .record(&[Resource::Node { name: plan.name.to_string(), init: node.init, monitor: node.monitor }])
             .map_err(at)?;
@@ -438,6 +450,7 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         env: node.env.clone(),
         cgroup: node.cgroup.clone(),
         files,
+        covers: node.covers.clone(),
         security: Security { caps: node.caps.clone(), seccomp, privileged: node.privileged },
         userns: node.userns,
         mounts: node.mounts.clone(),

@@ -68,6 +68,8 @@ pub struct Node {
     pub security: NodeSecurity,
     pub limits: lab_sandbox::cgroup::Limits,
     pub mounts: Vec<lab_sandbox::BindMount>,
+    /// Host paths shown although the default view of the host hides them.
+    pub reveal: Vec<String>,
     /// Static routes, in the order written.
     pub routes: Vec<Route>,
     /// Sysctls of the node's network namespace (net.* only), defaults first.
@@ -249,6 +251,7 @@ impl Validator {
             let security = self.security(rn, &raw.defaults, &base);
             let limits = self.limits(rn, &raw.defaults);
             let mounts = self.mounts(rn, &raw.defaults);
+            let reveal = self.reveal(rn, &raw.defaults, rootfs.as_ref());
             let routes = self.routes(rn);
             let service = self.service(rn, &raw.defaults);
             let mut sysctls = default_sysctls.clone();
@@ -269,6 +272,7 @@ impl Validator {
                 security,
                 limits,
                 mounts,
+                reveal,
                 routes,
                 sysctls,
                 ports: Vec::new(),

@@ -55,6 +55,8 @@ pub struct RawNode {
     pub pids: Option<Spanned<RawScalar>>,
     pub io_weight: Option<Spanned<RawScalar>>,
     pub mounts: Option<Spanned<Vec<Str>>>,
+    /// Host paths the node's default view of the host hides, shown after all.
+    pub reveal: Option<Spanned<Vec<Str>>>,
     pub routes: Option<Spanned<Vec<Str>>>,
     #[serde(default)]
     pub sysctls: IndexMap<Str, Spanned<RawScalar>>,

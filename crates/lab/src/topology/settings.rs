@@ -3,7 +3,7 @@
 //! node's own value wins.
 
 use super::raw::{RawNode, RawScalar, Str};
-use super::Validator;
+use super::{Rootfs, Validator};
 use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::Limits;
 use lab_sandbox::BindMount;
@@ -70,14 +70,12 @@ impl Validator {
         };
         let cap_add = caps(self, node.cap_add.as_ref().or(defaults.cap_add.as_ref()));
         let cap_drop = caps(self, node.cap_drop.as_ref().or(defaults.cap_drop.as_ref()));
-        let flag = |v: Option<&Spanned<bool>>| v.is_some_and(|b| *b.get_ref());
-        NodeSecurity {
-            seccomp,
-            cap_add,
-            cap_drop,
-            privileged: flag(node.privileged.as_ref().or(defaults.privileged.as_ref())),
-            userns: flag(node.userns.as_ref().or(defaults.userns.as_ref())),
-        }
+        let flag = |v: Option<&Spanned<bool>>| v.map(|b| *b.get_ref());
+        let privileged = flag(node.privileged.as_ref().or(defaults.privileged.as_ref())).unwrap_or(false);
+        // A user namespace of its own unless privileged (as Docker's privileged containers
+        // have the host's) or told otherwise.
+        let userns = flag(node.userns.as_ref().or(defaults.userns.as_ref())).unwrap_or(!privileged);
+        NodeSecurity { seccomp, cap_add, cap_drop, privileged, userns }
     }
 
     pub(super) fn limits(&mut self, node: &RawNode, defaults: &RawNode) -> Limits {
@@ -129,6 +127,36 @@ impl Validator {
         let pids = int(self, node.pids.as_ref().or(defaults.pids.as_ref()), "pids", 1..=4_194_304).map(|n| n as u64);
         let io_weight = int(self, node.io_weight.as_ref().or(defaults.io_weight.as_ref()), "io_weight", 10..=1000);
         Limits { memory, millicpus, pids, io_weight: io_weight.map(|w| w as u16) }
+    }
+
+    /// Host paths to show after all, checked against what the default view hides.
+    pub(super) fn reveal(&mut self, node: &RawNode, defaults: &RawNode, rootfs: Option<&Rootfs>) -> Vec<String> {
+        let Some(list) = node.reveal.as_ref().or(defaults.reveal.as_ref()) else { return Vec::new() };
+        if !matches!(rootfs, Some(Rootfs::Host)) && node.reveal.is_some() {
+            self.err_hint(
+                list.span(),
+                "reveal is for nodes on the host's root file system",
+                "a rootfs directory shows as it is; reveal nothing",
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for p in list.get_ref() {
+            let path = p.get_ref().trim_end_matches('/');
+            let path = if path.is_empty() { "/" } else { path };
+            if path != "/" && !lab_sandbox::spec::is_plain_path(path) {
+                self.err(p.span(), format!("`{}` is not an absolute path of plain components", p.get_ref()));
+            } else if !crate::plan::view::reveals_something(path) {
+                self.err_hint(
+                    p.span(),
+                    format!("{path} is not hidden from nodes: there is nothing to reveal"),
+                    format!("a node does not see {}", crate::plan::view::hidden().join(", ")),
+                );
+            } else {
+                out.push(path.to_string());
+            }
+        }
+        out
     }
 
     pub(super) fn mounts(&mut self, node: &RawNode, defaults: &RawNode) -> Vec<BindMount> {
