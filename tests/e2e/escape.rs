@@ -385,3 +385,43 @@ fn each_node_has_a_time_namespace_and_thermal_counters_are_masked() {
     }
     lab.down();
 }
+
+/// What a network lab commonly does inside a node, needing a kernel module on a stock kernel.
+const NODE_FEATURES: &[(&str, &str)] = &[
+    ("dummy interfaces", "ip link add d0 type dummy"),
+    ("VLANs (8021q)", "ip link add link eth0 name eth0.10 type vlan id 10"),
+    ("VXLAN", "ip link add vx0 type vxlan id 42 dstport 4789 dev eth0"),
+    ("GRE", "ip link add g0 type gre remote 192.0.2.1"),
+    ("bonding", "ip link add b0 type bond"),
+    ("VRF", "ip link add v0 type vrf table 10"),
+    ("htb", "tc qdisc add dev eth0 root handle 1: htb"),
+    ("netem", "tc qdisc replace dev eth0 root netem delay 1ms"),
+    ("nftables ct and NAT", "nft add table inet t && nft add chain inet t c '{ type filter hook input priority 0; }' && nft add rule inet t c ct state established accept && nft add chain inet t n '{ type nat hook postrouting priority 100; }' && nft add rule inet t n masquerade"),
+];
+
+#[test]
+fn a_default_node_uses_what_a_network_lab_needs_from_the_kernel() {
+    let _host = shared();
+    // lab has the kernel load these before the nodes start: a node in a user namespace
+    // cannot have modules loaded for it.
+    let lab = Lab::up("kernelfeatures", "[networks.lan]\n[nodes.a]\nnetworks = [\"lan\"]\n");
+    let mut missing = Vec::new();
+    for (what, cmd) in NODE_FEATURES {
+        let out = lab.exec("a", &["sh", "-c", cmd]);
+        if out.status.success() {
+            continue;
+        }
+        // Not lab's doing if the kernel cannot do it for the host's root either.
+        let on_host = host(&format!(
+            "unshare -n sh -c 'ip link add eth0 type veth peer name peer0 && ip link set eth0 up && {}'",
+            cmd.replace('\'', "'\\''")
+        ));
+        if on_host.status.success() {
+            missing.push(format!("{what}: `{cmd}` fails in the node but works on the host:\n{}", show(&out)));
+        } else {
+            eprintln!("skipped {what}: this kernel cannot do it at all ({})", text(&on_host.stderr).trim());
+        }
+    }
+    lab.down();
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+}

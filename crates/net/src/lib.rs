@@ -15,6 +15,7 @@ mod error;
 mod handle;
 pub mod nat;
 pub mod netns;
+pub mod preload;
 pub mod sysctl;
 pub mod tc;
 mod veth;

@@ -265,7 +265,7 @@ fn cstring(s: &str, what: impl Fn() -> String) -> Result<CString> {
 }
 
 /// Sends a batch and checks the kernel's answer to every message in it.
-fn send(batch: &FinalizedBatch) -> io::Result<()> {
+pub(crate) fn send(batch: &FinalizedBatch) -> io::Result<()> {
     let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
     let portid = socket.portid();
     socket.send_all(batch)?;

@@ -3,10 +3,7 @@
 //! options for either, so their structs and attributes are encoded here.
 
 use crate::{Error, Netlink, Result};
-use futures::StreamExt;
-use netlink_packet_core::{
-    DefaultNla, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_REPLACE, NLM_F_REQUEST,
-};
+use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use serde::{Deserialize, Serialize};
@@ -244,7 +241,7 @@ impl Netlink {
         msg.attributes.push(TcAttribute::Kind(kind.to_string()));
         msg.attributes.push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
         let what = || format!("impairing {ifname}{} ({impairment})", self.place);
-        match self.tc_request(RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE).await {
+        match self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE).await {
             Err(code) if code == libc::ENOENT && kind == "netem" => Err(Error::os(
                 format!(
                     "{}: delay, jitter, loss, corrupt and duplicate need the sch_netem kernel module, \
@@ -262,29 +259,13 @@ impl Netlink {
     pub async fn clear_impairment(&self, index: u32, ifname: &str) -> Result<()> {
         let mut msg = TcMessage::with_index(index as i32);
         msg.header.parent = TcHandle::ROOT;
-        match self.tc_request(RouteNetlinkMessage::DelQueueDiscipline(msg), 0).await {
+        match self.request(RouteNetlinkMessage::DelQueueDiscipline(msg), 0).await {
             Ok(()) | Err(libc::ENOENT | libc::EINVAL) => Ok(()),
             Err(code) => Err(Error::os(
                 format!("clearing the impairment of {ifname}{}", self.place),
                 std::io::Error::from_raw_os_error(code),
             )),
         }
-    }
-
-    /// Sends a tc request and waits for its acknowledgement; the errno on failure.
-    async fn tc_request(&self, msg: RouteNetlinkMessage, flags: u16) -> std::result::Result<(), i32> {
-        let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-        let mut handle = self.handle.clone();
-        let mut response = handle.request(req).map_err(|_| libc::EIO)?;
-        while let Some(m) = response.next().await {
-            if let NetlinkPayload::Error(e) = m.payload {
-                if let Some(code) = e.code {
-                    return Err(-code.get());
-                }
-            }
-        }
-        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@ mod facts;
 mod faults;
 mod host;
 mod logs;
+mod modules;
 mod services;
 mod status;
 mod up;
@@ -57,6 +58,8 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
     // Caught from before anything is made: a signal at any point means roll back.
     let mut interrupts = Interrupts::catch()?;
     let profiles = preflight(topology)?;
+    // On a thread of its own meanwhile: the modules nodes may need, which they cannot load.
+    let preloading = tokio::task::spawn_blocking(modules::preload);
     let exe = SealedExe::of(&options.lab_binary)?;
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -87,6 +90,12 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         }
         (state, lock, filters)
     };
+    // Best effort: a node that needs a module the kernel could not load says so itself.
+    match preloading.await {
+        Ok(Err(e)) => tracing::warn!("loading kernel modules for the nodes: {e}"),
+        Err(e) => tracing::warn!("loading kernel modules for the nodes: {e}"),
+        Ok(Ok(())) => {}
+    }
     let journal = Journal::open(&dir)?;
     let builder = up::Builder {
         plan: &state.plan,
