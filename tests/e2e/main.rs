@@ -4,6 +4,7 @@
 mod api;
 mod errors;
 mod escape;
+mod escape_network;
 mod exec;
 mod host;
 mod isolation;

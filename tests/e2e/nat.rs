@@ -9,15 +9,15 @@ use std::time::Duration;
 /// A namespace on the far side of a veth from the host, on a TEST-NET-2 /30 of its own. It
 /// is held by a process of its own (no name under /run/netns, which `ip netns add` would
 /// leave mounted on the host).
-struct Upstream {
+pub(crate) struct Upstream {
     holder: std::process::Child,
     veth: String,
-    host_addr: Ipv4Addr,
-    addr: Ipv4Addr,
+    pub host_addr: Ipv4Addr,
+    pub addr: Ipv4Addr,
 }
 
 impl Upstream {
-    fn new() -> Upstream {
+    pub fn new() -> Upstream {
         // Two at a time per test process: names and /30s apart.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;

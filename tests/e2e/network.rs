@@ -5,25 +5,30 @@
 use crate::support::*;
 use std::collections::BTreeSet;
 
-fn ping(lab: &Lab, node: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn ping(lab: &Lab, node: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["ping", "-c1", "-W2"];
     all.extend_from_slice(args);
     lab.exec(node, &all)
 }
 
-fn assert_reaches(lab: &Lab, from: &str, args: &[&str]) {
-    let out = ping(lab, from, args);
+pub(crate) fn assert_reaches(lab: &Lab, from: &str, args: &[&str]) {
+    // Up to four pings: after a partition heals or a link comes back, a neighbour (ARP, ND)
+    // entry that was still resolving meanwhile fails its first packet, as on any network.
+    let script = "for i in 1 2 3 4; do ping -c1 -W1 \"$@\" && exit 0; done; exit 1";
+    let mut all = vec!["sh", "-c", script, "ping"];
+    all.extend_from_slice(args);
+    let out = lab.exec(from, &all);
     assert!(out.status.success(), "{from} cannot ping {args:?}:\n{}", show(&out));
 }
 
-fn assert_cut(lab: &Lab, from: &str, args: &[&str]) {
+pub(crate) fn assert_cut(lab: &Lab, from: &str, args: &[&str]) {
     let mut all = vec!["-W1"];
     all.extend_from_slice(args);
     let out = ping(lab, from, &all);
     assert!(!out.status.success(), "{from} still reaches {args:?}:\n{}", show(&out));
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = crate::support::lab(args);
     assert!(out.status.success(), "lab {args:?} failed:\n{}", show(&out));
     text(&out.stdout)
@@ -105,8 +110,9 @@ fn routed_triangle_ipv6_netns_names_graph_and_stop_start() {
     let exec = lab.exec("b", &["true"]);
     assert!(!exec.status.success() && text(&exec.stderr).contains("is stopped"), "{}", show(&exec));
     assert!(!text(&host("ip netns list").stdout).contains(&format!("{}-b", lab.name)));
-    let c_links = lab.sh("c", "ip -br link");
-    assert!(!c_links.contains("eth0"), "c's end of the link went with b: {c_links}");
+    // c's end of the link stays, without carrier: a cable to a switched-off router.
+    let c_links = lab.sh("c", "ip -br link show eth0");
+    assert!(c_links.contains("NO-CARRIER"), "c's end of the link lost its carrier with b: {c_links}");
     assert_cut(&lab, "a", &["-4", "c"]);
     ok(&["start", "--lab", &lab.name, "b"]);
     assert_eq!(node_json(&lab.name, "b")["state"]["state"], "running");
@@ -220,7 +226,7 @@ addresses = ["10.77.2.1/30", "10.77.2.2/30"]
 }
 
 /// Sends `bytes` from `from` to `to`'s address `addr` over TCP; the receiver's rate, bit/s.
-fn measure(lab: &Lab, from: &str, to: &str, addr: &str, bytes: u64) -> f64 {
+pub(crate) fn measure(lab: &Lab, from: &str, to: &str, addr: &str, bytes: u64) -> f64 {
     let port = 5001;
     let mut sink = std::process::Command::new(lab_bin())
         .args(["exec", "--lab", &lab.name, to, "/probe", "sink", &port.to_string()])
@@ -261,8 +267,11 @@ addresses = ["10.77.3.1/30", "10.77.3.2/30"]
             probe_mount()
         ),
     );
-    let qdisc = text(&host(&format!("ip netns exec {}-tx tc qdisc show dev eth0", lab.name)).stdout);
+    // Shaped on the host, where tx cannot undo it: on the wire's end that delivers to rx.
+    let qdisc = text(&host(&format!("tc qdisc show dev {}", host_end(&lab.name, "rx", "eth0"))).stdout);
     assert!(qdisc.contains("tbf") && qdisc.contains("rate 20Mbit"), "{qdisc}");
+    let inside = text(&host(&format!("ip netns exec {}-tx tc qdisc show dev eth0", lab.name)).stdout);
+    assert!(!inside.contains("tbf"), "nothing of it in the node: {inside}");
     let within = |got: f64, want: f64| (got - want).abs() <= want * 0.2;
     let rate = measure(&lab, "tx", "rx", "10.77.3.2", 5_000_000);
     assert!(within(rate, 20e6), "measured {:.1} Mbit/s against a 20 Mbit/s limit", rate / 1e6);
@@ -272,7 +281,7 @@ addresses = ["10.77.3.1/30", "10.77.3.2/30"]
     assert!(within(rate, 8e6), "measured {:.1} Mbit/s against an 8 Mbit/s limit", rate / 1e6);
 
     ok(&["impair", "--lab", &lab.name, "tx:eth0", "--clear"]);
-    let qdisc = text(&host(&format!("ip netns exec {}-tx tc qdisc show dev eth0", lab.name)).stdout);
+    let qdisc = text(&host(&format!("tc qdisc show dev {}", host_end(&lab.name, "rx", "eth0"))).stdout);
     assert!(!qdisc.contains("tbf"), "{qdisc}");
     // The other direction was never limited.
     let rate = measure(&lab, "rx", "tx", "10.77.3.1", 5_000_000);
@@ -427,4 +436,26 @@ fn svg_without_graphviz_says_what_to_install() {
     // A file that is not up is drawn as it would be planned.
     let dot = ok(&["graph", routed.to_str().unwrap(), "--format", "dot"]);
     assert!(dot.contains("\"node_b\" -- \"node_c\""), "{dot}");
+}
+
+#[test]
+fn faults_set_while_a_peer_is_stopped_come_back_with_it() {
+    let _host = shared();
+    let lab = Lab::up(
+        "peerstop",
+        "[nodes.a]\n[nodes.b]\n[[links]]\nendpoints = [\"a:eth0\", \"b:eth0\"]\naddresses = [\"10.77.5.1/30\", \"10.77.5.2/30\"]\n",
+    );
+    ok(&["stop", "--lab", &lab.name, "b"]);
+    assert!(lab.sh("a", "ip -br link show eth0").contains("NO-CARRIER"), "a's end lost its carrier");
+    // a's sending is shaped on b's end of the wire, which is not there now: kept for later.
+    ok(&["impair", "--lab", &lab.name, "a:eth0", "--rate", "5mbit"]);
+    ok(&["link", "--lab", &lab.name, "a:eth0", "down"]);
+    ok(&["start", "--lab", &lab.name, "b"]);
+    let qdisc = text(&host(&format!("tc qdisc show dev {}", host_end(&lab.name, "b", "eth0"))).stdout);
+    assert!(qdisc.contains("tbf") && qdisc.contains("rate 5Mbit"), "{qdisc}");
+    assert!(lab.sh("b", "ip -br link show eth0").contains("NO-CARRIER"), "the link stays down");
+    assert_cut(&lab, "b", &["10.77.5.1"]);
+    ok(&["link", "--lab", &lab.name, "a:eth0", "up"]);
+    assert_reaches(&lab, "b", &["10.77.5.1"]);
+    lab.down();
 }

@@ -158,8 +158,10 @@ pub fn leftovers(name: &str) -> Vec<String> {
         }
     }
     let tables = text(&host("nft list tables").stdout);
-    if tables.lines().any(|l| l.trim() == format!("table inet lab-{name}")) {
-        out.push(format!("nft table inet lab-{name}"));
+    for family in ["inet", "bridge"] {
+        if tables.lines().any(|l| l.trim() == format!("table {family} lab-{name}")) {
+            out.push(format!("nft table {family} lab-{name}"));
+        }
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
     let state = format!("/run/lab/{name}/");
@@ -178,6 +180,18 @@ pub fn leftovers(name: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The host end of interface `ifname` of node `node` of lab `lab`: the host interface whose
+/// alias names it.
+pub fn host_end(lab: &str, node: &str, ifname: &str) -> String {
+    let alias = format!("lab/{lab}/{node}/{ifname}");
+    for e in std::fs::read_dir("/sys/class/net").expect("/sys/class/net").flatten() {
+        if std::fs::read_to_string(e.path().join("ifalias")).unwrap_or_default().trim() == alias {
+            return e.file_name().to_string_lossy().into_owned();
+        }
+    }
+    panic!("no host interface has the alias {alias}")
 }
 
 /// `lab ps --json`.

@@ -282,10 +282,7 @@ fn main() -> ExitCode {
         .with_default_directive(tracing::level_filters::LevelFilter::WARN.into())
         .with_env_var("LAB_LOG")
         .from_env_lossy();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let (which, result) = match cli.command {
         Command::Up(a) => (output::Command::Up, run_async(up(a))),
         Command::Exec(a) => (output::Command::Exec, exec(a)),
@@ -296,8 +293,8 @@ fn main() -> ExitCode {
         Command::Down(a) => (output::Command::Other, run_async(down(a))),
         Command::Impair(a) => (output::Command::Other, run_async(impair(a))),
         Command::Link(a) => (output::Command::Other, run_async(link(a))),
-        Command::Partition(a) => (output::Command::Other, partition(a)),
-        Command::Heal(a) => (output::Command::Other, heal(a)),
+        Command::Partition(a) => (output::Command::Other, run_async(partition(a))),
+        Command::Heal(a) => (output::Command::Other, run_async(heal(a))),
         Command::Stop(a) => (output::Command::Other, run_async(stop(a))),
         Command::Start(a) => (output::Command::Other, run_async(start(a))),
         Command::Graph(a) => (output::Command::Other, graph(a)),
@@ -458,16 +455,16 @@ async fn link(a: LinkArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
+async fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
     let lab = parse_lab(a.lab.as_deref())?;
-    runtime::partition(lab.as_ref(), &a.nodes, &a.from)?;
+    runtime::partition(lab.as_ref(), &a.nodes, &a.from).await?;
     eprintln!("partitioned {} from {}", a.nodes.join(" "), a.from.join(" "));
     Ok(ExitCode::SUCCESS)
 }
 
-fn heal(a: HealArgs) -> Result<ExitCode, Error> {
+async fn heal(a: HealArgs) -> Result<ExitCode, Error> {
     let lab = a.lab.as_deref().map(runtime::lab_name_from_arg).transpose()?;
-    runtime::heal(lab.as_ref())?;
+    runtime::heal(lab.as_ref()).await?;
     eprintln!("healed every partition");
     Ok(ExitCode::SUCCESS)
 }

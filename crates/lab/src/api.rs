@@ -74,12 +74,12 @@ impl RunningLab {
     /// Drops all traffic between nodes `a` and nodes `b`.
     pub fn partition(&self, a: &[&str], b: &[&str]) -> Result<(), Error> {
         let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        runtime::partition(Some(&self.name), &own(a), &own(b))
+        self.rt.block_on(runtime::partition(Some(&self.name), &own(a), &own(b)))
     }
 
     /// Ends every partition.
     pub fn heal(&self) -> Result<(), Error> {
-        runtime::heal(Some(&self.name))
+        self.rt.block_on(runtime::heal(Some(&self.name)))
     }
 
     /// Takes an interface of a node down or up.

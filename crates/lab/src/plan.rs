@@ -142,13 +142,47 @@ pub struct InterfacePlan {
     pub mac: Option<[u8; 6]>,
 }
 
+/// How a node's interface reaches the rest of its lab: always as a veth whose other end,
+/// `host_veth`, is on the host (with the alias `ip link` shows), where lab applies the faults
+/// that the node must not be able to undo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Attach {
-    /// A veth whose other end, `host_veth`, is a port of network `network`'s bridge.
+    /// The host end is a port of network `network`'s bridge.
     Bridge { network: usize, host_veth: String, alias: String },
-    /// One end of point-to-point link `link`.
-    Link { link: usize },
+    /// One end of point-to-point link `link`: the host end is wired (tc) to the host end of
+    /// the link's other interface.
+    Link {
+        link: usize,
+        #[serde(default)]
+        host_veth: String,
+        #[serde(default)]
+        alias: String,
+    },
+}
+
+impl InterfacePlan {
+    /// The interface's host end.
+    pub fn host_veth(&self) -> &str {
+        match &self.attach {
+            Attach::Bridge { host_veth, .. } | Attach::Link { host_veth, .. } => host_veth,
+        }
+    }
+
+    pub fn alias(&self) -> &str {
+        match &self.attach {
+            Attach::Bridge { alias, .. } | Attach::Link { alias, .. } => alias,
+        }
+    }
+
+    /// The IFB device that shapes what a bridged interface sends (`li-<id>-<n>` beside its
+    /// host end `lv-<id>-<n>`); a link's impairment is on its peer's host end instead.
+    pub fn ifb(&self) -> Option<String> {
+        match &self.attach {
+            Attach::Bridge { host_veth, .. } => host_veth.strip_prefix("lv-").map(|rest| format!("li-{rest}")),
+            Attach::Link { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +271,10 @@ impl Plan {
                         (addrs, Attach::Bridge { network: *network, host_veth, alias }, net.mtu)
                     }
                     InterfaceKind::Link { link, addresses } => {
-                        (addresses.clone(), Attach::Link { link: *link }, topology.links[*link].mtu)
+                        let host_veth = format!("lw-{id}-{veth_counter}");
+                        veth_counter += 1;
+                        let alias = format!("lab/{lab}/{}/{}", node.name, iface.name);
+                        (addresses.clone(), Attach::Link { link: *link, host_veth, alias }, topology.links[*link].mtu)
                     }
                 };
                 let mac = Some(stable_mac(&format!("{id}/{}/{}", node.name, iface.name)));
@@ -317,6 +354,21 @@ impl Plan {
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// The interface at end `end` (0 or 1) of link `link`: (node index, interface).
+    pub fn link_end(&self, link: usize, end: usize) -> Option<(usize, &InterfacePlan)> {
+        let (node, ifname) = &self.links.get(link)?.endpoints[end];
+        let iface = self.nodes.get(*node)?.interfaces.iter().find(|i| i.name == *ifname)?;
+        Some((*node, iface))
+    }
+
+    /// The interface at the other end of link interface `iface` of node `node`.
+    pub fn link_peer(&self, node: usize, iface: &InterfacePlan) -> Option<(usize, &InterfacePlan)> {
+        let Attach::Link { link, .. } = &iface.attach else { return None };
+        let [(a, ia), _] = &self.links.get(*link)?.endpoints;
+        let end = if *a == node && *ia == iface.name { 1 } else { 0 };
+        self.link_end(*link, end)
     }
 
     /// Whether any network masquerades outbound traffic.
@@ -545,7 +597,7 @@ impl Allocator {
 fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String {
     let segment = |i: &InterfacePlan| match &i.attach {
         Attach::Bridge { network, .. } => format!("net:{network}"),
-        Attach::Link { link } => format!("link:{link}"),
+        Attach::Link { link, .. } => format!("link:{link}"),
     };
     let mine: HashSet<String> = nodes[me].interfaces.iter().map(segment).collect();
     let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");

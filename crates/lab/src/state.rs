@@ -26,7 +26,7 @@ pub enum Resource {
     Bridge {
         name: String,
     },
-    /// The host end of a veth (deleting it removes both ends).
+    /// A host-side interface: a veth's host end (deleting it removes both ends), an IFB.
     Veth {
         name: String,
     },
@@ -85,26 +85,9 @@ impl RuntimeChanges {
         set.or_else(file).filter(|i| !i.is_empty())
     }
 
-    /// Addresses node `node` must drop traffic to and from: those of every node on the other
-    /// side of a partition it is in.
-    pub fn partitioned_from(&self, plan: &Plan, node: &str) -> Vec<std::net::IpAddr> {
-        let mut others = BTreeSet::new();
-        for [a, b] in &self.partitions {
-            if a.contains(node) {
-                others.extend(b.iter().cloned());
-            }
-            if b.contains(node) {
-                others.extend(a.iter().cloned());
-            }
-        }
-        let mut out: Vec<std::net::IpAddr> = others
-            .iter()
-            .filter_map(|n| plan.node(n))
-            .flat_map(|n| n.interfaces.iter().flat_map(|i| i.addresses.iter().map(|a| a.ip())))
-            .collect();
-        out.sort();
-        out.dedup();
-        out
+    /// Whether a partition separates nodes `a` and `b`.
+    pub fn cut(&self, a: &str, b: &str) -> bool {
+        self.partitions.iter().any(|[x, y]| (x.contains(a) && y.contains(b)) || (x.contains(b) && y.contains(a)))
     }
 }
 

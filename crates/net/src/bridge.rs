@@ -6,7 +6,9 @@ use rtnetlink::LinkBridge;
 impl Netlink {
     /// Creates bridge `name`, up, in link `group`, with a fixed MAC (so that it does not
     /// change as ports come and go) and an alias tying it to its owner. Returns its index.
-    /// `mtu`, when given, is set on the bridge itself (its ports get theirs when made).
+    /// `mtu`, when given, is set on the bridge itself (its ports get theirs when made). A
+    /// `mute` bridge carries no address of the handle's namespace, of either version, and
+    /// answers no ARP: a segment the host is not on.
     pub async fn create_bridge(
         &self,
         name: &str,
@@ -14,8 +16,12 @@ impl Netlink {
         mac: [u8; 6],
         group: u32,
         mtu: Option<u32>,
+        mute: bool,
     ) -> Result<u32> {
-        let mut builder = LinkBridge::new(name).address(mac.to_vec()).link_group(group).up();
+        let mut builder = LinkBridge::new(name).address(mac.to_vec()).link_group(group);
+        if !mute {
+            builder = builder.up();
+        }
         if let Some(mtu) = mtu {
             builder = builder.mtu(mtu);
         }
@@ -26,7 +32,12 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("creating bridge {name}{}", self.place), e))?;
-        self.set_alias(name, alias).await?;
+        if mute {
+            self.mute(name).await?;
+            self.configure(name, Some(alias), true).await?;
+        } else {
+            self.set_alias(name, alias).await?;
+        }
         self.index(name).await
     }
 

@@ -1,6 +1,6 @@
 use crate::{Error, Result};
 use futures::TryStreamExt;
-use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute, LinkFlags, LinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, AsyncSocket, TokioSocket};
 use nix::sched::CloneFlags;
 use rtnetlink::LinkUnspec;
@@ -140,6 +140,43 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| Error::netlink(format!("setting the alias of {name}{}", self.place), e))
+    }
+
+    /// Sets the alias of `name` (if given) and brings it up with ARP off, in one request: for
+    /// an interface the handle's namespace must answer nothing through (see [`Netlink::mute`]).
+    pub async fn configure(&self, name: &str, alias: Option<&str>, up_without_arp: bool) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_name(name);
+        if let Some(alias) = alias {
+            msg = msg.alias(alias);
+        }
+        if up_without_arp {
+            msg = msg.arp(false).up();
+        }
+        self.handle
+            .link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("configuring {name}{}", self.place), e))
+    }
+
+    /// No IPv6 address on interface `name`, not even a link-local one, so nothing is
+    /// solicited or answered through it (IFLA_INET6_ADDR_GEN_MODE none). The kernel makes the
+    /// link-local address when the interface comes up: call this while it is down.
+    pub async fn mute(&self, name: &str) -> Result<()> {
+        if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            return Ok(());
+        }
+        let mut msg = LinkUnspec::new_with_name(name).build();
+        msg.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(format!("turning IPv6 addresses off on {name}{}", self.place), e))
     }
 
     /// Deletes every interface in link group `group` in one request: the kernel unregisters

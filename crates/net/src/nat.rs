@@ -1,18 +1,25 @@
-//! NAT and filtering over nf_tables: one `inet` table per lab, so that teardown is one
-//! delete and two labs never touch each other's rules. The lab table masquerades outbound
-//! traffic and forwards host ports (DNAT); a partition's table lives in a node's own network
-//! namespace and drops what crosses the partition.
+//! NAT over nf_tables: one `inet` table per lab, so that teardown is one delete and two labs
+//! never touch each other's rules. The lab table masquerades outbound traffic and forwards
+//! host ports (DNAT); its filter chains keep the lab's traffic to itself
+//! ([`crate::firewall`]).
 
+use crate::firewall::{self, Isolation};
+use crate::nft::{cstring, match_source, send};
 use crate::{Error, Result};
 use ipnetwork::IpNetwork;
 use nftnl::expr::{Expression, Immediate, InterfaceName, Nat, NatType, Register};
-use nftnl::{nft_expr, Batch, Chain, ChainType, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
+use nftnl::{nft_expr, Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashSet};
-use std::ffi::CString;
-use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::ptr::NonNull;
+
+pub use crate::nft::{tables, Family};
+
+/// Deletes table `inet <table>`. Already gone is success.
+pub fn delete_table(table: &str) -> Result<()> {
+    crate::nft::delete_table(Family::Inet, table)
+}
 
 /// Source NAT priority (`srcnat` in nft).
 const SRCNAT: i32 = 100;
@@ -57,8 +64,14 @@ pub struct Forward {
 /// Creates table `inet <table>`: a postrouting chain that masquerades each network, and, for
 /// port forwards, prerouting and output chains that DNAT packets for a local address of the
 /// host (from outside and from the host itself). Connections from the host's loopback are
-/// masqueraded on their way to the node, which could not answer 127.0.0.1.
-pub fn create_table(table: &str, masquerades: &[Masquerade], forwards: &[Forward]) -> Result<()> {
+/// masqueraded on their way to the node, which could not answer 127.0.0.1. Its forward and
+/// input chains keep the lab's traffic to itself, as `isolation` says.
+pub fn create_table(
+    table: &str,
+    masquerades: &[Masquerade],
+    forwards: &[Forward],
+    isolation: &Isolation,
+) -> Result<()> {
     let what = || format!("creating nftables table inet {table}");
     let name = cstring(table, what)?;
     let table_obj = Table::new(&name, ProtoFamily::Inet);
@@ -127,77 +140,8 @@ pub fn create_table(table: &str, masquerades: &[Masquerade], forwards: &[Forward
             }
         }
     }
+    firewall::add_isolation(&mut batch, &table_obj, isolation)?;
     send(&batch.finalize()).map_err(|e| Error::os(what(), e))
-}
-
-/// Replaces table `inet <table>` (in the calling thread's network namespace) with one that
-/// drops every packet to or from `addresses`, in and out: a node's side of a partition.
-pub fn create_filter(table: &str, addresses: &[IpAddr]) -> Result<()> {
-    let what = || format!("creating nftables table inet {table}");
-    let name = cstring(table, what)?;
-    let table_obj = Table::new(&name, ProtoFamily::Inet);
-    let mut batch = Batch::new();
-    // Add then delete then add: one transaction that replaces whatever was there.
-    batch.add(&table_obj, MsgType::Add);
-    batch.add(&table_obj, MsgType::Del);
-    batch.add(&table_obj, MsgType::Add);
-    for (chain_name, hook, source) in [(c"input", Hook::In, true), (c"output", Hook::Out, false)] {
-        let mut chain = Chain::new(chain_name, &table_obj);
-        chain.set_type(ChainType::Filter);
-        chain.set_hook(hook, 0);
-        chain.set_policy(Policy::Accept);
-        batch.add(&chain, MsgType::Add);
-        for a in addresses {
-            let mut rule = Rule::new(&chain);
-            match_address(&mut rule, *a, source);
-            rule.add_expr(&nft_expr!(verdict drop));
-            batch.add(&rule, MsgType::Add);
-        }
-    }
-    send(&batch.finalize()).map_err(|e| Error::os(what(), e))
-}
-
-/// Matches packets whose source address is in `subnet`.
-fn match_source(rule: &mut Rule, subnet: IpNetwork) {
-    rule.add_expr(&nft_expr!(meta nfproto));
-    match subnet {
-        IpNetwork::V4(s) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-            rule.add_expr(&nft_expr!(payload ipv4 saddr));
-            rule.add_expr(&nft_expr!(bitwise mask s.mask(), xor 0u32));
-            rule.add_expr(&nft_expr!(cmp == s.network()));
-        }
-        IpNetwork::V6(s) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-            rule.add_expr(&nft_expr!(payload ipv6 saddr));
-            rule.add_expr(&nft_expr!(bitwise mask s.mask(), xor std::net::Ipv6Addr::UNSPECIFIED));
-            rule.add_expr(&nft_expr!(cmp == s.network()));
-        }
-    }
-}
-
-/// Matches packets from (`source`) or to `address`.
-fn match_address(rule: &mut Rule, address: IpAddr, source: bool) {
-    rule.add_expr(&nft_expr!(meta nfproto));
-    match (address, source) {
-        (IpAddr::V4(_), true) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-            rule.add_expr(&nft_expr!(payload ipv4 saddr));
-        }
-        (IpAddr::V4(_), false) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-            rule.add_expr(&nft_expr!(payload ipv4 daddr));
-        }
-        (IpAddr::V6(_), true) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-            rule.add_expr(&nft_expr!(payload ipv6 saddr));
-        }
-        (IpAddr::V6(_), false) => {
-            rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
-            rule.add_expr(&nft_expr!(payload ipv6 daddr));
-        }
-    }
-    rule.add_expr(&nft_expr!(cmp == address));
 }
 
 /// `fib daddr type`: the route type of the packet's destination into register 1 (compared
@@ -220,65 +164,4 @@ impl Expression for FibDaddrLocal {
             expr
         }
     }
-}
-
-/// Deletes table `inet <table>` and everything in it. Already gone is success.
-pub fn delete_table(table: &str) -> Result<()> {
-    let what = || format!("deleting nftables table inet {table}");
-    let name = cstring(table, what)?;
-    let mut batch = Batch::new();
-    batch.add(&Table::new(&name, ProtoFamily::Inet), MsgType::Del);
-    match send(&batch.finalize()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        Err(e) => Err(Error::os(what(), e)),
-    }
-}
-
-/// Names of every nftables table on the host, of any family.
-pub fn tables() -> Result<Vec<String>> {
-    let what = "listing nftables tables";
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| Error::os(what, e))?;
-    let portid = socket.portid();
-    let seq = 1;
-    socket.send(&nftnl::table::get_tables_nlmsg(seq)).map_err(|e| Error::os(what, e))?;
-    let mut names: HashSet<CString> = HashSet::new();
-    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    loop {
-        let n = socket.recv_raw(&mut buffer).map_err(|e| Error::os(what, e))?;
-        if n == 0 {
-            break;
-        }
-        match mnl::cb_run2(&buffer[..n], seq, portid, nftnl::table::get_tables_cb, &mut names) {
-            Ok(mnl::CbResult::Stop) => break,
-            Ok(mnl::CbResult::Ok) => {}
-            Err(e) => return Err(Error::os(what, e)),
-        }
-    }
-    let mut out: Vec<String> = names.into_iter().map(|n| n.to_string_lossy().into_owned()).collect();
-    out.sort();
-    Ok(out)
-}
-
-fn cstring(s: &str, what: impl Fn() -> String) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Netlink { what: what(), message: format!("{s:?} contains a NUL byte") })
-}
-
-/// Sends a batch and checks the kernel's answer to every message in it.
-pub(crate) fn send(batch: &FinalizedBatch) -> io::Result<()> {
-    let socket = mnl::Socket::new(mnl::Bus::Netfilter)?;
-    let portid = socket.portid();
-    socket.send_all(batch)?;
-    let mut buffer = vec![0u8; nftnl::nft_nlmsg_maxsize() as usize];
-    let mut expected = batch.sequence_numbers();
-    while !expected.is_empty() {
-        for message in socket.recv(&mut buffer[..])? {
-            let message = message?;
-            let Some(seq) = expected.next() else {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "unexpected nftables acknowledgement"));
-            };
-            mnl::cb_run(message, seq, portid)?;
-        }
-    }
-    Ok(())
 }

@@ -210,7 +210,7 @@ fn nft_expression(name: &str) {
     let mut rule = Rule::new(&chain);
     rule.add_expr(&Named(cname));
     batch.add(&rule, MsgType::Add);
-    let _ = crate::nat::send(&batch.finalize());
+    let _ = crate::nft::send(&batch.finalize());
 }
 
 /// An nftables expression by name alone.

@@ -18,11 +18,14 @@ pub struct VethEnd<'a> {
     pub mtu: Option<u32>,
     /// A fixed MAC address (else the kernel picks a random one).
     pub mac: Option<[u8; 6]>,
+    /// Nothing of the handle's namespace answers through this end: no IPv6 (no link-local
+    /// address, no router or neighbour solicitations) and no ARP. For host-side ends.
+    pub mute: bool,
 }
 
 impl<'a> VethEnd<'a> {
     pub fn new(name: &'a str) -> Self {
-        VethEnd { name, netns: None, alias: None, bridge: None, group: None, mtu: None, mac: None }
+        VethEnd { name, netns: None, alias: None, bridge: None, group: None, mtu: None, mac: None, mute: false }
     }
 }
 
@@ -48,7 +51,10 @@ impl Netlink {
         if let Some(mac) = b.mac {
             peer = peer.address(mac.to_vec());
         }
-        let mut main = LinkVeth::new(a.name, b.name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build()))).up();
+        let mut main = LinkVeth::new(a.name, b.name).set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())));
+        if !a.mute {
+            main = main.up();
+        }
         if let Some(ns) = a.netns {
             main = main.setns_by_fd(ns.as_raw_fd());
         }
@@ -71,7 +77,14 @@ impl Netlink {
             .await
             .map_err(|e| Error::netlink(format!("creating veth pair {} <-> {}{}", a.name, b.name, self.place), e))?;
         for end in [a, b] {
-            if let (Some(alias), None) = (end.alias, end.netns) {
+            if end.netns.is_some() {
+                continue;
+            }
+            if end.mute {
+                // Down until muted: a link-local address would come with up.
+                self.mute(end.name).await?;
+                self.configure(end.name, end.alias, true).await?;
+            } else if let Some(alias) = end.alias {
                 self.set_alias(end.name, alias).await?;
             }
         }

@@ -75,7 +75,7 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     let host = Netlink::host().unwrap();
     let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
     let group = 0x4c41_fff0 + std::process::id() % 8;
-    let bridge = host.create_bridge(&br, "lab/test/net/lan", mac, group, Some(1400)).await.unwrap();
+    let bridge = host.create_bridge(&br, "lab/test/net/lan", mac, group, Some(1400), false).await.unwrap();
     host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap()).await.unwrap();
     let mut a = VethEnd::new(&veth);
     a.bridge = Some(bridge);
@@ -119,6 +119,33 @@ async fn bridge_and_veth_straight_into_a_namespace() {
 }
 
 #[tokio::test]
+async fn mute_bridges_and_host_ends_carry_no_address_and_answer_no_arp() {
+    require_root();
+    let (node, mid) = (TestNs::new(), TestNs::new());
+    let (fnode, fmid) = (node.file(), mid.file());
+    let m = Netlink::in_netns(&fmid, "mid").await.unwrap();
+    let bridge = m.create_bridge("br0", "lab/test/net/plain", [0x02, 0, 0, 0, 0, 1], 7, None, true).await.unwrap();
+    let host_end = VethEnd { bridge: Some(bridge), alias: Some("lab/test/n/eth0"), mute: true, ..VethEnd::new("hv0") };
+    let node_end = VethEnd { netns: Some(fnode.as_fd()), ..VethEnd::new("eth0") };
+    m.create_veth(host_end, node_end).await.unwrap();
+    for dev in ["br0", "hv0"] {
+        let (_, out) = mid.ip(&format!("-d link show {dev}"));
+        assert!(out.contains("NOARP") && out.contains(",UP"), "{dev}: {out}");
+        let (_, out) = mid.ip(&format!("addr show dev {dev}"));
+        assert!(!out.contains("inet"), "{dev} has an address: {out}");
+    }
+    let (_, out) = mid.ip("-d link show hv0");
+    assert!(out.contains("alias lab/test/n/eth0") && out.contains("master br0"), "{out}");
+    assert!(mid.ip("addr add 10.9.8.1/32 dev lo").0);
+    assert!(node.ip("link set eth0 up").0 && node.ip("addr add 10.9.8.2/24 dev eth0").0);
+    assert!(node.ip("route add 10.9.8.1/32 dev eth0").0);
+    let (ok, _) = sh(&format!("nsenter -t {} -n ping -c1 -W1 10.9.8.1", node.0.id()));
+    assert!(!ok, "the bridge's namespace answered through a mute bridge");
+    let (_, neigh) = node.ip("neigh show 10.9.8.1");
+    assert!(!neigh.contains("lladdr"), "ARP answered: {neigh}");
+}
+
+#[tokio::test]
 async fn veth_between_two_namespaces() {
     require_root();
     let (n1, n2) = (TestNs::new(), TestNs::new());
@@ -152,7 +179,13 @@ fn nat_table_lifecycle() {
         port: 53,
         bridge: "lb-test-0".into(),
     }];
-    nat::create_table(&table, &rules, &forwards).unwrap();
+    let isolation = lab_net::firewall::Isolation {
+        nat_bridges: vec!["lb-test-0".into()],
+        plain_bridges: vec!["lb-test-1".into()],
+        sealed: vec!["lw-test-*".into()],
+        other_labs: vec!["lb-*".into(), "lw-*".into()],
+    };
+    nat::create_table(&table, &rules, &forwards, &isolation).unwrap();
     assert!(nat::tables().unwrap().contains(&table));
     let (ok, out) = sh(&format!("nft list table inet {table}"));
     assert!(ok, "{out}");
@@ -166,7 +199,24 @@ fn nat_table_lifecycle() {
         2,
         "prerouting and output: {out}"
     );
-    let err = nat::create_table(&table, &rules, &[]);
+    // The isolation chains: a bridge's own traffic; nothing through plain bridges and wire
+    // ends; NAT out but not to other labs; in, only replies and forwarded ports.
+    assert!(out.contains("type filter hook forward priority filter; policy accept;"), "{out}");
+    for rule in [
+        "iifname \"lb-test-0\" oifname \"lb-test-0\" accept",
+        "iifname \"lb-test-1\" drop",
+        "oifname \"lb-test-1\" drop",
+        "iifname \"lw-test-*\" drop",
+        "iifname \"lb-test-0\" oifname \"lb-*\" drop",
+        "iifname \"lb-test-0\" oifname \"lw-*\" drop",
+        "oifname \"lb-test-0\" ct state established,related accept",
+        "oifname \"lb-test-0\" ct status dnat accept",
+        "oifname \"lb-test-0\" drop",
+    ] {
+        assert!(out.contains(rule), "{rule} in {out}");
+    }
+    assert!(out.contains("type filter hook input priority filter; policy accept;"), "{out}");
+    let err = nat::create_table(&table, &rules, &[], &isolation);
     assert!(err.is_ok() || err.as_ref().is_err_and(|e| e.errno().is_some()), "{err:?}");
     nat::delete_table(&table).unwrap();
     assert!(!nat::tables().unwrap().contains(&table));
@@ -197,22 +247,62 @@ fn netns_names_are_bind_mounts_ip_netns_sees() {
 }
 
 #[test]
-fn partition_filter_lives_in_the_namespace_and_is_replaced_whole() {
+fn partitions_are_bridge_rules_replaced_whole() {
     require_root();
     let ns = TestNs::new();
     let f = ns.file();
-    let list = || sh(&format!("nsenter -t {} -n nft list table inet lab-partition", ns.0.id()));
-    let addrs: Vec<std::net::IpAddr> = vec!["10.9.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
-    netns::run_in(f.as_fd(), "test", || nat::create_filter("lab-partition", &addrs)).unwrap();
+    let list = || sh(&format!("nsenter -t {} -n nft list table bridge lab-test", ns.0.id()));
+    let pairs = vec![(vec!["lv-a".to_string(), "lv-c".to_string()], vec!["lv-b".to_string()])];
+    netns::run_in(f.as_fd(), "test", || lab_net::firewall::set_partitions("lab-test", &pairs)).unwrap();
     let (ok, out) = list();
     assert!(ok, "{out}");
-    assert!(out.contains("ip saddr 10.9.0.2 drop") && out.contains("ip6 daddr fd00::2 drop"), "{out}");
-    netns::run_in(f.as_fd(), "test", || nat::create_filter("lab-partition", &addrs[..1])).unwrap();
+    for rule in [
+        "iifname \"lv-a\" oifname \"lv-b\" drop",
+        "iifname \"lv-b\" oifname \"lv-a\" drop",
+        "iifname \"lv-c\" oifname \"lv-b\" drop",
+    ] {
+        assert!(out.contains(rule), "{rule} in {out}");
+    }
+    let fewer = vec![(vec!["lv-a".to_string()], vec!["lv-b".to_string()])];
+    netns::run_in(f.as_fd(), "test", || lab_net::firewall::set_partitions("lab-test", &fewer)).unwrap();
     let (_, out) = list();
-    assert!(out.contains("ip daddr 10.9.0.2 drop") && !out.contains("fd00::2"), "replaced: {out}");
-    assert!(!nat::tables().unwrap().contains(&"lab-partition".to_string()), "nothing on the host");
-    netns::run_in(f.as_fd(), "test", || nat::delete_table("lab-partition")).unwrap();
-    assert!(!list().0, "deleted");
+    assert!(out.contains("iifname \"lv-a\" oifname \"lv-b\" drop") && !out.contains("lv-c"), "replaced: {out}");
+    netns::run_in(f.as_fd(), "test", || lab_net::firewall::set_partitions("lab-test", &[])).unwrap();
+    assert!(!list().0, "no partitions, no table");
+}
+
+#[tokio::test]
+async fn a_wire_joins_two_host_ends_and_goes_away() {
+    require_root();
+    // Two nodes' namespaces and, between them, one holding both host ends.
+    let (a, b, mid) = (TestNs::new(), TestNs::new(), TestNs::new());
+    let (fa, fb, fm) = (a.file(), b.file(), mid.file());
+    let host = Netlink::host().unwrap();
+    for (node, name, end) in [(&fa, "wa", "ha"), (&fb, "wb", "hb")] {
+        let node_end = VethEnd { netns: Some(node.as_fd()), ..VethEnd::new(name) };
+        let host_end = VethEnd { netns: Some(fm.as_fd()), ..VethEnd::new(end) };
+        host.create_veth(node_end, host_end).await.unwrap();
+    }
+    let m = Netlink::in_netns(&fm, "mid").await.unwrap();
+    let (ha, hb) = (m.index("ha").await.unwrap(), m.index("hb").await.unwrap());
+    m.set_up(ha, "ha").await.unwrap();
+    m.set_up(hb, "hb").await.unwrap();
+    for (ns, name, addr) in [(&a, "wa", "10.9.9.1/30"), (&b, "wb", "10.9.9.2/30")] {
+        let (ok, out) = ns.ip(&format!("addr add {addr} dev {name}"));
+        assert!(ok, "{out}");
+        assert!(ns.ip(&format!("link set {name} up")).0);
+    }
+    let ping = || sh(&format!("nsenter -t {} -n ping -c1 -W1 10.9.9.2", a.0.id())).0;
+    assert!(!ping(), "no wire yet");
+    m.redirect(ha, "ha", hb).await.unwrap();
+    m.redirect(hb, "hb", ha).await.unwrap();
+    assert!(ping(), "across the wire");
+    let (_, out) = sh(&format!("nsenter -t {} -n tc filter show dev ha ingress", mid.0.id()));
+    assert!(out.contains("mirred") && out.contains("Redirect to device hb"), "{out}");
+    m.clear_ingress(ha, "ha").await.unwrap();
+    m.clear_ingress(hb, "hb").await.unwrap();
+    m.clear_ingress(hb, "hb").await.expect("clearing twice is fine");
+    assert!(!ping(), "the wire is gone");
 }
 
 #[tokio::test]

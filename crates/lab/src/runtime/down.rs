@@ -158,9 +158,12 @@ pub(super) async fn teardown(
     }
     let processes = kill_all(&found, cgroups, &mut errors).await;
     tracing::debug!(processes, elapsed = ?t.elapsed(), "killed the lab's processes");
+    // The lab's inet table (NAT, isolation) and bridge table (partitions) share its name.
     for table in &found.nft_tables {
-        if let Err(e) = nat::delete_table(table) {
-            errors.push(e.into());
+        for family in [nat::Family::Inet, nat::Family::Bridge] {
+            if let Err(e) = lab_net::firewall::delete_table(family, table) {
+                errors.push(e.into());
+            }
         }
     }
     // One request per link group takes all of the lab's host interfaces as one batch; then

@@ -47,9 +47,10 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
     Ok(facts)
 }
 
-/// The lab id in a host interface name made by lab (`lb-<id>-N`, `lv-<id>-N`).
+/// The lab id in a host interface name made by lab (`lb-<id>-N` bridges, `lv-<id>-N` and
+/// `lw-<id>-N` veth ends, `li-<id>-N` IFB devices).
 pub fn host_name_id(name: &str) -> Option<String> {
-    let rest = name.strip_prefix("lb-").or_else(|| name.strip_prefix("lv-"))?;
+    let rest = ["lb-", "lv-", "lw-", "li-"].iter().find_map(|p| name.strip_prefix(p))?;
     let (id, n) = rest.split_once('-')?;
     (id.len() == ID_LEN && n.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
 }
@@ -60,6 +61,8 @@ mod tests {
     fn ids_in_host_names() {
         assert_eq!(super::host_name_id("lb-abc12-0").as_deref(), Some("abc12"));
         assert_eq!(super::host_name_id("lv-abc12-123").as_deref(), Some("abc12"));
+        assert_eq!(super::host_name_id("lw-abc12-7").as_deref(), Some("abc12"));
+        assert_eq!(super::host_name_id("li-abc12-7").as_deref(), Some("abc12"));
         assert_eq!(super::host_name_id("lv-abc1-1"), None);
         assert_eq!(super::host_name_id("eth0"), None);
     }

@@ -1,26 +1,25 @@
 //! Faults for distributed tests, on a running lab: impairments, links down and up,
-//! partitions, and stopping and starting nodes. Every change is kept in the lab's state (under
-//! the lab's lock), so that a node started again gets it back.
+//! partitions, and stopping and starting nodes. Each is carried out on the host side of the
+//! nodes' interfaces ([`super::hostside`]), where no node can undo it, and kept in the lab's
+//! state (under the lab's lock), so that a node started again gets it back.
 
 use super::down::{kill_all, thaw, Found};
 use super::exec::find_node;
+use super::hostside::HostSide;
 use super::services;
 use super::up::{self, Builder, Profiles};
 use super::{ensure_root, Options};
-use crate::plan::{Attach, InterfacePlan, NodePlan};
+use crate::plan::{InterfacePlan, NodePlan};
 use crate::state::{all_states, Journal, LabDir, LabState, Lock, NodeProcesses};
-use crate::topology::{IfName, Impairment, Name};
+use crate::topology::{Impairment, Name};
 use crate::Error;
 use futures::future::try_join_all;
-use lab_net::{nat, netns, Netlink};
+use lab_net::{netns, Netlink};
 use lab_sandbox::cgroup::{self, Cgroups};
 use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::os::fd::AsFd;
-
-/// The nftables table of a partitioned node, in the node's own network namespace.
-pub const PARTITION_TABLE: &str = "lab-partition";
 
 /// A lab locked for a change, with its state as read under the lock.
 struct Locked {
@@ -89,41 +88,43 @@ fn netns_file(node: &NodePlan) -> Result<File, Error> {
     File::open(&path).map_err(|e| Error::node(node.name.as_str(), Error::Io(format!("opening {}", path.display()), e)))
 }
 
-async fn node_netlink(node: &NodePlan, netns: &File) -> Result<Netlink, Error> {
-    Netlink::in_netns(netns, &format!("node {}", node.name)).await.map_err(|e| Error::node(node.name.as_str(), e))
-}
-
 /// Sets (or, with an empty impairment, clears) what interface `ifname` of `node` does to the
 /// packets it sends. It replaces the topology file's impairment of that interface.
 pub async fn impair(lab: Option<&Name>, node: &str, ifname: &str, impairment: Impairment) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     let plan = l.running_node(node)?;
-    let name = interface(plan, ifname)?.name.clone();
-    let nl = node_netlink(plan, &netns_file(plan)?).await?;
-    let index = nl.index(ifname).await.map_err(|e| Error::node(node, e))?;
-    nl.impair(index, ifname, &impairment).await.map_err(|e| Error::node(node, e))?;
+    let iface = interface(plan, ifname)?;
+    let index = super::hostside::index_of(&l.state.plan, plan);
+    // A link whose other node is stopped is not there to shape: that node's `lab start`
+    // applies it.
+    let peer_down = l.state.plan.link_peer(index, iface).is_some_and(|(p, _)| {
+        let peer = l.state.plan.nodes[p].name.as_str();
+        !running(&l.state, peer)
+    });
+    if !peer_down {
+        let host = Netlink::host()?;
+        let journal = Journal::open(&l.dir)?;
+        HostSide { plan: &l.state.plan, host: &host }.impair(index, iface, &impairment, &journal).await?;
+    }
+    let name = iface.name.clone();
     let changes = &mut l.state.runtime;
     changes.impairments.retain(|(n, i, _)| !(n == node && i.as_str() == ifname));
     changes.impairments.push((node.to_string(), name, impairment));
     l.save()
 }
 
-/// Takes interface `ifname` of `node` down, or brings it back up with its addresses and the
-/// routes through it (the kernel drops IPv4 routes of an interface that goes down).
+/// Takes the carrier of interface `ifname` of `node` away (a cable pulled: the node's
+/// interface, and a link's other end, lose it), or gives it back.
 pub async fn set_link(lab: Option<&Name>, node: &str, ifname: &str, up: bool) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     let plan = l.running_node(node)?;
-    let name = interface(plan, ifname)?.name.clone();
-    let nl = node_netlink(plan, &netns_file(plan)?).await?;
-    if up {
-        restore_interface(&nl, plan, ifname).await?;
-    } else {
-        let index = nl.index(ifname).await.map_err(|e| Error::node(node, e))?;
-        nl.set_down(index, ifname).await.map_err(|e| Error::node(node, e))?;
-    }
-    let key = (node.to_string(), name);
+    let iface = interface(plan, ifname)?;
+    let index = super::hostside::index_of(&l.state.plan, plan);
+    let host = Netlink::host()?;
+    HostSide { plan: &l.state.plan, host: &host }.set_carrier(index, iface, up).await?;
+    let key = (node.to_string(), iface.name.clone());
     if up {
         l.state.runtime.links_down.remove(&key);
     } else {
@@ -132,26 +133,9 @@ pub async fn set_link(lab: Option<&Name>, node: &str, ifname: &str, up: bool) ->
     l.save()
 }
 
-/// Brings interface `ifname` of `node` up with its addresses and the node's routes through it.
-async fn restore_interface(nl: &Netlink, node: &NodePlan, ifname: &str) -> Result<(), Error> {
-    let at = |e: lab_net::Error| Error::node(node.name.as_str(), e);
-    let iface = interface(node, ifname)?;
-    let index = nl.index(ifname).await.map_err(at)?;
-    nl.set_up(index, ifname).await.map_err(at)?;
-    for a in &iface.addresses {
-        match nl.add_address(index, ifname, *a).await {
-            Err(e) if e.errno() != Some(libc::EEXIST) => return Err(at(e)),
-            _ => {}
-        }
-    }
-    let routes = node.routes.iter().filter(|r| iface.addresses.iter().any(|a| a.contains(r.via)));
-    try_join_all(routes.map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
-    Ok(())
-}
-
-/// Drops all traffic between nodes `a` and nodes `b`, both ways, on every network and link:
-/// each node filters the other side's addresses in its own namespace.
-pub fn partition(lab: Option<&Name>, a: &[String], b: &[String]) -> Result<(), Error> {
+/// Drops all traffic between nodes `a` and nodes `b`, both ways, on every network and link
+/// they share: frames between their bridge ports, and their links' wires, on the host side.
+pub async fn partition(lab: Option<&Name>, a: &[String], b: &[String]) -> Result<(), Error> {
     ensure_root()?;
     let first = a.first().ok_or_else(|| Error::Failed("name at least one node on each side".into()))?;
     if b.is_empty() {
@@ -166,47 +150,26 @@ pub fn partition(lab: Option<&Name>, a: &[String], b: &[String]) -> Result<(), E
     }
     let sides = [a.iter().cloned().collect(), b.iter().cloned().collect()];
     l.state.runtime.partitions.push(sides);
-    // Saved first: if a node cannot be filtered, `lab heal` still knows to clean it.
+    // Saved first: if it cannot be carried out, `lab heal` still knows to undo it.
     l.save()?;
-    let affected: BTreeSet<&String> = a.iter().chain(b).collect();
-    for n in affected {
-        if running(&l.state, n) {
-            apply_partitions(&l.state, l.node(n)?, &netns_file(l.node(n)?)?)?;
-        }
-    }
-    Ok(())
+    apply_partitions(&l.state).await
 }
 
 /// Ends every partition of the lab.
-pub fn heal(lab: Option<&Name>) -> Result<(), Error> {
+pub async fn heal(lab: Option<&Name>) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::take(the_lab(lab)?)?;
-    let partitioned: BTreeSet<String> = l.state.runtime.partitions.iter().flatten().flatten().cloned().collect();
     l.state.runtime.partitions.clear();
-    for n in &partitioned {
-        if running(&l.state, n) {
-            let node = l.node(n)?;
-            let f = netns_file(node)?;
-            netns::run_in(f.as_fd(), &format!("node {n}"), || nat::delete_table(PARTITION_TABLE))
-                .map_err(|e| Error::node(n, e))?;
-        }
-    }
+    apply_partitions(&l.state).await?;
     l.save()
 }
 
-/// Node `node`'s filter as the lab's partitions say: the other sides' addresses dropped, or
-/// no table at all.
-fn apply_partitions(state: &LabState, node: &NodePlan, netns: &File) -> Result<(), Error> {
-    let drop = state.runtime.partitioned_from(&state.plan, node.name.as_str());
-    let label = format!("node {}", node.name);
-    let r = netns::run_in(netns.as_fd(), &label, || {
-        if drop.is_empty() {
-            nat::delete_table(PARTITION_TABLE)
-        } else {
-            nat::create_filter(PARTITION_TABLE, &drop)
-        }
-    });
-    r.map_err(|e| Error::node(node.name.as_str(), e))
+/// The lab's partitions, carried out on the host as its state says.
+async fn apply_partitions(state: &LabState) -> Result<(), Error> {
+    let host = Netlink::host()?;
+    let running: BTreeSet<String> =
+        state.plan.nodes.iter().map(|n| n.name.to_string()).filter(|n| running(state, n)).collect();
+    HostSide { plan: &state.plan, host: &host }.partitions(&state.runtime, &running).await
 }
 
 /// Lab `lab`, or the only lab that is up.
@@ -246,23 +209,32 @@ async fn take_down(state: &LabState, node: &NodePlan, host: &Netlink, cgroups: &
     let mut errors: Vec<Error> = Vec::new();
     thaw(cgroups, &node.cgroup, &mut errors);
     kill_all(&Found::node(name, state.node(name), &node.cgroup), cgroups, &mut errors).await;
-    // Its veths, explicitly: a namespace that goes away takes its interfaces with it, but
-    // later, in the background; the peers and a `lab start` must not find them lingering.
-    let in_node = match File::open(netns::path(&node.netns)) {
-        Ok(f) => Some(node_netlink(node, &f).await?),
-        Err(_) => None,
-    };
+    // Its veths, explicitly (a namespace that goes away takes its interfaces with it, but
+    // later, in the background: the peers and a `lab start` must not find them lingering),
+    // its IFB devices, and the carrier of its links' other ends: a cable pulled.
+    let index = super::hostside::index_of(&state.plan, node);
     for iface in &node.interfaces {
-        let deleted = match (&iface.attach, &in_node) {
-            (Attach::Bridge { host_veth, .. }, _) => host.delete_link(host_veth).await,
-            (Attach::Link { .. }, Some(nl)) => nl.delete_link(iface.name.as_str()).await,
-            (Attach::Link { .. }, None) => Ok(()),
+        let ifb = match iface.ifb() {
+            Some(ifb) => host.delete_link(&ifb).await,
+            None => Ok(()),
         };
-        if let Err(e) = deleted {
-            errors.push(e.into());
+        let peer = match state.plan.link_peer(index, iface) {
+            Some((_, peer)) => match host.link(peer.host_veth()).await {
+                Ok(Some(l)) => match host.clear_ingress(l.index, peer.host_veth()).await {
+                    Ok(()) => host.set_down(l.index, peer.host_veth()).await,
+                    e => e,
+                },
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            None => Ok(()),
+        };
+        for r in [host.delete_link(iface.host_veth()).await, ifb, peer] {
+            if let Err(e) = r {
+                errors.push(e.into());
+            }
         }
     }
-    drop(in_node);
     if let Err(e) = netns::remove(&node.netns) {
         errors.push(e.into());
     }
@@ -340,51 +312,34 @@ async fn bring_back(b: &Builder<'_>, state: &LabState, index: usize) -> Result<N
     let name = node.name.as_str();
     let mut started = b.restart(index).await?;
     let bridges: Vec<u32> = try_join_all(plan.networks.iter().map(|n| b.host.index(&n.bridge))).await?;
-    // Links come back only to peers that run; a stopped peer makes them when it starts.
-    let mut peers: Vec<(usize, usize, IfName, File)> = Vec::new();
-    for (k, link) in plan.links.iter().enumerate() {
-        let [(a, ia), (z, iz)] = &link.endpoints;
-        let (peer, peer_if) = match (*a == index, *z == index) {
-            (true, _) => (*z, iz),
-            (_, true) => (*a, ia),
-            _ => continue,
-        };
-        if running(state, plan.nodes[peer].name.as_str()) {
-            peers.push((k, peer, peer_if.clone(), netns_file(&plan.nodes[peer])?));
-        }
-    }
-    let mut veths = up::bridge_veths(plan, node, started.netns.as_fd(), &bridges);
-    for (k, _, _, peer_ns) in &peers {
-        let link = &plan.links[*k];
-        let (fa, fz) = if link.endpoints[0].0 == index {
-            (started.netns.as_fd(), peer_ns.as_fd())
-        } else {
-            (peer_ns.as_fd(), started.netns.as_fd())
-        };
-        veths.push(up::link_veth(plan, link, fa, fz));
-    }
-    up::create_veths(b.host, veths).await?;
+    up::create_veths(b.host, up::node_veths(plan, node, started.netns.as_fd(), &bridges)).await?;
+    up::settle(node, &started.netns).await?;
     let changes = &state.runtime;
-    let impairments: Vec<(IfName, Impairment)> = node
-        .interfaces
-        .iter()
-        .filter_map(|i| Some((i.name.clone(), changes.impairment(plan, name, i.name.as_str())?)))
-        .collect();
-    let down: BTreeSet<IfName> = changes.links_down.iter().filter(|(n, _)| n == name).map(|(_, i)| i.clone()).collect();
-    up::settle(node, &started.netns, &impairments, &down).await?;
-    for (_, peer, peer_if, peer_ns) in &peers {
-        let peer_plan = &plan.nodes[*peer];
-        let nl = node_netlink(peer_plan, peer_ns).await?;
-        if !changes.links_down.contains(&(peer_plan.name.to_string(), peer_if.clone())) {
-            restore_interface(&nl, peer_plan, peer_if.as_str()).await?;
+    let mut running: BTreeSet<String> =
+        plan.nodes.iter().map(|n| n.name.to_string()).filter(|n| super::faults::running(state, n)).collect();
+    running.insert(name.to_string());
+    let side = HostSide { plan, host: b.host };
+    // Its links come back to the peers that run (a stopped peer wires them when it starts),
+    // unless a partition cuts them; then what `lab link` and `lab impair` set, both ways.
+    side.node_links(index, changes, &running).await?;
+    let down = |n: &str, i: &InterfacePlan| changes.links_down.contains(&(n.to_string(), i.name.clone()));
+    for iface in &node.interfaces {
+        let peer = plan.link_peer(index, iface).filter(|(p, _)| running.contains(plan.nodes[*p].name.as_str()));
+        let cut = down(name, iface) || peer.is_some_and(|(p, pi)| down(plan.nodes[p].name.as_str(), pi));
+        if cut || peer.is_some() {
+            side.set_carrier(index, iface, !cut).await?;
         }
-        if let Some(imp) = changes.impairment(plan, peer_plan.name.as_str(), peer_if.as_str()) {
-            let index = nl.index(peer_if.as_str()).await.map_err(|e| Error::node(peer_plan.name.as_str(), e))?;
-            nl.impair(index, peer_if.as_str(), &imp).await.map_err(|e| Error::node(peer_plan.name.as_str(), e))?;
+        let linked = matches!(iface.attach, crate::plan::Attach::Link { .. });
+        match changes.impairment(plan, name, iface.name.as_str()) {
+            // A link's impairment is on its peer's host end: there only if the peer runs.
+            Some(imp) if !linked || peer.is_some() => side.impair(index, iface, &imp, b.journal).await?,
+            _ => {}
         }
-    }
-    if !changes.partitioned_from(plan, name).is_empty() {
-        apply_partitions(state, node, &started.netns)?;
+        if let Some((p, pi)) = peer {
+            if let Some(imp) = changes.impairment(plan, plan.nodes[p].name.as_str(), pi.name.as_str()) {
+                side.impair(p, pi, &imp, b.journal).await?;
+            }
+        }
     }
     started.node.go().await.map_err(|e| Error::node(name, e))?;
     Ok(NodeProcesses { name: name.to_string(), init: started.node.init, monitor: started.node.monitor })

@@ -5,6 +5,7 @@ mod exec;
 mod facts;
 mod faults;
 mod host;
+mod hostside;
 mod logs;
 mod modules;
 mod services;
@@ -13,7 +14,7 @@ mod up;
 
 pub use down::DownReport;
 pub use exec::{exec, find_node, ExecRequest};
-pub use faults::{capture, heal, impair, partition, set_link, start, stop, PARTITION_TABLE};
+pub use faults::{capture, heal, impair, partition, set_link, start, stop};
 pub use logs::{logs, LogRequest};
 pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
 

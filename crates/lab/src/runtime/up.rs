@@ -2,14 +2,15 @@
 //! together, phase by phase: start (namespaces, cgroup), wire (veths, addresses, routes), go
 //! (root file system, command).
 
+use super::hostside::HostSide;
 use super::services;
-use crate::plan::{Attach, LinkPlan, NodePlan, Plan};
+use crate::plan::{Attach, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
-use crate::topology::{IfName, Impairment, SeccompChoice};
+use crate::topology::SeccompChoice;
 use crate::Error;
 use futures::future::try_join_all;
-use lab_net::{nat, netns, sysctl, Netlink, VethEnd};
+use lab_net::{firewall, nat, netns, sysctl, Netlink, VethEnd};
 use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::devices;
 use lab_sandbox::cgroup::Cgroups;
@@ -118,7 +119,7 @@ impl Builder<'_> {
     }
 
     /// The lab's nftables table: masquerade for NAT networks (both IP versions), DNAT for
-    /// forwarded host ports.
+    /// forwarded host ports, and the filter chains that keep the lab to itself.
     fn nat(&self) -> Result<(), Error> {
         let masquerades: Vec<nat::Masquerade> = self
             .plan
@@ -147,11 +148,12 @@ impl Builder<'_> {
                 })
             })
             .collect();
-        if masquerades.is_empty() && forwards.is_empty() {
+        let isolation = isolation(self.plan);
+        if masquerades.is_empty() && forwards.is_empty() && isolation.is_empty() {
             return Ok(());
         }
         self.journal.record(&[Resource::NftTable { name: self.plan.nft_table.clone() }])?;
-        Ok(nat::create_table(&self.plan.nft_table, &masquerades, &forwards)?)
+        Ok(nat::create_table(&self.plan.nft_table, &masquerades, &forwards, &isolation)?)
     }
 
     /// Creates every network's bridge with its gateway addresses; returns their indexes.
@@ -160,7 +162,9 @@ impl Builder<'_> {
             self.plan.networks.iter().map(|n| Resource::Bridge { name: n.bridge.clone() }).collect();
         self.journal.record(&records)?;
         try_join_all(self.plan.networks.iter().map(|n| async move {
-            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu).await?;
+            // A network without NAT is a segment the host is not on: no address of its own
+            // there, of either version, and no ARP answered.
+            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu, !n.nat).await?;
             for address in n.gateway_addresses() {
                 self.host.add_address(index, &n.bridge, address).await?;
             }
@@ -252,45 +256,55 @@ impl Builder<'_> {
 
     /// Veths to bridges and between nodes, then each node's addresses and routes.
     async fn wire(&self, nodes: &[Started], bridges: &[u32]) -> Result<(), Error> {
-        let by_index = |i: usize| nodes.iter().find(|n| n.index == i).expect("every node started");
         let records: Vec<Resource> = self
             .plan
             .nodes
             .iter()
             .flat_map(|n| &n.interfaces)
-            .filter_map(|i| match &i.attach {
-                Attach::Bridge { host_veth, .. } => Some(Resource::Veth { name: host_veth.clone() }),
-                Attach::Link { .. } => None,
-            })
+            .map(|i| Resource::Veth { name: i.host_veth().to_string() })
             .collect();
         self.journal.record(&records)?;
-
         let mut veths = Vec::new();
         for started in nodes {
             let node = &self.plan.nodes[started.index];
-            veths.extend(bridge_veths(self.plan, node, started.netns.as_fd(), bridges));
-        }
-        for link in &self.plan.links {
-            let [(a, _), (b, _)] = &link.endpoints;
-            veths.push(link_veth(self.plan, link, by_index(*a).netns.as_fd(), by_index(*b).netns.as_fd()));
+            veths.extend(node_veths(self.plan, node, started.netns.as_fd(), bridges));
         }
         create_veths(self.host, veths).await?;
-        let none = BTreeSet::new();
-        try_join_all(nodes.iter().map(|n| {
-            let node = &self.plan.nodes[n.index];
-            settle(node, &n.netns, &node.impairments, &none)
-        }))
-        .await?;
+        let side = HostSide { plan: self.plan, host: self.host };
+        try_join_all((0..self.plan.links.len()).map(|k| side.wire(k))).await?;
+        try_join_all(nodes.iter().map(|n| settle(&self.plan.nodes[n.index], &n.netns))).await?;
+        let impairments = self.plan.nodes.iter().enumerate().flat_map(|(i, node)| {
+            node.impairments.iter().filter(|(_, imp)| !imp.is_empty()).filter_map(move |(name, imp)| {
+                let iface = node.interfaces.iter().find(|f| f.name == *name)?;
+                Some((i, iface, imp))
+            })
+        });
+        try_join_all(impairments.map(|(i, iface, imp)| side.impair(i, iface, imp, self.journal))).await?;
         Ok(())
+    }
+}
+
+/// What the lab's table keeps from crossing the host: its NAT networks reach out (and only
+/// replies and forwarded ports reach in), its other networks and its links' host ends are
+/// nothing of the host's, and no network reaches another lab's.
+fn isolation(plan: &Plan) -> firewall::Isolation {
+    let bridges = |nat: bool| plan.networks.iter().filter(|n| n.nat == nat).map(|n| n.bridge.clone()).collect();
+    let sealed = if plan.links.is_empty() { Vec::new() } else { vec![format!("lw-{}-*", plan.id)] };
+    firewall::Isolation {
+        nat_bridges: bridges(true),
+        plain_bridges: bridges(false),
+        sealed,
+        other_labs: vec!["lb-*".into(), "lw-*".into()],
     }
 }
 
 /// A veth to create: the node it is for (for errors) and its two ends.
 pub(super) type VethPair<'a> = (&'a str, VethEnd<'a>, VethEnd<'a>);
 
-/// The veths from `node` (whose namespace is `netns`) to the bridges of its networks, whose
-/// indexes are `bridges`.
-pub(super) fn bridge_veths<'a>(
+/// The veths of `node` (whose namespace is `netns`): one per interface, its host end a port
+/// of its network's bridge (whose indexes are `bridges`) or, for a link, to be wired to the
+/// link's other host end (and answering nothing of the host's).
+pub(super) fn node_veths<'a>(
     plan: &'a Plan,
     node: &'a NodePlan,
     netns: BorrowedFd<'a>,
@@ -298,36 +312,25 @@ pub(super) fn bridge_veths<'a>(
 ) -> Vec<VethPair<'a>> {
     let mut out = Vec::new();
     for iface in &node.interfaces {
-        if let Attach::Bridge { network, host_veth, alias } = &iface.attach {
-            let host_end = VethEnd {
-                alias: Some(alias),
-                bridge: Some(bridges[*network]),
-                group: Some(plan.group),
-                mtu: iface.mtu,
-                ..VethEnd::new(host_veth)
-            };
-            let node_end =
-                VethEnd { netns: Some(netns), mtu: iface.mtu, mac: iface.mac, ..VethEnd::new(iface.name.as_str()) };
-            out.push((node.name.as_str(), host_end, node_end));
-        }
+        let bridge = match &iface.attach {
+            Attach::Bridge { network, .. } => Some(bridges[*network]),
+            Attach::Link { .. } => None,
+        };
+        let host_end = VethEnd {
+            alias: Some(iface.alias()),
+            bridge,
+            group: Some(plan.group),
+            mtu: iface.mtu,
+            // A bridge port hands what it gets to the bridge, never to the host: only a
+            // link's end, which takes traffic while its wire is cut, must be muted.
+            mute: bridge.is_none(),
+            ..VethEnd::new(iface.host_veth())
+        };
+        let node_end =
+            VethEnd { netns: Some(netns), mtu: iface.mtu, mac: iface.mac, ..VethEnd::new(iface.name.as_str()) };
+        out.push((node.name.as_str(), host_end, node_end));
     }
     out
-}
-
-/// The veth of point-to-point link `link`, between the namespaces of its two nodes.
-pub(super) fn link_veth<'a>(
-    plan: &'a Plan,
-    link: &'a LinkPlan,
-    netns_a: BorrowedFd<'a>,
-    netns_b: BorrowedFd<'a>,
-) -> VethPair<'a> {
-    let [(a, ia), (b, ib)] = &link.endpoints;
-    let mac = |node: usize, ifname: &IfName| {
-        plan.nodes[node].interfaces.iter().find(|i| i.name == *ifname).and_then(|i| i.mac)
-    };
-    let end_a = VethEnd { netns: Some(netns_a), mtu: link.mtu, mac: mac(*a, ia), ..VethEnd::new(ia.as_str()) };
-    let end_b = VethEnd { netns: Some(netns_b), mtu: link.mtu, mac: mac(*b, ib), ..VethEnd::new(ib.as_str()) };
-    (plan.nodes[*a].name.as_str(), end_a, end_b)
 }
 
 pub(super) async fn create_veths(host: &Netlink, veths: Vec<VethPair<'_>>) -> Result<(), Error> {
@@ -359,13 +362,8 @@ pub(super) fn node_sysctls(node: &NodePlan) -> Vec<(String, String)> {
 }
 
 /// Inside a node's network namespace, once its interfaces exist: sysctls, every interface
-/// up (but those in `down`), addresses, routes, then `impairments`.
-pub(super) async fn settle(
-    node: &NodePlan,
-    netns: &File,
-    impairments: &[(IfName, Impairment)],
-    down: &BTreeSet<IfName>,
-) -> Result<(), Error> {
+/// up, addresses, routes. (What lab does to its traffic is done on the host side.)
+pub(super) async fn settle(node: &NodePlan, netns: &File) -> Result<(), Error> {
     let at = |e: lab_net::Error| Error::node(node.name.as_str(), e);
     let label = format!("node {}", node.name);
     // Sysctls on the thread that opens the node's netlink socket: one setns for both.
@@ -373,23 +371,14 @@ pub(super) async fn settle(
     let setup = move || sysctl::write_here(&thread_label, &settings);
     let nl = Netlink::in_netns_with(netns, &label, setup).await.map_err(at)?;
     let links = nl.links().await.map_err(at)?;
-    let up = links.iter().filter(|l| !down.iter().any(|d| d.as_str() == l.name)).map(|l| nl.set_up(l.index, &l.name));
+    let up = links.iter().map(|l| nl.set_up(l.index, &l.name));
     let addresses = node.interfaces.iter().flat_map(|i| {
         let link = links.iter().find(|l| l.name == i.name.as_str());
         link.into_iter().flat_map(|link| i.addresses.iter().map(|a| nl.add_address(link.index, &link.name, *a)))
     });
     try_join_all(up).await.map_err(at)?;
     try_join_all(addresses).await.map_err(at)?;
-    let routes = node.routes.iter().filter(|r| {
-        // A route through an interface that is down cannot be added; it comes with the link.
-        !node.interfaces.iter().any(|i| down.contains(&i.name) && i.addresses.iter().any(|a| a.contains(r.via)))
-    });
-    try_join_all(routes.map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
-    let impair = impairments.iter().filter(|(_, i)| !i.is_empty()).filter_map(|(name, imp)| {
-        let link = links.iter().find(|l| l.name == name.as_str())?;
-        Some(nl.impair(link.index, &link.name, imp))
-    });
-    try_join_all(impair).await.map_err(at)?;
+    try_join_all(node.routes.iter().map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
     Ok(())
 }
 
