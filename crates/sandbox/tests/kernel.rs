@@ -75,3 +75,12 @@ fn v2_device_filter_allows_standard_devices_and_no_block_device() {
     assert_eq!(bits & 4, 4, "mknod of a character device is allowed (as in Docker)");
     assert_eq!(bits & 8, 8, "but opening /dev/mem's twin must fail with EPERM");
 }
+
+#[test]
+fn v2_device_filter_of_a_privileged_node_attaches() {
+    // Allow-all used to end in an unreachable deny, which the verifier refuses.
+    assert!(nix::unistd::geteuid().is_root(), "needs root: run cargo test as root");
+    let cg = TestCgroup(unified_root().join(format!("labtest-devices-all-{}", std::process::id())));
+    std::fs::create_dir(&cg.0).unwrap();
+    attach(&cg.0, lab_sandbox::cgroup::devices::ALLOW_ALL).expect("the kernel accepts the allow-all program");
+}

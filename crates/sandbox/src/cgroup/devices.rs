@@ -140,8 +140,15 @@ pub fn program(rules: &[DeviceRule]) -> Vec<Insn> {
         if let Some(minor) = rule.minor {
             block.push(insn(JMP_JNE_K, 5, 0, 0, minor as i32));
         }
+        let unconditional = block.is_empty();
         block.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
         block.push(insn(JMP_EXIT, 0, 0, 0, 0));
+        if unconditional {
+            // Everything is allowed: whatever follows could never run, and the verifier
+            // refuses unreachable instructions.
+            p.extend(block);
+            return p;
+        }
         let len = block.len();
         for (i, ins) in block.iter_mut().enumerate() {
             if ins.code == JMP_JNE_K || ins.code == JMP_JNE_X {
