@@ -20,7 +20,8 @@ fn a_node_sees_only_itself() {
     assert!(!ps.contains("cargo") && !ps.contains("lab-monitor"), "{ps}");
 
     // network namespace: lo and its own interface only.
-    let links = lab.sh("node1", "ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//'");
+    let links =
+        lab.sh("node1", &format!("ip -o link show | awk -F': ' '{{print $2}}' | sed 's/@.*//' | {NOT_FALLBACK}"));
     assert_eq!(links.lines().collect::<Vec<_>>(), ["lo", "eth0"], "{links}");
 
     // mount namespace: a fresh /proc, /sys read-only, /dev minimal, tmpfs /tmp and /run;

@@ -194,6 +194,11 @@ pub fn host_end(lab: &str, node: &str, ifname: &str) -> String {
     panic!("no host interface has the alias {alias}")
 }
 
+/// A filter (`grep -v`) of interface names that leaves out the fallback devices the kernel
+/// puts into every network namespace once an IP tunnel module is loaded (a test that makes a
+/// GRE tunnel loads one): they are the kernel's, not a leak.
+pub const NOT_FALLBACK: &str = "grep -vxE '(gre|gretap|erspan|tunl|sit|ip6tnl|ip6gre|ip_vti|ip6_vti)0'";
+
 /// `lab ps --json`.
 pub fn ps_json() -> serde_json::Value {
     let out = lab(&["ps", "--json"]);

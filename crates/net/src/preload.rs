@@ -1,10 +1,10 @@
 //! Loading kernel modules the way the kernel does it for root: by asking for what they
-//! provide. A node in a user namespace cannot have modules loaded for it, so on a kernel that
-//! builds them as modules (Debian's, say) `ip link add ... type dummy`, a netem qdisc or an
-//! nftables rule with `ct state` would fail inside a node. lab, root on the host, asks for
-//! each kind once, in a scratch network namespace that goes away with its thread: a request
-//! for a kind the kernel does not know loads the module that provides it (and is refused
-//! afterwards for its missing parameters, which does not matter here).
+//! provide. Where the kernel (or a security module) does not load modules for requests from
+//! inside a user namespace, `ip link add ... type dummy`, a netem qdisc or an nftables rule
+//! with `ct state` would fail inside a node. lab, root on the host, asks for each kind once,
+//! in a scratch network namespace that goes away with its thread: a request for a kind the
+//! kernel does not know loads the module that provides it (and is refused afterwards for its
+//! missing parameters, which does not matter here).
 
 use crate::{Error, Netlink, Result};
 use futures::StreamExt;

@@ -371,7 +371,10 @@ pub(super) async fn settle(node: &NodePlan, netns: &File) -> Result<(), Error> {
     let setup = move || sysctl::write_here(&thread_label, &settings);
     let nl = Netlink::in_netns_with(netns, &label, setup).await.map_err(at)?;
     let links = nl.links().await.map_err(at)?;
-    let up = links.iter().map(|l| nl.set_up(l.index, &l.name));
+    // Loopback and the node's own interfaces; not the fallback devices (gre0, tunl0, sit0...)
+    // the kernel puts in every namespace once a tunnel module is loaded.
+    let ours = |l: &&lab_net::LinkInfo| l.name == "lo" || node.interfaces.iter().any(|i| i.name.as_str() == l.name);
+    let up = links.iter().filter(ours).map(|l| nl.set_up(l.index, &l.name));
     let addresses = node.interfaces.iter().flat_map(|i| {
         let link = links.iter().find(|l| l.name == i.name.as_str());
         link.into_iter().flat_map(|link| i.addresses.iter().map(|a| nl.add_address(link.index, &link.name, *a)))
