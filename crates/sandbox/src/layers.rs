@@ -66,6 +66,7 @@ pub(crate) fn build(spec: &NodeSpec, userns: Option<BorrowedFd<'_>>) -> Result<R
         fs::DirBuilder::new().mode(0o755).create(d).ctx(|| format!("creating {}", d.display()))?;
     }
     let [lower, upper, workdir, root] = dirs;
+    load_tun(&work);
     let mut warnings = Vec::new();
     let idmapped = attach_lower(&spec.rootfs, &lower, userns, &mut warnings)?;
     let layer =
@@ -111,7 +112,8 @@ fn bind(m: &BindMount, userns: Option<BorrowedFd<'_>>, warnings: &mut Vec<String
         match set_attr(&tree, MOUNT_ATTR_IDMAP | ro, Some(ns), true) {
             Ok(()) => idmapped = true,
             Err(e) => warnings.push(format!(
-                "this kernel cannot idmap {} ({e}); its files show as owned by nobody on {} in the node",
+                "mount source {} cannot be idmapped here ({e}: its file system or this kernel does not \
+                 support it); its files show as owned by nobody on {} in the node",
                 m.source.display(),
                 m.target
             )),
@@ -123,6 +125,28 @@ fn bind(m: &BindMount, userns: Option<BorrowedFd<'_>>, warnings: &mut Vec<String
     Ok(tree)
 }
 
+/// Has the kernel load the tun driver, if it is a module not loaded yet, by opening a device
+/// node of it (on a tmpfs of this mount namespace's own): the host's /dev/net/tun then exists,
+/// which the node's init binds into the node (a node in a user namespace cannot make it).
+fn load_tun(work: &Path) {
+    if Path::new("/dev/net/tun").exists() {
+        return;
+    }
+    let dir = work.join("dev");
+    let made = fs::DirBuilder::new().mode(0o700).create(&dir).ok().and_then(|()| {
+        mount(Some("tmpfs"), &dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("mode=0700")).ok()
+    });
+    if made.is_none() {
+        return;
+    }
+    let node = dir.join("tun");
+    let tun = nix::sys::stat::makedev(10, 200);
+    if nix::sys::stat::mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), tun).is_ok() {
+        drop(fs::OpenOptions::new().read(true).write(true).open(&node));
+    }
+    let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+}
+
 /// Mounts a read-only copy of the mount at `rootfs` (only that file system, none mounted
 /// below it) on `at`: idmapped into `userns` where the kernel can. Returns whether it is.
 fn attach_lower(rootfs: &Path, at: &Path, userns: Option<BorrowedFd<'_>>, warnings: &mut Vec<String>) -> Result<bool> {
@@ -132,7 +156,8 @@ fn attach_lower(rootfs: &Path, at: &Path, userns: Option<BorrowedFd<'_>>, warnin
         match set_attr(&tree, MOUNT_ATTR_IDMAP | MOUNT_ATTR_RDONLY, Some(ns), false) {
             Ok(()) => idmapped = true,
             Err(e) => warnings.push(format!(
-                "this kernel cannot idmap {} ({e}); its files show as owned by nobody in the node",
+                "{} cannot be idmapped here ({e}: its file system or this kernel does not support it); \
+                 its files show as owned by nobody in the node",
                 rootfs.display()
             )),
         }

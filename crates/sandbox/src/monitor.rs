@@ -148,21 +148,10 @@ fn make_root(spec: &NodeSpec, pid: i32, to_init: &UnixStream) -> Result<Vec<Stri
         nix::unistd::ForkResult::Child => {
             drop(report_r);
             let mut report = File::from(report_w);
-            let made = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-                .ctx(|| "creating the helper's mount namespace".into())
-                .and_then(|()| match spec.userns {
-                    Some(_) => File::open(format!("/proc/{pid}/ns/user"))
-                        .ctx(|| "opening the node's user namespace".into())
-                        .map(Some),
-                    None => Ok(None),
-                })
-                .and_then(|userns| layers::build(spec, userns.as_ref().map(|f| f.as_fd())))
-                .and_then(|root| {
-                    for fd in std::iter::once(&root.mount).chain(&root.binds) {
-                        send_fd(to_init, fd)?;
-                    }
-                    Ok(root.warnings)
-                });
+            // Whatever happens here ends here: the helper must never return into the
+            // monitor's code, not even by unwinding.
+            let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| helper(spec, pid, to_init)))
+                .unwrap_or_else(|_| Err(Error::Other("the helper panicked".into())));
             let code = match made {
                 Ok(warnings) => {
                     for w in warnings {
@@ -191,6 +180,21 @@ fn make_root(spec: &NodeSpec, pid: i32, to_init: &UnixStream) -> Result<Vec<Stri
             Ok(said.lines().filter_map(|l| l.strip_prefix("warning ")).map(str::to_string).collect())
         }
     }
+}
+
+/// The helper's work: in a mount namespace of its own, the node's root and bind mounts,
+/// handed to the init-to-be `pid` over `to_init`. Returns the warnings.
+fn helper(spec: &NodeSpec, pid: i32, to_init: &UnixStream) -> Result<Vec<String>> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).ctx(|| "creating the helper's mount namespace".into())?;
+    let userns = match spec.userns {
+        Some(_) => Some(File::open(format!("/proc/{pid}/ns/user")).ctx(|| "opening the node's user namespace".into())?),
+        None => None,
+    };
+    let root = layers::build(spec, userns.as_ref().map(|f| f.as_fd()))?;
+    for fd in std::iter::once(&root.mount).chain(&root.binds) {
+        send_fd(to_init, fd)?;
+    }
+    Ok(root.warnings)
 }
 
 /// Sends `fd` (and one byte) over a unix socket.
