@@ -23,6 +23,16 @@ pub struct Prepared {
     pub mounted: bool,
 }
 
+/// What [`prepare_dir`] would do now: create /run/netns, make it a mount point. For callers
+/// that must record it before it is done (a crash in between must leave nothing unknown).
+pub fn preparation() -> Prepared {
+    let dir = Path::new(NETNS_DIR);
+    let mounted = fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| m.lines().any(|l| l.split_whitespace().nth(4) == Some(NETNS_DIR)))
+        .unwrap_or(false);
+    Prepared { created_dir: !dir.is_dir(), mounted: !mounted }
+}
+
 /// Makes /run/netns a shared mount point, as `ip netns add` does, so that names removed on
 /// the host also disappear from every mount namespace that copied them.
 pub fn prepare_dir() -> Result<Prepared> {

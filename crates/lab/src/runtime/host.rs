@@ -50,6 +50,13 @@ fn save(c: &Changes) -> Result<(), Error> {
 /// Before a lab is made: /run/netns ready, and forwarding on if the lab has NAT.
 pub fn prepare(plan: &Plan) -> Result<(), Error> {
     let mut c = load();
+    // Recorded before it is done: a `lab up` killed in between leaves nothing unknown.
+    let will = netns::preparation();
+    if (will.created_dir && !c.netns_dir) || (will.mounted && !c.netns_mount) {
+        c.netns_dir |= will.created_dir;
+        c.netns_mount |= will.mounted;
+        save(&c)?;
+    }
     let prepared = netns::prepare_dir()?;
     c.netns_dir |= prepared.created_dir;
     c.netns_mount |= prepared.mounted;
