@@ -42,8 +42,10 @@ const DENIED: &[(&[&str], &str)] = &[
     (&["open-write", "/sys/class/net/lo/mtu"], "EROFS"),
     // The lab binary on the host, through the init's exe (a sealed copy, and out of reach).
     (&["open-write", "/proc/1/exe"], "EACCES"),
-    // ... and through its own exe: a running binary cannot be opened for writing.
-    (&["open-write", "/proc/self/exe"], "ETXTBSY"),
+    // ... and through its own exe: a running binary cannot be opened for writing (or, where
+    // the probe's bind mount cannot be idmapped, as on 9p in scripts/vm-test, it is not the
+    // node's to write).
+    (&["open-write", "/proc/self/exe"], "ETXTBSY|EACCES"),
     // Masked: they read as empty.
     (&["read", "/proc/keys"], "0 bytes"),
     (&["read", "/proc/timer_list"], "0 bytes"),
@@ -63,15 +65,18 @@ fn a_default_node_cannot_escape() {
     let mut failures = Vec::new();
     for (args, want) in DENIED {
         let got = run(&lab, "a", args);
-        if got != *want {
+        if !want.split('|').any(|w| w == got) {
             failures.push(format!("{args:?}: expected {want}, got {got}"));
         }
     }
     // Where this kernel has them: /proc/kcore reads as empty, /proc/sysrq-trigger is read-only.
-    for (args, want) in [(["read", "/proc/kcore"], "0 bytes"), (["open-write", "/proc/sysrq-trigger"], "EROFS")] {
+    // (/proc/sysrq-trigger belongs to the host's root: in the node's user namespace its
+    // permission check refuses before the read-only mount does.)
+    for (args, want) in [(["read", "/proc/kcore"], "0 bytes"), (["open-write", "/proc/sysrq-trigger"], "EACCES|EROFS")]
+    {
         if std::path::Path::new(args[1]).exists() {
             let got = run(&lab, "a", &args);
-            if got != want {
+            if !want.split('|').any(|w| w == got) {
                 failures.push(format!("{args:?}: expected {want}, got {got}"));
             }
         } else {
@@ -133,7 +138,7 @@ fn a_privileged_unconfined_node_gets_past_the_same_checks() {
             continue;
         }
         let got = run(&lab, "p", args);
-        if got == *denied {
+        if denied.split('|').any(|d| d == got) {
             still_denied.push(format!("{args:?}: {got}"));
         }
     }
@@ -266,7 +271,7 @@ fn a_default_node_cannot_reach_any_interface_outside_itself_by_nsid() {
         assert!(denied, "node a through nsid {id}: {got}");
     }
     // What it sees of interfaces: its own.
-    let links = lab.sh("a", "ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//'");
+    let links = lab.sh("a", &format!("ip -o link show | awk -F': ' '{{print $2}}' | sed 's/@.*//' | {NOT_FALLBACK}"));
     assert_eq!(links.lines().collect::<Vec<_>>(), ["lo", "eth0", "eth1"], "{links}");
     lab.down();
     other.down();

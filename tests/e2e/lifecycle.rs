@@ -151,8 +151,19 @@ fn sigint_during_up_rolls_back() {
     for i in 0..40 {
         topology += &format!("[nodes.n{i}]\nnetworks = [\"lan\"]\n");
     }
+    // How long an `up` of it takes here (a slow VM takes several times as long), to spread the
+    // signals over it.
+    let full = {
+        let t = std::time::Instant::now();
+        let (l, out) = Lab::try_up("sigintfull", &topology);
+        assert!(out.status.success(), "{}", show(&out));
+        let d = t.elapsed();
+        l.down();
+        d
+    };
     let mut interrupted = 0;
-    for delay_ms in [20u64, 60, 120, 200, 300] {
+    for fraction in [0.1, 0.3, 0.5, 0.7, 0.9] {
+        let delay = full.mul_f64(fraction);
         let name = unique("sigint");
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("lab.toml");
@@ -164,7 +175,7 @@ fn sigint_during_up_rolls_back() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        std::thread::sleep(delay);
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
             .unwrap();
         let out = child.wait_with_output().unwrap();
@@ -178,7 +189,7 @@ fn sigint_during_up_rolls_back() {
                 assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
             }
         }
-        assert_eq!(leftovers(&name), Vec::<String>::new(), "after SIGINT at {delay_ms}ms");
+        assert_eq!(leftovers(&name), Vec::<String>::new(), "after SIGINT at {delay:?} of {full:?}");
     }
     assert!(interrupted > 0, "no SIGINT landed during bring-up; the rollback path was not exercised");
 }
