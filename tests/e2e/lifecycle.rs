@@ -289,3 +289,26 @@ fn two_ups_of_one_name_at_once_one_wins_and_the_other_says_why() {
     assert!(lab(&["down", &name]).status.success());
     assert_eq!(leftovers(&name), Vec::<String>::new());
 }
+
+#[test]
+fn network_namespace_names_of_two_labs_never_collide() {
+    let _host = shared();
+    // Lab P with node `b-c` and lab P-b with node `c` would both name theirs `P-b-c`.
+    let base = unique("nsc");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lab.toml");
+    std::fs::write(&file, format!("name = \"{base}\"\n[nodes.b-c]\n")).unwrap();
+    let out = lab(&["up", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let first = Lab::adopt(&base, &file, dir);
+    let (second, out) = Lab::try_up_named(&format!("{base}-b"), "[nodes.c]\n");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("node `c`'s network namespace name `{base}-b-c` is taken by lab {base}'s node b-c")),
+        "{err}"
+    );
+    // (Checked once the first is down: by name alone, its `P-b-c` looks like the second's.)
+    first.down();
+    assert_eq!(leftovers(&second.name), Vec::<String>::new());
+}

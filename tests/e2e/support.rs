@@ -78,7 +78,12 @@ impl Lab {
 
     /// Like `up`, but returns `lab up`'s output whatever it was.
     pub fn try_up(what: &str, topology: &str) -> (Lab, Output) {
-        let name = unique(what);
+        Lab::try_up_named(&unique(what), topology)
+    }
+
+    /// Like `try_up`, under exactly the name `name`.
+    pub fn try_up_named(name: &str, topology: &str) -> (Lab, Output) {
+        let name = name.to_string();
         let dir = tempfile::tempdir().expect("temp dir");
         let file = dir.path().join(format!("{name}.toml"));
         std::fs::write(&file, format!("name = \"{name}\"\n{topology}")).expect("writing topology");

@@ -65,6 +65,7 @@ pub mod diagnostic;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod graph;
+pub mod identity;
 pub mod plan;
 pub mod runtime;
 pub mod state;

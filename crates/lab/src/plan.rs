@@ -2,6 +2,7 @@
 //! function of the topology and a few facts about the machine. No side effects, so it is
 //! unit-tested without root, and the runtime only has to carry it out.
 
+use crate::identity::{self, HostIf};
 use crate::topology::{
     gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, SeccompChoice, Service,
     Topology,
@@ -22,8 +23,7 @@ const POOL_PREFIX: u8 = 24;
 /// IPv6 subnets handed out to dual-stack networks that do not name one: /64s of this ULA block.
 pub const SUBNET6_POOL: &str = "fd42:4242::/48";
 const POOL6_PREFIX: u8 = 64;
-/// Length of the per-lab id that host-side interface names carry.
-pub const ID_LEN: usize = 5;
+pub use crate::identity::{GROUP_BASE, ID_LEN};
 
 /// What the plan needs to know about the machine; gathered by the runtime.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +38,8 @@ pub struct Facts {
     pub taken_userns: BTreeSet<u32>,
     /// Host ports other labs forward, each with who forwards it.
     pub used_ports: Vec<((u16, Protocol), String)>,
+    /// Network namespace names in use under /run/netns, each with who uses it.
+    pub taken_netns: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,7 +63,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkPlan {
     pub name: Name,
-    pub bridge: String,
+    pub bridge: IfName,
     /// Interface alias (`ip link` shows it) that ties the bridge to its lab.
     pub alias: String,
     pub mac: [u8; 6],
@@ -149,21 +151,15 @@ pub struct InterfacePlan {
 #[serde(rename_all = "lowercase")]
 pub enum Attach {
     /// The host end is a port of network `network`'s bridge.
-    Bridge { network: usize, host_veth: String, alias: String },
+    Bridge { network: usize, host_veth: IfName, alias: String },
     /// One end of point-to-point link `link`: the host end is wired (tc) to the host end of
     /// the link's other interface.
-    Link {
-        link: usize,
-        #[serde(default)]
-        host_veth: String,
-        #[serde(default)]
-        alias: String,
-    },
+    Link { link: usize, host_veth: IfName, alias: String },
 }
 
 impl InterfacePlan {
     /// The interface's host end.
-    pub fn host_veth(&self) -> &str {
+    pub fn host_veth(&self) -> &IfName {
         match &self.attach {
             Attach::Bridge { host_veth, .. } | Attach::Link { host_veth, .. } => host_veth,
         }
@@ -177,9 +173,9 @@ impl InterfacePlan {
 
     /// The IFB device that shapes what a bridged interface sends (`li-<id>-<n>` beside its
     /// host end `lv-<id>-<n>`); a link's impairment is on its peer's host end instead.
-    pub fn ifb(&self) -> Option<String> {
+    pub fn ifb(&self) -> Option<IfName> {
         match &self.attach {
-            Attach::Bridge { host_veth, .. } => host_veth.strip_prefix("lv-").map(|rest| format!("li-{rest}")),
+            Attach::Bridge { host_veth, .. } => identity::ifb_of(host_veth),
             Attach::Link { .. } => None,
         }
     }
@@ -202,7 +198,7 @@ pub struct PortPlan {
     pub node_port: u16,
     pub address: IpAddr,
     /// The bridge the node is reached through.
-    pub bridge: String,
+    pub bridge: IfName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,7 +212,8 @@ impl Plan {
     /// machine makes the file impossible (a subnet already in use, a pool exhausted).
     pub fn new(topology: &Topology, facts: &Facts) -> Result<Plan, TopologyError> {
         let lab = topology.name.clone();
-        let (id, group) = lab_identity(lab.as_str(), facts);
+        let (id, group) =
+            identity::lab_id(&lab, |id, group| !facts.taken_ids.contains(id) && !facts.taken_groups.contains(&group));
         let networks = plan_networks(topology, facts, &id)?;
         let mut nodes = Vec::with_capacity(topology.nodes.len());
         let mut allocators: Vec<Allocator> = networks.iter().map(|n| Allocator::new(n.subnet, n.gateway)).collect();
@@ -265,20 +262,28 @@ impl Plan {
                             };
                             addrs.push(IpNetwork::new(v6, subnet6.prefix()).expect("prefix of a valid subnet"));
                         }
-                        let host_veth = format!("lv-{id}-{veth_counter}");
+                        let host_veth = HostIf::Port.name(&id, veth_counter);
                         veth_counter += 1;
-                        let alias = format!("lab/{lab}/{}/{}", node.name, iface.name);
+                        let alias = identity::interface_alias(&lab, &node.name, &iface.name);
                         (addrs, Attach::Bridge { network: *network, host_veth, alias }, net.mtu)
                     }
                     InterfaceKind::Link { link, addresses } => {
-                        let host_veth = format!("lw-{id}-{veth_counter}");
+                        let host_veth = HostIf::Wire.name(&id, veth_counter);
                         veth_counter += 1;
-                        let alias = format!("lab/{lab}/{}/{}", node.name, iface.name);
+                        let alias = identity::interface_alias(&lab, &node.name, &iface.name);
                         (addresses.clone(), Attach::Link { link: *link, host_veth, alias }, topology.links[*link].mtu)
                     }
                 };
                 let mac = Some(stable_mac(&format!("{id}/{}/{}", node.name, iface.name)));
                 interfaces.push(InterfacePlan { name: iface.name.clone(), addresses, attach, mtu, mac });
+            }
+            let netns = identity::netns(&lab, &node.name);
+            if let Some((_, who)) = facts.taken_netns.iter().find(|(n, _)| *n == netns) {
+                return Err(topology.error_at(
+                    node.span.clone(),
+                    format!("node `{}`'s network namespace name `{netns}` is taken by {who}", node.name),
+                    Some("rename the node or the lab (`lab up --name`)".into()),
+                ));
             }
             let routes = routes(topology, node, &interfaces, &networks)?;
             let sec = &node.security;
@@ -287,7 +292,7 @@ impl Plan {
             let userns = if sec.userns {
                 Some(userns.next().ok_or_else(|| {
                     topology.error_at(
-                        0..0,
+                        node.span.clone(),
                         format!("no free host id range left for node `{}`'s user namespace", node.name),
                         None,
                     )
@@ -327,8 +332,8 @@ impl Plan {
                 sysctls,
                 impairments: node.impairments.clone(),
                 service: node.service.clone(),
-                netns: format!("{lab}-{}", node.name),
-                cgroup: format!("lab/{lab}/{}", node.name),
+                netns,
+                cgroup: identity::cgroup(&lab, &node.name),
                 name: node.name.clone(),
                 hostname: node.hostname.clone(),
                 rootfs: node.rootfs.clone(),
@@ -349,7 +354,7 @@ impl Plan {
         for (node, hosts) in nodes.iter_mut().zip(hosts) {
             node.hosts = hosts;
         }
-        Ok(Plan { nft_table: format!("lab-{lab}"), lab, id, group, networks, nodes, links, ports })
+        Ok(Plan { nft_table: identity::nft_table(&lab), lab, id, group, networks, nodes, links, ports })
     }
 
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
@@ -430,8 +435,8 @@ fn plan_networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<Net
         };
         out.push(NetworkPlan {
             name: n.name.clone(),
-            bridge: format!("lb-{id}-{k}"),
-            alias: format!("lab/{}/net/{}", topology.name, n.name),
+            bridge: HostIf::Bridge.name(id, k),
+            alias: identity::network_alias(&topology.name, &n.name),
             mac: bridge_mac(id, k),
             subnet,
             gateway: if n.nat { gateway(subnet) } else { None },
@@ -630,36 +635,6 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
     out + &qualified
 }
 
-/// Link groups lab uses: a range of its own, far from the small numbers people pick.
-pub const GROUP_BASE: u32 = 0x4c41_0000;
-
-/// A short id for host-side names and a link group, from the lab's name so that they are
-/// stable, salted until both differ from every one in use.
-fn lab_identity(name: &str, facts: &Facts) -> (String, u32) {
-    (0u32..)
-        .map(|salt| {
-            let h = fnv1a(format!("{name}#{salt}").as_bytes());
-            (base36(h, ID_LEN), GROUP_BASE | (h >> 48) as u32)
-        })
-        .find(|(id, group)| !facts.taken_ids.contains(id) && !facts.taken_groups.contains(group))
-        .expect("some salt gives a free id and group")
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-fn base36(mut v: u64, len: usize) -> String {
-    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    (0..len)
-        .map(|_| {
-            let d = DIGITS[(v % 36) as usize] as char;
-            v /= 36;
-            d
-        })
-        .collect()
-}
-
 /// A stable, locally administered MAC for a bridge, so that it never changes as ports come
 /// and go (the kernel would otherwise take the lowest port's MAC and stale ARP caches).
 fn bridge_mac(id: &str, network: usize) -> [u8; 6] {
@@ -668,7 +643,7 @@ fn bridge_mac(id: &str, network: usize) -> [u8; 6] {
 
 /// A locally administered unicast MAC from a hash of `key`.
 fn stable_mac(key: &str) -> [u8; 6] {
-    let h = fnv1a(key.as_bytes()).to_be_bytes();
+    let h = identity::fnv1a(key.as_bytes()).to_be_bytes();
     [0x02, h[0], h[1], h[2], h[3], h[4]]
 }
 

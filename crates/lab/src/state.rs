@@ -24,11 +24,11 @@ pub enum Resource {
         name: String,
     },
     Bridge {
-        name: String,
+        name: IfName,
     },
     /// A host-side interface: a veth's host end (deleting it removes both ends), an IFB.
     Veth {
-        name: String,
+        name: IfName,
     },
     /// A name under /run/netns.
     Netns {

@@ -28,7 +28,7 @@ fn three_node_plan() {
     let lan = &plan.networks[0];
     assert_eq!(lan.subnet.to_string(), "10.42.0.0/24");
     assert_eq!(lan.gateway, Some("10.42.0.1".parse().unwrap()));
-    assert_eq!(lan.bridge, format!("lb-{}-0", plan.id));
+    assert_eq!(lan.bridge.as_str(), format!("lb-{}-0", plan.id));
     assert_eq!(lan.alias, "lab/three-node/net/lan");
     assert_eq!(lan.mac[0] & 0x03, 0x02, "locally administered unicast");
 
@@ -44,7 +44,7 @@ fn three_node_plan() {
         n1.interfaces[0].attach,
         Attach::Bridge {
             network: 0,
-            host_veth: format!("lv-{}-0", plan.id),
+            host_veth: IfName::parse(&format!("lv-{}-0", plan.id)).unwrap(),
             alias: "lab/three-node/node1/eth0".into()
         }
     );
@@ -113,7 +113,7 @@ fn ids_are_salted_away_from_taken_ones() {
     let third = Plan::new(&t, &facts).unwrap();
     assert_ne!(third.group, plan.group);
     assert_eq!(third.group & 0xffff_0000, GROUP_BASE);
-    assert_eq!(second.networks[0].bridge, format!("lb-{}-0", second.id));
+    assert_eq!(second.networks[0].bridge.as_str(), format!("lb-{}-0", second.id));
 }
 
 #[test]
@@ -285,4 +285,16 @@ ports = ["8080:80", "5353:53/udp"]
     let err = Plan::new(&topo(text), &facts).unwrap_err();
     assert!(err.to_string().contains("host port 5353/udp is already forwarded by lab other (node dns)"), "{err}");
     assert_eq!(err.location(), "lab.toml:8:21");
+}
+
+#[test]
+fn a_taken_network_namespace_name_is_an_error_at_the_node() {
+    // Lab `a` with node `b-c` and lab `a-b` with node `c` would both be `a-b-c`.
+    let facts = Facts { taken_netns: vec![("a-b-c".into(), "lab a's node b-c".into())], ..Facts::default() };
+    let err = Plan::new(&topo("name = \"a-b\"\n[nodes.c]\n"), &facts).unwrap_err();
+    assert!(
+        err.to_string().contains("node `c`'s network namespace name `a-b-c` is taken by lab a's node b-c"),
+        "{err}"
+    );
+    assert_eq!(err.location(), "lab.toml:2:8");
 }

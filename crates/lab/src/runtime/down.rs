@@ -2,8 +2,9 @@
 //! the host (so that a lost or torn journal still leaves nothing behind). Processes first,
 //! then NAT, links, namespace names, cgroups, state. "Already gone" is success everywhere.
 
+use crate::identity;
 use crate::state::{all_states, LabDir, NodeProcesses, Resource};
-use crate::topology::Name;
+use crate::topology::{IfName, Name};
 use crate::Error;
 use futures::future::join_all;
 use lab_net::{nat, netns, Netlink};
@@ -38,8 +39,8 @@ impl DownReport {
 #[derive(Debug, Default)]
 pub(super) struct Found {
     nft_tables: BTreeSet<String>,
-    bridges: BTreeSet<String>,
-    veths: BTreeSet<String>,
+    bridges: BTreeSet<IfName>,
+    veths: BTreeSet<IfName>,
     /// Link groups holding only this lab's host interfaces.
     groups: BTreeSet<u32>,
     netns: BTreeSet<String>,
@@ -99,27 +100,26 @@ impl Found {
         cgroups: &dyn Cgroups,
         mut groups: BTreeSet<u32>,
     ) -> Result<(), Error> {
-        let prefix = format!("lab/{name}/");
         let links = host.links().await?;
+        let ours = |alias: Option<&str>| alias.and_then(identity::parse_alias).filter(|(lab, _)| lab == name);
         for link in &links {
-            let Some(alias) = link.alias.as_deref().and_then(|a| a.strip_prefix(&prefix)) else { continue };
+            let Some((_, bridge)) = ours(link.alias.as_deref()) else { continue };
+            let Ok(ifname) = IfName::parse(&link.name) else { continue };
             groups.insert(link.group);
-            if alias.starts_with("net/") {
-                self.bridges.insert(link.name.clone());
+            if bridge {
+                self.bridges.insert(ifname);
             } else {
-                self.veths.insert(link.name.clone());
+                self.veths.insert(ifname);
             }
         }
         // Deleting a group is only safe if nothing else is in it.
-        let foreign = |g: &u32| {
-            links.iter().any(|l| l.group == *g && !l.alias.as_deref().is_some_and(|a| a.starts_with(&prefix)))
-        };
+        let foreign = |g: &u32| links.iter().any(|l| l.group == *g && ours(l.alias.as_deref()).is_none());
         self.groups = groups.into_iter().filter(|g| *g != 0 && !foreign(g)).collect();
-        let table = format!("lab-{name}");
+        let table = identity::nft_table(name);
         if nat::tables()?.contains(&table) {
             self.nft_tables.insert(table);
         }
-        let lab_cgroup = format!("lab/{name}");
+        let lab_cgroup = identity::lab_cgroup(name);
         for node in cgroups.children(&lab_cgroup) {
             self.cgroups.insert(format!("{lab_cgroup}/{node}"));
             self.nodes.insert(node);
@@ -133,7 +133,7 @@ impl Found {
             .flat_map(|s| s.plan.nodes.into_iter().map(|n| n.netns))
             .collect();
         for ns in netns::list() {
-            let ours = ns.strip_prefix(&format!("{name}-")).is_some_and(|node| self.nodes.contains(node));
+            let ours = identity::netns_node(name, &ns).is_some_and(|node| self.nodes.contains(node));
             if ours && !claimed.contains(&ns) {
                 self.netns.insert(ns);
             }
@@ -177,11 +177,12 @@ pub(super) async fn teardown(
         Ok(links) => links.into_iter().map(|l| l.name).collect(),
         Err(e) => {
             errors.push(e.into());
-            found.veths.iter().chain(&found.bridges).cloned().collect()
+            found.veths.iter().chain(&found.bridges).map(|n| n.to_string()).collect()
         }
     };
-    let deleted = join_all(found.veths.iter().filter(|v| left.contains(*v)).map(|v| host.delete_link(v))).await;
-    let bridges = join_all(found.bridges.iter().filter(|b| left.contains(*b)).map(|b| host.delete_link(b))).await;
+    let there = |n: &&IfName| left.contains(n.as_str());
+    let deleted = join_all(found.veths.iter().filter(there).map(|v| host.delete_link(v))).await;
+    let bridges = join_all(found.bridges.iter().filter(there).map(|b| host.delete_link(b))).await;
     errors.extend(deleted.into_iter().chain(bridges).filter_map(|r| r.err().map(Error::from)));
     tracing::debug!(elapsed = ?t.elapsed(), "removed nft tables and interfaces");
     for ns in &found.netns {
@@ -189,14 +190,14 @@ pub(super) async fn teardown(
             errors.push(e.into());
         }
     }
-    let lab_cgroup = format!("lab/{name}");
+    let lab_cgroup = identity::lab_cgroup(name);
     for path in found.cgroups.iter().map(String::as_str).chain([lab_cgroup.as_str()]) {
         if let Err(e) = cgroups.remove(path) {
             errors.push(e.into());
         }
     }
     // Shared by every lab: goes when the last one does.
-    let _ = cgroups.remove("lab");
+    let _ = cgroups.remove(identity::CGROUP_ROOT);
     tracing::debug!(elapsed = ?t.elapsed(), "removed namespace names and cgroups");
     if !errors.is_empty() {
         return Err(Error::Several(errors));

@@ -1,6 +1,7 @@
 //! What the planner must know about this machine, gathered under the global lock.
 
-use crate::plan::{Facts, ID_LEN};
+use crate::identity::{self, HostIf};
+use crate::plan::Facts;
 use crate::state::all_states;
 use crate::topology::Name;
 use crate::Error;
@@ -27,17 +28,24 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         for p in &state.plan.ports {
             facts.used_ports.push(((p.host_port, p.protocol), format!("lab {name} (node {})", p.node)));
         }
+        for n in &state.plan.nodes {
+            facts.taken_netns.push((n.netns.clone(), format!("lab {name}'s node {}", n.name)));
+        }
+    }
+    for ns in lab_net::netns::list() {
+        if !facts.taken_netns.iter().any(|(n, _)| *n == ns) && identity::netns_node(lab, &ns).is_none() {
+            facts.taken_netns.push((ns, "a network namespace of the host's (`ip netns list`)".into()));
+        }
     }
     for r in host.host_routes().await? {
         let dev = r.dev.map(|d| format!(" dev {d}")).unwrap_or_default();
         facts.used_subnets.push((r.destination, format!("host route {}{dev}", r.destination)));
     }
-    let own = format!("lab/{lab}/");
     for link in host.links().await? {
-        if link.alias.as_deref().is_some_and(|a| a.starts_with(&own)) {
+        if link.alias.as_deref().and_then(identity::parse_alias).is_some_and(|(l, _)| &l == lab) {
             continue;
         }
-        if let Some(id) = host_name_id(&link.name) {
+        if let Some((_, id)) = HostIf::parse(&link.name) {
             facts.taken_ids.insert(id);
         }
         if link.group != 0 {
@@ -45,25 +53,4 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         }
     }
     Ok(facts)
-}
-
-/// The lab id in a host interface name made by lab (`lb-<id>-N` bridges, `lv-<id>-N` and
-/// `lw-<id>-N` veth ends, `li-<id>-N` IFB devices).
-pub fn host_name_id(name: &str) -> Option<String> {
-    let rest = ["lb-", "lv-", "lw-", "li-"].iter().find_map(|p| name.strip_prefix(p))?;
-    let (id, n) = rest.split_once('-')?;
-    (id.len() == ID_LEN && n.chars().all(|c| c.is_ascii_digit())).then(|| id.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ids_in_host_names() {
-        assert_eq!(super::host_name_id("lb-abc12-0").as_deref(), Some("abc12"));
-        assert_eq!(super::host_name_id("lv-abc12-123").as_deref(), Some("abc12"));
-        assert_eq!(super::host_name_id("lw-abc12-7").as_deref(), Some("abc12"));
-        assert_eq!(super::host_name_id("li-abc12-7").as_deref(), Some("abc12"));
-        assert_eq!(super::host_name_id("lv-abc1-1"), None);
-        assert_eq!(super::host_name_id("eth0"), None);
-    }
 }

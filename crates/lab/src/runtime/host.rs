@@ -78,8 +78,8 @@ pub fn restore() -> Result<(), Error> {
     let mut c = load();
     let states: Vec<_> = all_states().into_iter().filter_map(|(_, s)| s).collect();
     if c.forwarding {
-        let nat_left =
-            states.iter().any(|s| s.plan.needs_nat()) || nat::tables()?.iter().any(|t| t.starts_with("lab-"));
+        let nat_left = states.iter().any(|s| s.plan.needs_nat())
+            || nat::tables()?.iter().any(|t| crate::identity::is_lab_table(t));
         if !nat_left {
             sysctl::write(sysctl::IPV4_FORWARD, "0")?;
             c.forwarding = false;

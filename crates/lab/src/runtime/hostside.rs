@@ -78,7 +78,7 @@ impl HostSide<'_> {
                     Some(l) => l.index,
                     None => {
                         journal.record(&[Resource::Veth { name: ifb.clone() }])?;
-                        let alias = format!("{}/impair", iface.alias());
+                        let alias = crate::identity::impair_alias(iface.alias());
                         self.host.create_ifb(&ifb, &alias, self.plan.group).await.map_err(&at)?
                     }
                 };

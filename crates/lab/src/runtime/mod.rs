@@ -222,12 +222,11 @@ async fn remove(name: &Name, dir: &LabDir, host: &Netlink, cgroups: &dyn Cgroups
 pub async fn known_labs() -> Result<Vec<Name>, Error> {
     let mut names: BTreeSet<Name> = lab_names().into_iter().collect();
     let cgroups = cgroup::detect()?;
-    names.extend(cgroups.children("lab").iter().filter_map(|n| Name::parse(n).ok()));
+    names.extend(cgroups.children(crate::identity::CGROUP_ROOT).iter().filter_map(|n| Name::parse(n).ok()));
     let host = Netlink::host()?;
     for link in host.links().await? {
-        let lab = link.alias.as_deref().and_then(|a| a.strip_prefix("lab/")).and_then(|a| a.split('/').next());
-        if let Some(Ok(n)) = lab.map(Name::parse) {
-            names.insert(n);
+        if let Some((lab, _)) = link.alias.as_deref().and_then(crate::identity::parse_alias) {
+            names.insert(lab);
         }
     }
     Ok(names.into_iter().collect())

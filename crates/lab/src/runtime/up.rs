@@ -4,6 +4,7 @@
 
 use super::hostside::HostSide;
 use super::services;
+use crate::identity::HostIf;
 use crate::plan::{Attach, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
@@ -130,7 +131,7 @@ impl Builder<'_> {
                 [Some(n.subnet), n.subnet6]
                     .into_iter()
                     .flatten()
-                    .map(|subnet| nat::Masquerade { subnet, bridge: n.bridge.clone() })
+                    .map(|subnet| nat::Masquerade { subnet, bridge: n.bridge.to_string() })
             })
             .collect();
         let forwards: Vec<nat::Forward> = self
@@ -144,7 +145,7 @@ impl Builder<'_> {
                     host_port: p.host_port,
                     address,
                     port: p.node_port,
-                    bridge: p.bridge.clone(),
+                    bridge: p.bridge.to_string(),
                 })
             })
             .collect();
@@ -261,7 +262,7 @@ impl Builder<'_> {
             .nodes
             .iter()
             .flat_map(|n| &n.interfaces)
-            .map(|i| Resource::Veth { name: i.host_veth().to_string() })
+            .map(|i| Resource::Veth { name: i.host_veth().clone() })
             .collect();
         self.journal.record(&records)?;
         let mut veths = Vec::new();
@@ -288,13 +289,13 @@ impl Builder<'_> {
 /// replies and forwarded ports reach in), its other networks and its links' host ends are
 /// nothing of the host's, and no network reaches another lab's.
 fn isolation(plan: &Plan) -> firewall::Isolation {
-    let bridges = |nat: bool| plan.networks.iter().filter(|n| n.nat == nat).map(|n| n.bridge.clone()).collect();
-    let sealed = if plan.links.is_empty() { Vec::new() } else { vec![format!("lw-{}-*", plan.id)] };
+    let bridges = |nat: bool| plan.networks.iter().filter(|n| n.nat == nat).map(|n| n.bridge.to_string()).collect();
+    let sealed = if plan.links.is_empty() { Vec::new() } else { vec![HostIf::Wire.pattern(Some(&plan.id))] };
     firewall::Isolation {
         nat_bridges: bridges(true),
         plain_bridges: bridges(false),
         sealed,
-        other_labs: vec!["lb-*".into(), "lw-*".into()],
+        other_labs: vec![HostIf::Bridge.pattern(None), HostIf::Wire.pattern(None)],
     }
 }
 

@@ -59,6 +59,8 @@ pub struct Network {
 #[derive(Debug, Clone)]
 pub struct Node {
     pub name: Name,
+    /// Where the node's table starts in the file, for errors about the node as a whole.
+    pub span: Range<usize>,
     pub hostname: Hostname,
     pub rootfs: Rootfs,
     /// `None`: the node's init just waits for signals.
@@ -263,6 +265,7 @@ impl Validator {
             // the errors already recorded make the whole topology invalid.
             let name = name.unwrap_or_else(placeholder);
             nodes.push(Node {
+                span: key.span(),
                 hostname: hostname.unwrap_or_else(|| Hostname::from(&name)),
                 name,
                 rootfs: rootfs.unwrap_or(Rootfs::Host),

@@ -123,6 +123,14 @@ impl fmt::Display for IfName {
     }
 }
 
+/// An interface name is used wherever the kernel takes one: as the string it is.
+impl std::ops::Deref for IfName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A host name for a node's UTS namespace: dot-separated DNS labels, at most 64 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
