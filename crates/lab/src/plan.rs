@@ -4,12 +4,10 @@
 
 use crate::identity::{self, HostIf};
 use crate::topology::{
-    gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, SeccompChoice, Service,
-    Topology,
+    gateway, overlaps, Hostname, IfName, Impairment, InterfaceKind, Name, Protocol, Rootfs, Service, Topology,
 };
 use crate::TopologyError;
 use ipnetwork::IpNetwork;
-use lab_sandbox::caps::{effective_set, Cap};
 use lab_sandbox::cgroup::Limits;
 use lab_sandbox::{BindMount, Cover, IdMap, NodeFile};
 use serde::{Deserialize, Serialize};
@@ -40,6 +38,8 @@ pub struct Facts {
     pub used_ports: Vec<((u16, Protocol), String)>,
     /// Network namespace names in use under /run/netns, each with who uses it.
     pub taken_netns: Vec<(String, String)>,
+    /// The machine has no IPv6 (no /proc/sys/net/ipv6): no IPv6 sysctls for nodes.
+    pub no_ipv6: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,15 +99,15 @@ pub struct NodePlan {
     pub cgroup: String,
     pub rootfs: Rootfs,
     pub command: Option<Vec<String>>,
+    /// The whole environment its processes start with (PATH, HOSTNAME and the topology's;
+    /// HOME comes from whoever a process runs as).
     pub env: Vec<(String, String)>,
     pub interfaces: Vec<InterfacePlan>,
     pub routes: Vec<RoutePlan>,
     /// The node's /etc/hosts.
     pub hosts: String,
-    /// Capabilities every process of the node keeps.
-    pub caps: BTreeSet<Cap>,
-    pub seccomp: SeccompChoice,
-    pub privileged: bool,
+    /// What its processes may do.
+    pub policy: Policy,
     /// Root inside mapped to this host range, when the node has a user namespace.
     pub userns: Option<IdMap>,
     pub limits: Limits,
@@ -118,8 +118,8 @@ pub struct NodePlan {
     pub covers: Vec<Cover>,
     #[serde(default)]
     pub view_files: Vec<NodeFile>,
-    /// Sysctls of the node's network namespace, set before its interfaces come up. Keys
-    /// are dotted (`net.ipv4.ip_forward`) or, where an interface name may hold a dot,
+    /// Sysctls of the node's network namespace, in order, set before its interfaces come up.
+    /// Keys are dotted (`net.ipv4.ip_forward`) or, where an interface name may hold a dot,
     /// separated by `/`.
     pub sysctls: Vec<(String, String)>,
     /// Impairments of its interfaces when the lab comes up.
@@ -287,8 +287,6 @@ impl Plan {
             }
             let routes = routes(topology, node, &interfaces, &networks)?;
             let sec = &node.security;
-            let caps = effective_set(&sec.cap_add, &sec.cap_drop, sec.privileged)
-                .expect("capability names were checked when the topology was parsed");
             let userns = if sec.userns {
                 Some(userns.next().ok_or_else(|| {
                     topology.error_at(
@@ -300,22 +298,8 @@ impl Plan {
             } else {
                 None
             };
-            // As Docker does: ping works without raw sockets, for any group of the node. The
-            // range is written from the host, so in host ids.
-            let groups = match userns {
-                Some(m) => format!("{} {}", m.host, m.host + (m.size - 1)),
-                None => "0 2147483647".to_string(),
-            };
-            // Also as Docker does: any user may bind ports below 1024 (a service as `nobody`
-            // on port 80), since the node's network is its own.
-            let mut sysctls = vec![
-                ("net.ipv4.ping_group_range".to_string(), groups),
-                ("net.ipv4.ip_unprivileged_port_start".to_string(), "0".to_string()),
-            ];
-            for (k, v) in &node.sysctls {
-                sysctls.retain(|(key, _)| key != k);
-                sysctls.push((k.clone(), v.clone()));
-            }
+            let ifnames = interfaces.iter().map(|i| i.name.as_str());
+            let sysctls = policy::sysctls(ifnames, userns, !facts.no_ipv6, &node.sysctls);
             let (covers, view_files) = match &node.rootfs {
                 Rootfs::Host => view::host_view(&node.reveal),
                 Rootfs::Dir(_) => (Vec::new(), Vec::new()),
@@ -323,9 +307,7 @@ impl Plan {
             nodes.push(NodePlan {
                 covers,
                 view_files,
-                caps,
-                seccomp: sec.seccomp.clone(),
-                privileged: sec.privileged,
+                policy: policy::decide(sec),
                 userns,
                 limits: node.limits,
                 mounts: node.mounts.clone(),
@@ -338,7 +320,7 @@ impl Plan {
                 hostname: node.hostname.clone(),
                 rootfs: node.rootfs.clone(),
                 command: node.command.clone(),
-                env: node.env.clone(),
+                env: policy::environment(&node.hostname, &node.env),
                 interfaces,
                 routes,
                 hosts: String::new(),
@@ -647,7 +629,10 @@ fn stable_mac(key: &str) -> [u8; 6] {
     [0x02, h[0], h[1], h[2], h[3], h[4]]
 }
 
+pub mod policy;
 pub mod view;
+
+pub use policy::Policy;
 
 #[cfg(test)]
 mod tests;

@@ -28,8 +28,6 @@ const HANDLED: &[Signal] = &[
     Signal::SIGUSR2,
 ];
 
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Runs the init; never returns. Its spec comes with `lab up`'s Go.
 pub fn main() -> ! {
     // A session and process group of the node's own: nothing in the node can signal the
@@ -119,19 +117,12 @@ pub fn become_root() -> Result<()> {
 /// not executable) is reported here, so `lab up` can name it.
 fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     let user = match &spec.user {
-        Some(u) => Some(resolve_user(u)?),
+        Some(u) => Some(crate::user::resolve(u)?),
         None => None,
     };
-    let home = user.as_ref().and_then(|u| u.home.clone()).unwrap_or_else(|| "/root".into());
+    let env = crate::user::with_home(&spec.env, user.as_ref().map_or(0, |u| u.uid));
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .env("PATH", DEFAULT_PATH)
-        .env("HOSTNAME", &spec.hostname)
-        .env("HOME", home)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(spec.workdir.as_deref().unwrap_or("/"))
-        .stdin(Stdio::null());
+    cmd.args(&argv[1..]).env_clear().envs(env).current_dir(spec.workdir.as_deref().unwrap_or("/")).stdin(Stdio::null());
     if let Some(u) = &user {
         // std drops supplementary groups when it changes the uid as root.
         std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
@@ -155,46 +146,6 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     // std resets the signal mask and SIGPIPE in the child before exec.
     let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;
     Ok(Pid::from_raw(child.id() as i32))
-}
-
-/// A user the command runs as.
-struct User {
-    uid: u32,
-    gid: u32,
-    home: Option<String>,
-}
-
-/// `uid[:gid]` or `name[:group]`, from the node's own /etc/passwd and /etc/group. A uid with
-/// no entry runs with gid 0, as Docker does.
-fn resolve_user(spec: &str) -> Result<User> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    let (u, g) = match spec.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (spec, None),
-    };
-    let entry = passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 7 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
-    let uid = match (u.parse::<u32>(), &entry) {
-        (Ok(n), _) => n,
-        (Err(_), Some(f)) => f[2].parse().map_err(|_| Error::Other(format!("user {u}: bad /etc/passwd entry")))?,
-        (Err(_), None) => return Err(Error::Other(format!("user {u} is not in the node's /etc/passwd"))),
-    };
-    let gid = match g {
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => group
-                .lines()
-                .map(|l| l.split(':').collect::<Vec<_>>())
-                .find(|f| f.len() >= 3 && f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| Error::Other(format!("group {g} is not in the node's /etc/group")))?,
-        },
-        None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
-    };
-    Ok(User { uid, gid, home: entry.map(|f| f[5].to_string()) })
 }
 
 /// Reaps children and forwards signals until the command exits (or, without a command, until

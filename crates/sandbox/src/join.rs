@@ -54,7 +54,7 @@ pub struct JoinRequest {
     pub userns: bool,
     pub security: Security,
     pub argv: Vec<String>,
-    /// The command's whole environment.
+    /// The command's whole environment (HOME is added, the node root's, if it has none).
     pub env: Vec<(String, String)>,
     pub cwd: String,
     /// Give the command a pseudo-terminal (`-t`).
@@ -230,12 +230,14 @@ fn command(req: &JoinRequest, master: Option<&OwnedFd>) -> ! {
         die(126, &format!("cannot change to directory {}: {}", req.cwd, e.desc()));
     }
     let cstrings = |items: Vec<String>| items.into_iter().map(CString::new).collect::<std::result::Result<Vec<_>, _>>();
+    // The command runs as the node's root: its HOME, unless the request names one.
+    let env = crate::user::with_home(&req.env, 0);
     let (Ok(argv), Ok(envp)) =
-        (cstrings(req.argv.clone()), cstrings(req.env.iter().map(|(k, v)| format!("{k}={v}")).collect()))
+        (cstrings(req.argv.clone()), cstrings(env.iter().map(|(k, v)| format!("{k}={v}")).collect()))
     else {
         die(FAILED, "arguments and environment cannot contain NUL bytes")
     };
-    let path = req.env.iter().find(|(k, _)| k == "PATH").map_or(crate::init::DEFAULT_PATH, |(_, v)| v.as_str());
+    let path = env.iter().find(|(k, _)| k == "PATH").map_or(crate::user::SEARCH_PATH, |(_, v)| v.as_str());
     let _ = SigSet::empty().thread_set_mask();
     // Nothing of ours (the request, the pty master) may reach the node's program.
     // SAFETY: close_range on fds 3 and up; none is used after this.

@@ -25,6 +25,7 @@ pub mod seccomp;
 pub mod spec;
 mod start;
 pub mod sync;
+mod user;
 
 pub use error::{Error, Result};
 pub use process::{PidFd, ProcessRef};

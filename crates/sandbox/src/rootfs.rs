@@ -38,9 +38,10 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("ptmx", "pts/ptmx"),
 ];
 
-/// Paths hidden from the node (the OCI runtime spec's defaults, as runc and Docker apply
-/// them): files get /dev/null over them, directories an empty read-only tmpfs.
-pub const MASKED: &[&str] = &[
+/// Paths hidden from a node by default (the OCI runtime spec's defaults, as runc and Docker
+/// apply them, and /proc/interrupts): files get /dev/null over them, directories an empty
+/// read-only tmpfs. A component may hold a `*`. Which apply is the plan's to say.
+pub const OCI_MASKED: &[&str] = &[
     "/proc/acpi",
     "/proc/asound",
     "/proc/interrupts",
@@ -57,8 +58,8 @@ pub const MASKED: &[&str] = &[
     "/sys/devices/system/cpu/cpu*/thermal_throttle",
 ];
 
-/// Paths the node may read but not change.
-pub const READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+/// Paths a node may read but not change, by default.
+pub const OCI_READ_ONLY: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// Where the node's root is attached in the init's own mount namespace before the pivot (a
 /// directory every host has, with a tmpfs of the init's own over it; it never shows outside).
@@ -105,7 +106,6 @@ fn fd_path(fd: &OwnedFd) -> String {
 /// Builds the node's root and makes it `/`. Runs in the init, in the node's new mount
 /// namespace, before anything of the node's own runs.
 pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
-    let privileged = spec.security.privileged;
     // Nothing mounted from here on may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)
         .ctx(|| "making / a slave mount in the node".into())?;
@@ -114,7 +114,7 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
         .ctx(|| format!("opening {}", root_path.display()))?;
     let noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_in(&root, "/", "proc", "proc", noexec, None)?;
-    let sys_ro = if privileged { MsFlags::empty() } else { MsFlags::MS_RDONLY };
+    let sys_ro = if spec.writable_sys { MsFlags::empty() } else { MsFlags::MS_RDONLY };
     mount_in(&root, "/", "sys", "sysfs", noexec | sys_ro, None)?;
     mount_in(&root, "/", "dev", "tmpfs", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
     let dev = resolve(&root, "/", "dev")?;
@@ -140,13 +140,11 @@ pub fn setup(spec: &NodeSpec, sources: Sources) -> Result<()> {
     for (m, (src, is_dir)) in spec.mounts.iter().zip(&sources.mounts) {
         bind_mount(&root, src, *is_dir, &m.target)?;
     }
-    if !privileged {
-        for path in MASKED {
-            mask(&root, path)?;
-        }
-        for path in READ_ONLY {
-            read_only(&root, path)?;
-        }
+    for path in &spec.masked_paths {
+        mask(&root, path)?;
+    }
+    for path in &spec.read_only_paths {
+        read_only(&root, path)?;
     }
     pivot(&root_path)
 }

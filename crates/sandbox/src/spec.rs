@@ -31,6 +31,14 @@ pub struct NodeSpec {
     /// Parts of the read-only layer the node does not see as they are (host secrets).
     #[serde(default)]
     pub covers: Vec<Cover>,
+    /// Paths of /proc and /sys hidden from the node, and those it may only read.
+    #[serde(default)]
+    pub masked_paths: Vec<String>,
+    #[serde(default)]
+    pub read_only_paths: Vec<String>,
+    /// /sys mounted read-write.
+    #[serde(default)]
+    pub writable_sys: bool,
     pub security: Security,
     /// Run in a user namespace, root inside mapped to this host range.
     pub userns: Option<IdMap>,
@@ -63,17 +71,16 @@ pub struct Security {
     pub caps: BTreeSet<Cap>,
     /// The compiled seccomp filter; `None`: unconfined.
     pub seccomp: Option<Bpf>,
-    /// All capabilities, no seccomp unless asked, no no_new_privs, /sys and /proc/sys
-    /// writable, no masked paths, every device.
-    pub privileged: bool,
+    /// Set no_new_privs: no exec may gain privileges (setuid, file capabilities).
+    pub no_new_privs: bool,
 }
 
 impl Security {
-    /// Drops capabilities and sets no_new_privs (unless privileged) on the calling thread:
-    /// what the node's init keeps for its whole life.
+    /// Drops capabilities and sets no_new_privs (if asked) on the calling thread: what the
+    /// node's init keeps for its whole life.
     pub fn restrict(&self) -> Result<()> {
         crate::caps::apply(&self.caps)?;
-        if !self.privileged {
+        if self.no_new_privs {
             // SAFETY: prctl with integer arguments.
             if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
                 return Err(crate::Error::os("setting no_new_privs", std::io::Error::last_os_error()));
@@ -86,7 +93,7 @@ impl Security {
     /// software is executed. The init itself never runs under it, so that no profile can
     /// stop it from reaping, reporting or stopping the node.
     pub fn load_seccomp(&self) -> Result<()> {
-        // Without no_new_privs (privileged), loading needs SYS_ADMIN, which it then has.
+        // Without no_new_privs, loading needs SYS_ADMIN (a privileged node has it).
         self.seccomp.as_ref().map_or(Ok(()), |f| f.load())
     }
 
@@ -269,6 +276,9 @@ mod tests {
             cgroup: "lab/x/n1".into(),
             files: vec![NodeFile::new("/etc/hosts", "127.0.0.1\tlocalhost\n", 0o644).unwrap()],
             covers: vec![Cover::Locked { path: "/etc/shadow".into() }],
+            masked_paths: vec!["/proc/kcore".into()],
+            read_only_paths: vec!["/proc/sys".into()],
+            writable_sys: false,
             security: Security {
                 caps: crate::caps::effective_set(&[], &[], false).unwrap(),
                 seccomp: Some(
@@ -276,7 +286,7 @@ mod tests {
                         .to_bpf(&crate::caps::effective_set(&[], &[], false).unwrap())
                         .unwrap(),
                 ),
-                privileged: false,
+                no_new_privs: true,
             },
             userns: Some(IdMap { host: 1 << 30, size: 65536 }),
             mounts: vec![BindMount { source: "/srv/data".into(), target: "/data".into(), read_only: true }],

@@ -298,3 +298,19 @@ fn a_taken_network_namespace_name_is_an_error_at_the_node() {
     );
     assert_eq!(err.location(), "lab.toml:2:8");
 }
+
+/// The plan of every example topology, as a reviewed snapshot (plan/snapshots/): a change to
+/// what lab decides shows as a diff of the plan.
+#[test]
+fn example_topologies_plan_as_their_snapshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../topologies");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(!files.is_empty(), "no topologies in {}", dir.display());
+    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")) {
+        let topology = Topology::load(file).unwrap();
+        let plan = Plan::new(&topology, &Facts::default()).unwrap();
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_yaml_snapshot!(name, plan);
+    }
+}

@@ -36,15 +36,12 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         .node(&req.node)
         .ok_or_else(|| Error::NotFound(format!("node {} of lab {lab} has not started", req.node)))?;
     let cgroups = cgroup::detect()?;
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), lab_sandbox::init::DEFAULT_PATH.into()),
-        ("HOSTNAME".into(), plan.hostname.to_string()),
-        ("HOME".into(), "/root".into()),
-    ];
+    // The node's environment (HOME comes from its root's passwd entry, in the node).
+    let mut env = plan.env.clone();
     if req.tty {
         env.push(("TERM".into(), std::env::var("TERM").unwrap_or_else(|_| "xterm".into())));
     }
-    for (k, v) in plan.env.iter().chain(&req.env) {
+    for (k, v) in &req.env {
         env.retain(|(key, _)| key != k);
         env.push((k.clone(), v.clone()));
     }

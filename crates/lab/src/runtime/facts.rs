@@ -10,7 +10,7 @@ use lab_net::Netlink;
 /// Subnets in use (host routes, other labs) and lab ids taken (by other labs' state or by
 /// leftover interfaces whose lab is unknown).
 pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
-    let mut facts = Facts::default();
+    let mut facts = Facts { no_ipv6: !std::path::Path::new("/proc/sys/net/ipv6").exists(), ..Facts::default() };
     // Other labs first: a conflict then names the lab rather than its bridge's route.
     for (name, state) in all_states() {
         let Some(state) = state else { continue };

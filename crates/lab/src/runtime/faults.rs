@@ -266,7 +266,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         l.save()?;
     }
     let mut profiles = Profiles::new();
-    up::load_profile(&mut profiles, node, &l.node(node)?.seccomp)?;
+    up::load_profile(&mut profiles, node, &l.node(node)?.policy.seccomp)?;
     let filters = up::Filters::compile([l.node(node)?], &profiles)?;
     let exe = SealedExe::of(&options.lab_binary)?;
     let journal = Journal::open(&l.dir)?;

@@ -13,7 +13,6 @@ use crate::Error;
 use futures::future::try_join_all;
 use lab_net::{firewall, nat, netns, sysctl, Netlink, VethEnd};
 use lab_sandbox::caps::Cap;
-use lab_sandbox::cgroup::devices;
 use lab_sandbox::cgroup::Cgroups;
 use lab_sandbox::seccomp::{self, Bpf, Profile};
 use lab_sandbox::{NodeFile, NodeSpec, SealedExe, Security, StartingNode};
@@ -214,10 +213,9 @@ impl Builder<'_> {
 
     /// A node's cgroup, with its limits and device rules.
     fn make_cgroup(&self, node: &NodePlan) -> Result<(), Error> {
-        let rules = if node.privileged { devices::ALLOW_ALL } else { devices::DEFAULT_RULES };
         let made = self.cgroups.create(&node.cgroup).and_then(|()| {
             self.cgroups.set_limits(&node.cgroup, &node.limits)?;
-            self.cgroups.set_devices(&node.cgroup, rules)
+            self.cgroups.set_devices(&node.cgroup, &node.policy.devices)
         });
         made.map_err(|e| Error::node(node.name.as_str(), e))
     }
@@ -344,31 +342,13 @@ pub(super) async fn create_veths(host: &Netlink, veths: Vec<VethPair<'_>>) -> Re
     Ok(())
 }
 
-/// Sysctls of a node's network namespace: SLAAC off on every interface (addresses are the
-/// plan's, and a stray router advertisement must not add more), and no duplicate address
-/// detection (a link-local address held tentative for a second loses the first packets
-/// routed through it), then the plan's own.
-pub(super) fn node_sysctls(node: &NodePlan) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if std::path::Path::new("/proc/sys/net/ipv6").is_dir() {
-        let names = ["all", "default"].into_iter().chain(node.interfaces.iter().map(|i| i.name.as_str()));
-        for name in names {
-            for key in ["accept_ra", "autoconf", "accept_dad"] {
-                out.push((format!("net/ipv6/conf/{name}/{key}"), "0".to_string()));
-            }
-        }
-    }
-    out.extend(node.sysctls.iter().cloned());
-    out
-}
-
 /// Inside a node's network namespace, once its interfaces exist: sysctls, every interface
 /// up, addresses, routes. (What lab does to its traffic is done on the host side.)
 pub(super) async fn settle(node: &NodePlan, netns: &File) -> Result<(), Error> {
     let at = |e: lab_net::Error| Error::node(node.name.as_str(), e);
     let label = format!("node {}", node.name);
     // Sysctls on the thread that opens the node's netlink socket: one setns for both.
-    let (settings, thread_label) = (node_sysctls(node), label.clone());
+    let (settings, thread_label) = (node.sysctls.clone(), label.clone());
     let setup = move || sysctl::write_here(&thread_label, &settings);
     let nl = Netlink::in_netns_with(netns, &label, setup).await.map_err(at)?;
     let links = nl.links().await.map_err(at)?;
@@ -397,21 +377,20 @@ impl Filters {
     pub fn compile<'a>(nodes: impl IntoIterator<Item = &'a NodePlan>, profiles: &Profiles) -> Result<Filters, Error> {
         let mut filters = Filters::default();
         for node in nodes {
-            let profile = match &node.seccomp {
-                // Privileged means unconfined unless a profile is named, as with Docker.
-                SeccompChoice::Default if node.privileged => continue,
+            let policy = &node.policy;
+            let profile = match &policy.seccomp {
                 SeccompChoice::Unconfined => continue,
                 SeccompChoice::Default => seccomp::docker_default(),
                 SeccompChoice::Profile(path) => profiles.get(path).cloned().expect("preflight loaded every profile"),
             };
-            let key = (node.seccomp.clone(), node.caps.clone());
+            let key = (policy.seccomp.clone(), policy.caps.clone());
             if filters.0.contains_key(&key) {
                 continue;
             }
             let at = |e: Error| Error::node(node.name.as_str(), e);
-            let bpf = profile.to_bpf(&node.caps).map_err(|e| at(e.into()))?;
+            let bpf = profile.to_bpf(&policy.caps).map_err(|e| at(e.into()))?;
             if bpf.verdict(libc::SYS_execve) == Some(seccomp::Verdict::Deny) {
-                let which = match &node.seccomp {
+                let which = match &policy.seccomp {
                     SeccompChoice::Profile(path) => format!("seccomp profile {}", path.display()),
                     _ => "the seccomp profile".to_string(),
                 };
@@ -426,7 +405,7 @@ impl Filters {
 
     /// The filter of `node`; `None`: unconfined.
     fn get(&self, node: &NodePlan) -> Option<Bpf> {
-        self.0.get(&(node.seccomp.clone(), node.caps.clone())).cloned()
+        self.0.get(&(node.policy.seccomp.clone(), node.policy.caps.clone())).cloned()
     }
 }
 
@@ -444,7 +423,10 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         cgroup: node.cgroup.clone(),
         files,
         covers: node.covers.clone(),
-        security: Security { caps: node.caps.clone(), seccomp, privileged: node.privileged },
+        security: Security { caps: node.policy.caps.clone(), seccomp, no_new_privs: node.policy.no_new_privs },
+        masked_paths: node.policy.masked_paths.clone(),
+        read_only_paths: node.policy.read_only_paths.clone(),
+        writable_sys: node.policy.writable_sys,
         userns: node.userns,
         mounts: node.mounts.clone(),
         workdir: node.service.workdir.clone(),
