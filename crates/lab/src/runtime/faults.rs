@@ -3,9 +3,9 @@
 //! nodes' interfaces ([`super::hostside`]), where no node can undo it, and kept in the lab's
 //! state (under the lab's lock), so that a node started again gets it back.
 
-use super::down::{kill_all, thaw, Found};
 use super::exec::find_node;
 use super::hostside::HostSide;
+use super::resources::Found;
 use super::services;
 use super::up::{self, Builder, Profiles};
 use super::{ensure_root, Options};
@@ -203,44 +203,27 @@ pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
     l.save()
 }
 
-/// Everything of one node, gone; "already gone" is success.
+/// Everything of one node, gone; "already gone" is success. The other ends of its links lose
+/// their carrier first, as when a machine is switched off.
 async fn take_down(state: &LabState, node: &NodePlan, host: &Netlink, cgroups: &dyn Cgroups) -> Result<(), Error> {
     let name = node.name.as_str();
     let mut errors: Vec<Error> = Vec::new();
-    thaw(cgroups, &node.cgroup, &mut errors);
-    kill_all(&Found::node(name, state.node(name), &node.cgroup), cgroups, &mut errors).await;
-    // Its veths, explicitly (a namespace that goes away takes its interfaces with it, but
-    // later, in the background: the peers and a `lab start` must not find them lingering),
-    // its IFB devices, and the carrier of its links' other ends: a cable pulled.
     let index = super::hostside::index_of(&state.plan, node);
-    for iface in &node.interfaces {
-        let ifb = match iface.ifb() {
-            Some(ifb) => host.delete_link(&ifb).await,
-            None => Ok(()),
-        };
-        let peer = match state.plan.link_peer(index, iface) {
-            Some((_, peer)) => match host.link(peer.host_veth()).await {
-                Ok(Some(l)) => match host.clear_ingress(l.index, peer.host_veth()).await {
-                    Ok(()) => host.set_down(l.index, peer.host_veth()).await,
-                    e => e,
-                },
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
+    for (_, peer) in node.interfaces.iter().filter_map(|i| state.plan.link_peer(index, i)) {
+        let cut = match host.link(peer.host_veth()).await {
+            Ok(Some(l)) => match host.clear_ingress(l.index, peer.host_veth()).await {
+                Ok(()) => host.set_down(l.index, peer.host_veth()).await,
+                e => e,
             },
-            None => Ok(()),
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
         };
-        for r in [host.delete_link(iface.host_veth()).await, ifb, peer] {
-            if let Err(e) = r {
-                errors.push(e.into());
-            }
+        if let Err(e) = cut {
+            errors.push(e.into());
         }
     }
-    if let Err(e) = netns::remove(&node.netns) {
-        errors.push(e.into());
-    }
-    if let Err(e) = cgroups.remove(&node.cgroup) {
-        errors.push(e.into());
-    }
+    let (_, removed) = Found::node(node, state.node(name)).remove(host, cgroups).await;
+    errors.extend(removed);
     match errors.len() {
         0 => Ok(()),
         _ => Err(Error::node(name, Error::Several(errors))),

@@ -1,6 +1,5 @@
 //! Applying plans to the machine: `up`, `down`, `ps` and `exec`.
 
-mod down;
 mod exec;
 mod facts;
 mod faults;
@@ -8,14 +7,15 @@ mod host;
 mod hostside;
 mod logs;
 mod modules;
+mod resources;
 mod services;
 mod status;
 mod up;
 
-pub use down::DownReport;
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{capture, heal, impair, partition, set_link, start, stop};
 pub use logs::{logs, LogRequest};
+pub use resources::DownReport;
 pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
 
 use crate::plan::{self, Plan};
@@ -211,8 +211,12 @@ pub async fn down(name: &Name) -> Result<DownReport, Error> {
 }
 
 async fn remove(name: &Name, dir: &LabDir, host: &Netlink, cgroups: &dyn Cgroups) -> Result<DownReport, Error> {
-    let found = down::Found::collect(name, dir, host, cgroups).await?;
-    let report = down::teardown(name, dir, found, host, cgroups).await?;
+    let found = resources::Found::collect(name, dir, host, cgroups).await?;
+    let (report, errors) = found.remove(host, cgroups).await;
+    if !errors.is_empty() {
+        return Err(Error::Several(errors));
+    }
+    dir.remove()?;
     let _global = Lock::global()?;
     host::restore()?;
     Ok(report)
