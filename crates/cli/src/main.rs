@@ -321,7 +321,7 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
     let started = Instant::now();
     let mut topology = Topology::load(&a.file)?;
     if let Some(name) = &a.name {
-        topology.name = Name::parse(name).map_err(|m| Error::Failed(format!("--name: {m}")))?;
+        topology.name = Name::parse(name).map_err(|m| Error::Usage(format!("--name: {m}")))?;
     }
     let options = Options { wait: a.wait, ..Options::default() };
     let state = runtime::up(&topology, &options).await?;
@@ -361,9 +361,11 @@ async fn down(a: DownArgs) -> Result<ExitCode, Error> {
 }
 
 fn ps(a: PsArgs) -> Result<ExitCode, Error> {
-    let labs: Vec<_> = runtime::list().into_iter().filter(|l| a.lab.as_ref().is_none_or(|n| &l.name == n)).collect();
-    if let (Some(name), true) = (&a.lab, labs.is_empty()) {
-        return Err(Error::NotFound(format!("lab {name} is not up")));
+    let lab = parse_lab(a.lab.as_deref())?;
+    let labs: Vec<_> =
+        runtime::list().into_iter().filter(|l| lab.as_ref().is_none_or(|n| l.name == n.as_str())).collect();
+    if let (Some(name), true) = (lab, labs.is_empty()) {
+        return Err(Error::LabNotUp(name));
     }
     if a.json {
         output::json(&labs);
@@ -374,7 +376,7 @@ fn ps(a: PsArgs) -> Result<ExitCode, Error> {
 }
 
 fn parse_lab(lab: Option<&str>) -> Result<Option<Name>, Error> {
-    lab.map(Name::parse).transpose().map_err(|m| Error::Failed(format!("--lab: {m}")))
+    lab.map(Name::parse).transpose().map_err(|m| Error::Usage(format!("--lab: {m}")))
 }
 
 fn stats(a: StatsArgs) -> Result<ExitCode, Error> {
@@ -406,12 +408,12 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
                     env.push((kv.clone(), v));
                 }
             }
-            _ => return Err(Error::Failed(format!("-e {kv:?}: expected KEY=VALUE"))),
+            _ => return Err(Error::Usage(format!("-e {kv:?}: expected KEY=VALUE"))),
         }
     }
     let lab = parse_lab(a.lab.as_deref())?;
     if a.tty && a.interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        return Err(Error::Failed("the input device is not a TTY: drop -t, or run from a terminal".into()));
+        return Err(Error::Usage("the input device is not a TTY: drop -t, or run from a terminal".into()));
     }
     let req = ExecRequest {
         lab,
@@ -437,7 +439,7 @@ async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {
         duplicate: a.duplicate,
     };
     if impairment.is_empty() && !a.clear {
-        return Err(Error::Failed(
+        return Err(Error::Usage(
             "say what to do: --rate, --delay, --jitter, --loss, --corrupt, --duplicate, or --clear".into(),
         ));
     }
@@ -500,7 +502,7 @@ fn svg(dot: &str) -> Result<ExitCode, Error> {
     use std::process::{Command, Stdio};
     let mut child = Command::new("dot").arg("-Tsvg").stdin(Stdio::piped()).spawn().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NotFound(
+            Error::Missing(
                 "--format svg needs Graphviz's `dot` (Debian: apt install graphviz); --format dot prints its input"
                     .into(),
             )
@@ -514,7 +516,7 @@ fn svg(dot: &str) -> Result<ExitCode, Error> {
         return Err(Error::Io("writing to dot -Tsvg".into(), e));
     }
     if !status.success() {
-        return Err(Error::Failed(format!("dot -Tsvg failed ({status})")));
+        return Err(Error::Io("running dot -Tsvg".into(), std::io::Error::other(format!("it failed ({status})"))));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -525,7 +527,7 @@ fn capture(a: CaptureArgs) -> Result<ExitCode, Error> {
     let n = if a.write.as_os_str() == "-" {
         let stdout = std::io::stdout();
         if std::io::IsTerminal::is_terminal(&stdout) {
-            return Err(Error::Failed(
+            return Err(Error::Usage(
                 "pcap is binary: write it to a file with -w FILE, or pipe it (| wireshark -k -i -)".into(),
             ));
         }

@@ -119,13 +119,33 @@ pub fn report(e: &Error, command: Command) -> ExitCode {
     ExitCode::from(if command == Command::Exec { EXEC_FAILED } else { 1 })
 }
 
+/// What to do next, chosen by what went wrong (whatever node it is about).
 fn hint(e: &Error, command: Command) -> Option<String> {
-    Some(match (e, command) {
+    Some(match (e.root(), command) {
         (Error::NotRoot, _) => "run it as root, e.g. with sudo".into(),
         (Error::AlreadyUp(name), _) => {
             format!("take it down first with `lab down {name}`, or pick another name with --name")
         }
-        (Error::NotFound(_), _) => "`lab ps` lists the labs and nodes that are up".into(),
+        (Error::LabNotUp(_) | Error::NoLabUp | Error::NoSuchNode { .. }, _) => {
+            "`lab ps` lists the labs and nodes that are up".into()
+        }
+        (Error::AmbiguousLab(labs), _) | (Error::AmbiguousNode { labs, .. }, _) => match labs.first() {
+            Some(first) => format!("add --lab, e.g. --lab {first}"),
+            None => return None,
+        },
+        (Error::NoSuchInterface { node, .. }, _) => format!("`lab ps` shows the interfaces of {node}"),
+        (Error::NotRunning { lab, node }, _) => {
+            format!("`lab logs {node}` shows how it ended; `lab start {node} --lab {lab}` runs it again")
+        }
+        (Error::PortBusy { port, .. }, _) => format!("free port {port}, or forward another host port in `ports`"),
+        (Error::UndoFailed { .. } | Error::Unkillable(..), _) => {
+            "some resources are left behind; `lab down` removes them (it is safe to repeat)".into()
+        }
+        (
+            Error::Net(lab_net::Error::MissingFeature { .. })
+            | Error::Sandbox(lab_sandbox::Error::MissingFeature { .. }),
+            _,
+        ) => "the kernel was built without it; most distribution kernels have it".into(),
         (Error::Interrupted, _) => "everything made so far was removed".into(),
         (_, Command::Up) => "everything made so far was removed".into(),
         _ => return None,
@@ -134,6 +154,30 @@ fn hint(e: &Error, command: Command) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{hint, Command};
+    use lab::{Error, Name};
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("a valid name")
+    }
+
+    #[test]
+    fn hints_follow_the_error_through_the_node_it_is_about() {
+        let stopped = Error::node("a", Error::NotRunning { lab: name("demo"), node: "a".into() });
+        assert!(hint(&stopped, Command::Other).is_some_and(|h| h.contains("lab logs a")));
+        let ambiguous = Error::AmbiguousNode { node: "a".into(), labs: vec![name("x"), name("y")] };
+        assert_eq!(hint(&ambiguous, Command::Exec).as_deref(), Some("add --lab, e.g. --lab x"));
+        let undo = Error::UndoFailed {
+            cause: Box::new(Error::Interrupted),
+            what: "rolling back",
+            undo: Box::new(Error::Unkillable(2, 5)),
+        };
+        assert!(hint(&undo, Command::Up).is_some_and(|h| h.contains("lab down")));
+        assert!(undo.to_string().starts_with("interrupted; rolling back also failed: 2 processes"));
+        let gone = Error::node("b", Error::LabNotUp(name("demo")));
+        assert!(hint(&gone, Command::Other).is_some_and(|h| h.contains("lab ps")));
+    }
+
     #[test]
     fn table_aligns_columns_and_trims() {
         let rows = [["A".to_string(), "BB".into(), "C".into()], ["aaa".to_string(), "b".into(), "".into()]];

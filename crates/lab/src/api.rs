@@ -63,11 +63,11 @@ impl RunningLab {
         }
         Err(Error::node(
             node,
-            Error::Failed(format!(
-                "`{script}` failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            Error::CommandFailed {
+                command: script.to_string(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            },
         ))
     }
 

@@ -73,13 +73,18 @@ pub mod topology;
 
 pub use diagnostic::{Diagnostic, Source, TopologyError};
 pub use plan::Plan;
-pub use topology::Topology;
+pub use topology::{Name, Topology};
 
-/// Everything that can go wrong in `lab`, with the failing object in the message.
+/// Everything that can go wrong in `lab`, with the failing object in the message. A variant
+/// for each thing a caller acts on (the CLI keys its hints and exit codes on them).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A bad topology file: file, line, column.
     #[error("{0}")]
     Topology(#[from] TopologyError),
+    /// A bad request (command-line arguments, or the API's equivalent).
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
     #[error(transparent)]
@@ -90,22 +95,82 @@ pub enum Error {
     NotRoot,
     #[error("lab {0} is already up")]
     AlreadyUp(String),
+    #[error("lab {0} is not up")]
+    LabNotUp(Name),
+    #[error("no lab is up")]
+    NoLabUp,
+    /// Several labs are up and the request did not say which.
+    #[error("several labs are up ({}); say which", names(.0))]
+    AmbiguousLab(Vec<Name>),
+    #[error("{}", match .lab { Some(l) => format!("lab {l} has no node {}", .node), None => format!("no lab that is up has a node {}", .node) })]
+    NoSuchNode { lab: Option<Name>, node: String },
+    #[error("node {node} is in several labs ({}); say which with --lab", names(.labs))]
+    AmbiguousNode { node: String, labs: Vec<Name> },
+    #[error("node {node} has no interface {ifname} (it has {})", if .has.is_empty() { "none".to_string() } else { .has.join(", ") })]
+    NoSuchInterface { node: String, ifname: String, has: Vec<String> },
+    /// The node is not running: it ended, or was never started.
+    #[error("node {node} of lab {lab} is not running")]
+    NotRunning { lab: Name, node: String },
+    #[error("node {node} of lab {lab} is stopped; `lab start {node}` first")]
+    Stopped { lab: Name, node: String },
+    #[error("node {node} of lab {lab} is paused; `lab resume {node}` first")]
+    Paused { lab: Name, node: String },
+    /// `lab start` of a node that runs.
+    #[error("node {node} of lab {lab} is running")]
+    Running { lab: Name, node: String },
+    /// `lab stop` of a node that is stopped.
+    #[error("node {node} of lab {lab} is already stopped")]
+    AlreadyStopped { lab: Name, node: String },
+    /// Something the topology needs is not on this host (a rootfs, a mount source).
     #[error("{0}")]
-    NotFound(String),
+    Missing(String),
+    /// A host port the lab would forward is not free.
+    #[error("cannot forward host port {port}/{protocol}: {why}")]
+    PortBusy { port: u16, protocol: lab_net::nat::Protocol, why: String },
+    /// A seccomp profile under which nothing could run.
     #[error("{0}")]
-    Failed(String),
+    UnusableProfile(String),
+    /// A node's `exec` hook or health check failed.
+    #[error("{0}")]
+    Service(String),
+    /// A node ended while it was being brought up.
+    #[error("{0}")]
+    Died(String),
+    /// Processes that did not exit when killed.
+    #[error("{0} processes of the lab did not exit within {1}s of SIGKILL; run lab down again")]
+    Unkillable(usize, u64),
+    /// A command run in a node (by the API) failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    CommandFailed { command: String, status: String, stderr: String },
     #[error("node {node}: {source}")]
     Node { node: String, source: Box<Error> },
+    #[error("lab {lab}: {source}")]
+    InLab { lab: Name, source: Box<Error> },
     #[error("interrupted")]
     Interrupted,
+    /// Bringing something up failed, and so did undoing it: both causes.
+    #[error("{cause}; {} also failed: {undo}", .what)]
+    UndoFailed { cause: Box<Error>, what: &'static str, undo: Box<Error> },
     #[error("corrupt lab state: {0}")]
     Corrupt(String),
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Several(Vec<Error>),
 }
 
+fn names(n: &[Name]) -> String {
+    n.iter().map(Name::to_string).collect::<Vec<_>>().join(", ")
+}
+
 impl Error {
     pub fn node(node: &str, e: impl Into<Error>) -> Error {
         Error::Node { node: node.to_string(), source: Box::new(e.into()) }
+    }
+
+    /// The error itself, whatever node it is about.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Node { source, .. } | Error::InLab { source, .. } => source.root(),
+            e => e,
+        }
     }
 }

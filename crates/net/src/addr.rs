@@ -25,12 +25,7 @@ impl Netlink {
                 .destination_prefix(d.network(), d.prefix())
                 .gateway(v)
                 .build(),
-            _ => {
-                return Err(Error::Netlink {
-                    what: what(),
-                    message: "gateway and destination are of different IP versions".into(),
-                })
-            }
+            _ => return Err(Error::invalid(what(), "gateway and destination are of different IP versions")),
         };
         self.handle.route().add(msg).replace().execute().await.map_err(|e| Error::netlink(what(), e))
     }

@@ -22,7 +22,7 @@ impl Capture {
         let what = format!("capturing on {ifname} in {label}");
         let socket = netns::run_in(netns, label, || {
             let name = std::ffi::CString::new(ifname)
-                .map_err(|_| Error::Netlink { what: what.clone(), message: "the name holds a NUL byte".into() })?;
+                .map_err(|_| Error::invalid(what.clone(), "the name holds a NUL byte"))?;
             // SAFETY: a NUL-terminated name; the lookup is in this thread's namespace.
             let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
             if index == 0 {

@@ -9,8 +9,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// netlink itself failed (a message that did not decode, a closed socket): no errno.
     #[error("{what}: {message}")]
     Netlink { what: String, message: String },
+    /// A request that cannot be made as asked (a name with a NUL byte, mixed IP versions).
+    #[error("{what}: {message}")]
+    Invalid { what: String, message: String },
+    /// This kernel lacks what the request needs (a qdisc, a sysctl).
+    #[error("{what}: this kernel has no {feature}")]
+    MissingFeature { what: String, feature: String },
+    /// A worker thread (one that entered a namespace) died before it answered.
+    #[error("{what}: the worker thread died")]
+    Thread { what: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -18,6 +28,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub fn os(what: impl Into<String>, source: io::Error) -> Error {
         Error::Os { what: what.into(), source }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Invalid { what: what.into(), message: message.into() }
     }
 
     pub(crate) fn netlink(what: impl Into<String>, e: rtnetlink::Error) -> Error {
@@ -34,7 +48,7 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::Netlink { .. } => None,
+            Error::Netlink { .. } | Error::Invalid { .. } | Error::MissingFeature { .. } | Error::Thread { .. } => None,
         }
     }
 

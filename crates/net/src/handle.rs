@@ -67,7 +67,7 @@ impl Netlink {
                 });
             let _ = tx.send(socket);
         });
-        let socket = rx.await.map_err(|_| Error::Netlink { what, message: "thread died".into() })??;
+        let socket = rx.await.map_err(|_| Error::Thread { what })??;
         let (conn, handle, _) = rtnetlink::from_socket(socket);
         tokio::spawn(conn);
         Ok(Netlink { handle, place })

@@ -129,8 +129,6 @@ pub fn run_in<T: Send>(netns: BorrowedFd<'_>, label: &str, f: impl FnOnce() -> R
                 .map_err(|e| Error::os(format!("entering the network namespace of {label}"), e.into()))?;
             f()
         });
-        worker.join().unwrap_or_else(|_| {
-            Err(Error::Netlink { what: format!("working in {label}"), message: "the thread panicked".into() })
-        })
+        worker.join().unwrap_or_else(|_| Err(Error::Thread { what: format!("working in {label}") }))
     })
 }

@@ -71,7 +71,7 @@ pub fn tables() -> Result<Vec<String>> {
 }
 
 pub(crate) fn cstring(s: &str, what: impl Fn() -> String) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::Netlink { what: what(), message: format!("{s:?} contains a NUL byte") })
+    CString::new(s).map_err(|_| Error::invalid(what(), format!("{s:?} contains a NUL byte")))
 }
 
 /// Sends a batch and checks the kernel's answer to every message in it.

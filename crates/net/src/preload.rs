@@ -135,9 +135,7 @@ fn ask_in_scratch_namespace(owned: OwnedKinds) -> Result<()> {
         Ok(())
     })
     .join()
-    .unwrap_or_else(|_| {
-        Err(Error::Netlink { what: "loading kernel modules".into(), message: "the thread panicked".into() })
-    })
+    .unwrap_or_else(|_| Err(Error::Thread { what: "loading kernel modules".into() }))
 }
 
 struct OwnedKinds {

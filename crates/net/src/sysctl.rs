@@ -37,12 +37,10 @@ pub fn write_here(label: &str, settings: &[(String, String)]) -> Result<()> {
     for (key, value) in settings {
         let what = || format!("setting sysctl {key}={value} in {label}");
         let Some(path) = net_path(key) else {
-            return Err(Error::Netlink { what: what(), message: "only net.* keys can be set".into() });
+            return Err(Error::invalid(what(), "only net.* keys can be set"));
         };
         fs::write(&path, value).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                Error::Netlink { what: what(), message: format!("this kernel has no {}", path.display()) }
-            }
+            std::io::ErrorKind::NotFound => Error::MissingFeature { what: what(), feature: path.display().to_string() },
             _ => Error::os(what(), e),
         })?;
     }

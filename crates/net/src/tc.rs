@@ -242,14 +242,12 @@ impl Netlink {
         msg.attributes.push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
         let what = || format!("impairing {ifname}{} ({impairment})", self.place);
         match self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), NLM_F_CREATE | NLM_F_REPLACE).await {
-            Err(code) if code == libc::ENOENT && kind == "netem" => Err(Error::os(
-                format!(
-                    "{}: delay, jitter, loss, corrupt and duplicate need the sch_netem kernel module, \
-                     which this kernel does not have (CONFIG_NET_SCH_NETEM); a rate alone works without it",
-                    what()
-                ),
-                std::io::Error::from_raw_os_error(code),
-            )),
+            Err(code) if code == libc::ENOENT && kind == "netem" => Err(Error::MissingFeature {
+                what: what(),
+                feature: "sch_netem (CONFIG_NET_SCH_NETEM), which delay, jitter, loss, corrupt and duplicate \
+                          need; a rate alone works without it"
+                    .into(),
+            }),
             Err(code) => Err(Error::os(what(), std::io::Error::from_raw_os_error(code))),
             Ok(()) => Ok(()),
         }

@@ -11,6 +11,19 @@ pub enum Error {
     },
     #[error("the node is not running")]
     NotRunning,
+    /// libseccomp refused; its errno is kept.
+    #[error("seccomp: {what}: {source}")]
+    Seccomp {
+        what: String,
+        #[source]
+        source: libseccomp::error::SeccompError,
+    },
+    /// A seccomp profile that is not valid JSON of the Docker/OCI format.
+    #[error("seccomp profile {file}:{line}:{column}: {message}")]
+    BadProfile { file: String, line: usize, column: usize, message: String },
+    /// This machine lacks what the node needs (a cgroup controller, an interface file).
+    #[error("{what} needs {feature}, which this machine does not have")]
+    MissingFeature { what: String, feature: String },
     #[error("{0}")]
     Other(String),
 }
@@ -25,9 +38,28 @@ impl Error {
     pub fn errno(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::NotRunning | Error::Other(_) => None,
+            Error::Seccomp { source, .. } => seccomp_errno(source),
+            Error::NotRunning | Error::BadProfile { .. } | Error::MissingFeature { .. } | Error::Other(_) => None,
         }
     }
+}
+
+fn seccomp_errno(e: &libseccomp::error::SeccompError) -> Option<i32> {
+    use libseccomp::error::SeccompErrno as E;
+    Some(match e.errno()? {
+        E::EACCES => libc::EACCES,
+        E::ECANCELED => libc::ECANCELED,
+        E::EDOM => libc::EDOM,
+        E::EEXIST => libc::EEXIST,
+        E::EFAULT => libc::EFAULT,
+        E::EINVAL => libc::EINVAL,
+        E::ENOENT => libc::ENOENT,
+        E::ENOMEM => libc::ENOMEM,
+        E::EOPNOTSUPP => libc::EOPNOTSUPP,
+        E::ERANGE => libc::ERANGE,
+        E::ESRCH => libc::ESRCH,
+        _ => return e.sysrawrc().map(|c| -c),
+    })
 }
 
 /// Adds "what we were doing" to an io or nix error.

@@ -1,6 +1,6 @@
 //! `lab exec`: running a command in a node, and finding the node.
 
-use crate::state::{all_states, LabDir, LabState, STATE_ROOT};
+use crate::state::{all_states, LabDir, LabState};
 use crate::topology::Name;
 use crate::Error;
 use lab_sandbox::cgroup;
@@ -27,14 +27,9 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
     let (lab, state) = find_node(req.lab.as_ref(), &req.node)?;
     let plan = state.plan.node(&req.node).expect("find_node checked the node");
     if state.runtime.stopped.contains(&req.node) {
-        return Err(Error::NotFound(format!(
-            "node {} of lab {lab} is stopped; `lab start {}` first",
-            req.node, req.node
-        )));
+        return Err(Error::Stopped { lab, node: req.node.clone() });
     }
-    let procs = state
-        .node(&req.node)
-        .ok_or_else(|| Error::NotFound(format!("node {} of lab {lab} has not started", req.node)))?;
+    let procs = state.node(&req.node).ok_or_else(|| Error::NotRunning { lab: lab.clone(), node: req.node.clone() })?;
     let cgroups = cgroup::detect()?;
     // The node's environment (HOME comes from its root's passwd entry, in the node).
     let mut env = plan.env.clone();
@@ -46,10 +41,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         env.push((k.clone(), v.clone()));
     }
     if cgroups.frozen(&plan.cgroup) {
-        return Err(Error::Failed(format!(
-            "node {} of lab {lab} is paused; `lab resume {}` first",
-            req.node, req.node
-        )));
+        return Err(Error::Paused { lab, node: req.node.clone() });
     }
     // The node's own settings, as its init applied them: the command gets the same.
     let spec_path = LabDir::new(&lab).node_dir(&req.node).join("spec.json");
@@ -66,7 +58,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         interactive: req.interactive,
     };
     lab_sandbox::join::exec(&join).map_err(|e| match e {
-        lab_sandbox::Error::NotRunning => Error::NotFound(format!("node {} of lab {lab} is not running", req.node)),
+        lab_sandbox::Error::NotRunning => Error::NotRunning { lab, node: req.node.clone() },
         e => Error::node(&req.node, e),
     })
 }
@@ -80,20 +72,16 @@ pub fn find_node(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Err
         .collect();
     if let Some(l) = lab {
         if candidates.is_empty() {
-            return Err(Error::NotFound(format!("lab {l} is not up (state in {STATE_ROOT}/{l})")));
+            return Err(Error::LabNotUp(l.clone()));
         }
     }
     let with_node: Vec<(Name, LabState)> =
         candidates.into_iter().filter(|(_, s)| s.plan.node(node).is_some()).collect();
     match with_node.len() {
         1 => Ok(with_node.into_iter().next().expect("one element")),
-        0 => Err(Error::NotFound(match lab {
-            Some(l) => format!("lab {l} has no node {node}"),
-            None => format!("no lab that is up has a node {node}"),
-        })),
-        _ => Err(Error::Failed(format!(
-            "node {node} is in several labs ({}); say which with --lab",
-            with_node.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>().join(", ")
-        ))),
+        0 => Err(Error::NoSuchNode { lab: lab.cloned(), node: node.to_string() }),
+        _ => {
+            Err(Error::AmbiguousNode { node: node.to_string(), labs: with_node.into_iter().map(|(n, _)| n).collect() })
+        }
     }
 }

@@ -33,7 +33,7 @@ impl Locked {
     fn take(name: Name) -> Result<Locked, Error> {
         let dir = LabDir::new(&name);
         let lock = dir.lock()?;
-        let state = dir.read_state()?.ok_or_else(|| Error::NotFound(format!("lab {name} is not up")))?;
+        let state = dir.read_state()?.ok_or_else(|| Error::LabNotUp(name.clone()))?;
         Ok(Locked { name, dir, _lock: lock, state })
     }
 
@@ -43,20 +43,20 @@ impl Locked {
     }
 
     fn node(&self, node: &str) -> Result<&NodePlan, Error> {
-        self.state.plan.node(node).ok_or_else(|| Error::NotFound(format!("lab {} has no node {node}", self.name)))
+        self.state
+            .plan
+            .node(node)
+            .ok_or_else(|| Error::NoSuchNode { lab: Some(self.name.clone()), node: node.to_string() })
     }
 
     /// Node `node`, which must be running.
     fn running_node(&self, node: &str) -> Result<&NodePlan, Error> {
         let plan = self.node(node)?;
         if self.state.runtime.stopped.contains(node) {
-            return Err(Error::Failed(format!(
-                "node {node} of lab {} is stopped; `lab start {node}` first",
-                self.name
-            )));
+            return Err(Error::Stopped { lab: self.name.clone(), node: node.to_string() });
         }
         if !running(&self.state, node) {
-            return Err(Error::Failed(format!("node {node} of lab {} is not running", self.name)));
+            return Err(Error::NotRunning { lab: self.name.clone(), node: node.to_string() });
         }
         Ok(plan)
     }
@@ -72,13 +72,10 @@ fn running(state: &LabState, node: &str) -> bool {
 
 /// Interface `ifname` of a node, or an error listing the ones it has.
 fn interface<'a>(node: &'a NodePlan, ifname: &str) -> Result<&'a InterfacePlan, Error> {
-    node.interfaces.iter().find(|i| i.name.as_str() == ifname).ok_or_else(|| {
-        let names: Vec<&str> = node.interfaces.iter().map(|i| i.name.as_str()).collect();
-        Error::NotFound(format!(
-            "node {} has no interface {ifname} (it has {})",
-            node.name,
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-        ))
+    node.interfaces.iter().find(|i| i.name.as_str() == ifname).ok_or_else(|| Error::NoSuchInterface {
+        node: node.name.to_string(),
+        ifname: ifname.to_string(),
+        has: node.interfaces.iter().map(|i| i.name.to_string()).collect(),
     })
 }
 
@@ -137,16 +134,16 @@ pub async fn set_link(lab: Option<&Name>, node: &str, ifname: &str, up: bool) ->
 /// they share: frames between their bridge ports, and their links' wires, on the host side.
 pub async fn partition(lab: Option<&Name>, a: &[String], b: &[String]) -> Result<(), Error> {
     ensure_root()?;
-    let first = a.first().ok_or_else(|| Error::Failed("name at least one node on each side".into()))?;
+    let first = a.first().ok_or_else(|| Error::Usage("name at least one node on each side".into()))?;
     if b.is_empty() {
-        return Err(Error::Failed("name at least one node on each side (--from)".into()));
+        return Err(Error::Usage("name at least one node on each side (--from)".into()));
     }
     let mut l = Locked::of_node(lab, first)?;
     for n in a.iter().chain(b) {
         l.node(n)?;
     }
     if let Some(both) = a.iter().find(|n| b.contains(n)) {
-        return Err(Error::Failed(format!("node {both} is on both sides of the partition")));
+        return Err(Error::Usage(format!("node {both} is on both sides of the partition")));
     }
     let sides = [a.iter().cloned().collect(), b.iter().cloned().collect()];
     l.state.runtime.partitions.push(sides);
@@ -180,11 +177,8 @@ fn the_lab(lab: Option<&Name>) -> Result<Name, Error> {
     let names: Vec<Name> = all_states().into_iter().filter(|(_, s)| s.is_some()).map(|(n, _)| n).collect();
     match names.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::NotFound("no lab is up".into())),
-        _ => Err(Error::Failed(format!(
-            "several labs are up ({}); say which",
-            names.iter().map(Name::to_string).collect::<Vec<_>>().join(", ")
-        ))),
+        [] => Err(Error::NoLabUp),
+        _ => Err(Error::AmbiguousLab(names)),
     }
 }
 
@@ -194,7 +188,7 @@ pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     if l.state.runtime.stopped.contains(node) {
-        return Err(Error::Failed(format!("node {node} of lab {} is already stopped", l.name)));
+        return Err(Error::AlreadyStopped { lab: l.name.clone(), node: node.to_string() });
     }
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -238,7 +232,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
     let mut l = Locked::of_node(lab, node)?;
     let index = l.state.plan.nodes.iter().position(|n| n.name.as_str() == node).expect("of_node found the node");
     if running(&l.state, node) {
-        return Err(Error::Failed(format!("node {node} of lab {} is running", l.name)));
+        return Err(Error::Running { lab: l.name.clone(), node: node.to_string() });
     }
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -282,7 +276,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         }
         Err(e) => {
             if let Err(cleanup) = take_down(&l.state, l.node(node)?, &host, cgroups.as_ref()).await {
-                return Err(Error::Failed(format!("{e}; cleaning up also failed: {cleanup}")));
+                return Err(Error::UndoFailed { cause: Box::new(e), what: "cleaning up", undo: Box::new(cleanup) });
             }
             Err(e)
         }
@@ -340,7 +334,7 @@ pub fn capture(
     let (lab, state) = find_node(lab, node)?;
     let plan = state.plan.node(node).expect("find_node checked the node");
     if !running(&state, node) {
-        return Err(Error::Failed(format!("node {node} of lab {lab} is not running")));
+        return Err(Error::NotRunning { lab, node: node.to_string() });
     }
     if ifname != "lo" {
         interface(plan, ifname)?;

@@ -124,7 +124,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         }
         Err(e) => {
             if let Err(rollback) = remove(&topology.name, &dir, &host, cgroups.as_ref()).await {
-                return Err(Error::Failed(format!("{e}; rolling back also failed: {rollback}")));
+                return Err(Error::UndoFailed { cause: Box::new(e), what: "rolling back", undo: Box::new(rollback) });
             }
             Err(e)
         }
@@ -158,7 +158,7 @@ impl Interrupts {
 fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
     let mut profiles = up::Profiles::new();
     for node in &topology.nodes {
-        let at = |m: String| Error::node(node.name.as_str(), Error::NotFound(m));
+        let at = |m: String| Error::node(node.name.as_str(), Error::Missing(m));
         if let Rootfs::Dir(dir) = &node.rootfs {
             if !dir.is_dir() {
                 return Err(at(format!("rootfs {} is not a directory on this host", dir.display())));
@@ -190,10 +190,7 @@ fn check_ports(plan: &Plan) -> Result<(), Error> {
             } else {
                 e.to_string()
             };
-            return Err(Error::node(
-                p.node.as_str(),
-                Error::Failed(format!("cannot forward host port {}/{}: {why}", p.host_port, p.protocol)),
-            ));
+            return Err(Error::node(p.node.as_str(), Error::PortBusy { port: p.host_port, protocol: p.protocol, why }));
         }
     }
     Ok(())
@@ -244,7 +241,7 @@ pub async fn down_all() -> Result<Vec<(Name, DownReport)>, Error> {
     for name in known_labs().await? {
         match down(&name).await {
             Ok(r) => out.push((name, r)),
-            Err(e) => errors.push(Error::Failed(format!("lab {name}: {e}"))),
+            Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
         }
     }
     if errors.is_empty() {
@@ -265,7 +262,7 @@ pub fn plan_of(arg: &str) -> Result<Plan, Error> {
     if arg.ends_with(".toml") || path.is_file() {
         return Ok(Plan::new(&Topology::load(path)?, &plan::Facts::default())?);
     }
-    Err(Error::NotFound(format!("lab {name} is not up, and {arg} is not a topology file")))
+    Err(Error::Usage(format!("lab {name} is not up, and {arg} is not a topology file")))
 }
 
 /// Reads the lab name from a topology file or takes `arg` as a name: `lab down` accepts both.
@@ -274,5 +271,5 @@ pub fn lab_name_from_arg(arg: &str) -> Result<Name, Error> {
     if arg.ends_with(".toml") || path.is_file() {
         return Ok(Topology::load(path)?.name);
     }
-    Name::parse(arg).map_err(Error::NotFound)
+    Name::parse(arg).map_err(Error::Usage)
 }

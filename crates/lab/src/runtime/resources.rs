@@ -312,10 +312,7 @@ impl Found {
                 Ok(results) => errors.extend(results.into_iter().filter_map(|r| r.err().map(Error::from))),
                 Err(_) => {
                     let left = fds.iter().filter(|f| f.is_alive()).count();
-                    errors.push(Error::Failed(format!(
-                        "{left} processes of the lab did not exit within {}s of SIGKILL; run lab down again",
-                        EXIT_TIMEOUT.as_secs()
-                    )));
+                    errors.push(Error::Unkillable(left, EXIT_TIMEOUT.as_secs()));
                     break;
                 }
             }

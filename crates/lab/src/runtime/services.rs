@@ -98,7 +98,7 @@ pub(super) async fn wait_healthy(
         if failures >= hc.retries {
             return Err(Error::node(
                 name,
-                Error::Failed(format!(
+                Error::Service(format!(
                     "unhealthy: `{}` failed {failures} times in a row; last: {why}",
                     hc.cmd.join(" ")
                 )),
@@ -116,13 +116,13 @@ pub(super) async fn hooks(lab_binary: &Path, plan: &Plan, node: &NodePlan) -> Re
             Some((code, out)) => {
                 return Err(Error::node(
                     node.name.as_str(),
-                    Error::Failed(format!("exec hook `{hook}` failed (exit {code}): {out}")),
+                    Error::Service(format!("exec hook `{hook}` failed (exit {code}): {out}")),
                 ))
             }
             None => {
                 return Err(Error::node(
                     node.name.as_str(),
-                    Error::Failed(format!("exec hook `{hook}` ran for over 300 s")),
+                    Error::Service(format!("exec hook `{hook}` ran for over 300 s")),
                 ))
             }
         }

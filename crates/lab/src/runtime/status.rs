@@ -140,7 +140,7 @@ pub fn stats(lab: Option<&Name>, node: Option<&str>, window: Duration) -> Result
                 }
             }
             if let (Some(l), true) = (lab, targets.is_empty()) {
-                return Err(Error::NotFound(format!("lab {l} is not up")));
+                return Err(Error::LabNotUp(l.clone()));
             }
         }
     }
@@ -166,7 +166,7 @@ pub fn pause(lab: Option<&Name>, node: &str, frozen: bool) -> Result<(), Error> 
     let (lab, state) = find_node(lab, node)?;
     let running = state.node(node).is_some_and(|p| p.init.is_alive());
     if !running {
-        return Err(Error::NotFound(format!("node {node} of lab {lab} is not running")));
+        return Err(Error::NotRunning { lab, node: node.to_string() });
     }
     let plan = state.plan.node(node).expect("find_node checked the node");
     cgroup::detect()?.freeze(&plan.cgroup, frozen).map_err(|e| Error::node(node, e))

@@ -246,7 +246,7 @@ impl Builder<'_> {
         let ns_path = PathBuf::from(format!("/proc/{}/ns/net", node.init.pid));
         let netns = File::open(&ns_path).map_err(|e| at(Error::Io(format!("opening {}", ns_path.display()), e)))?;
         if !node.init.is_alive() {
-            return Err(at(Error::Failed("its init exited while being created".into())));
+            return Err(at(Error::Died("its init exited while being created".into())));
         }
         self.journal.record(&[Resource::Netns { name: plan.netns.clone() }]).map_err(at)?;
         netns::persist(&ns_path, &plan.netns).map_err(|e| at(e.into()))?;
@@ -394,7 +394,7 @@ impl Filters {
                     SeccompChoice::Profile(path) => format!("seccomp profile {}", path.display()),
                     _ => "the seccomp profile".to_string(),
                 };
-                return Err(at(Error::Failed(format!(
+                return Err(at(Error::UnusableProfile(format!(
                     "{which} denies execve (with the node's capabilities): no program could start under it"
                 ))));
             }

@@ -68,8 +68,9 @@ impl V1 {
     }
 
     fn needs(&self, controller: &str, path: &str, what: &str) -> Result<PathBuf> {
-        self.dir(controller, path).ok_or_else(|| {
-            Error::Other(format!("{what} needs the cgroup v1 {controller} controller, which is not mounted"))
+        self.dir(controller, path).ok_or_else(|| Error::MissingFeature {
+            what: what.into(),
+            feature: format!("the cgroup v1 {controller} controller"),
         })
     }
 }

@@ -112,10 +112,10 @@ impl Cgroups for V2 {
                 let v2 = 1 + (u64::from(w) - 10) * 9999 / 990;
                 write(&dir.join("io.weight"), &format!("default {v2}"))?;
             } else {
-                return Err(Error::Other(format!(
-                    "io_weight: {} has no io.weight or io.bfq.weight (is the io controller enabled?)",
-                    dir.display()
-                )));
+                return Err(Error::MissingFeature {
+                    what: "io_weight".into(),
+                    feature: format!("io.weight or io.bfq.weight in {} (the io controller)", dir.display()),
+                });
             }
         }
         Ok(())

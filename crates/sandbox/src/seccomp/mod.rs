@@ -136,15 +136,19 @@ impl Profile {
     pub fn load(path: &Path) -> Result<Profile> {
         let text =
             std::fs::read(path).map_err(|e| Error::os(format!("reading seccomp profile {}", path.display()), e))?;
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::Other(format!("seccomp profile {}:{}:{}: {e}", path.display(), e.line(), e.column())))
+        serde_json::from_slice(&text).map_err(|e| Error::BadProfile {
+            file: path.display().to_string(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })
     }
 
     /// A filter for a process with capabilities `caps` on this machine.
     pub fn compile(&self, caps: &BTreeSet<Cap>) -> Result<ScmpFilterContext> {
         let errno = |ret: Option<u32>| ret.or(self.default_errno_ret).unwrap_or(libc::EPERM as u32) as i32;
         let default = action(self.default_action, errno(None));
-        let ctx_err = |what: &str, e: libseccomp::error::SeccompError| Error::Other(format!("seccomp: {what}: {e}"));
+        let ctx_err = |what: &str, e: libseccomp::error::SeccompError| Error::Seccomp { what: what.into(), source: e };
         let mut ctx = ScmpFilterContext::new(default).map_err(|e| ctx_err("creating a filter", e))?;
         for arch in self.arches()? {
             ctx.add_arch(arch).map_err(|e| ctx_err("adding an architecture", e))?;
@@ -309,7 +313,7 @@ impl Profile {
         // export_bpf_mem needs libseccomp 2.6 (Debian 12 has 2.5): export into a memfd.
         let fd = nix::sys::memfd::memfd_create(c"lab-seccomp", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .map_err(|e| Error::os("creating a memfd for the seccomp filter", e))?;
-        ctx.export_bpf(&fd).map_err(|e| Error::Other(format!("exporting the seccomp filter: {e}")))?;
+        ctx.export_bpf(&fd).map_err(|e| Error::Seccomp { what: "exporting the filter".into(), source: e })?;
         let mut file = std::fs::File::from(fd);
         let mut bytes = Vec::new();
         std::io::Seek::rewind(&mut file).map_err(|e| Error::os("reading the seccomp filter", e))?;
