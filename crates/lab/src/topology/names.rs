@@ -11,8 +11,10 @@ use std::fmt;
 pub struct Name(String);
 
 impl Name {
+    /// The longest name, in bytes.
     pub const MAX_LEN: usize = 63;
 
+    /// `s` if it is a valid name, else why not.
     pub fn parse(s: &str) -> Result<Name, String> {
         if s.is_empty() {
             return Err("a name cannot be empty".into());
@@ -35,6 +37,7 @@ impl Name {
         Ok(Name(s.to_string()))
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,8 +75,10 @@ impl AsRef<str> for Name {
 pub struct IfName(String);
 
 impl IfName {
+    /// The longest interface name, in bytes (IFNAMSIZ - 1).
     pub const MAX_LEN: usize = 15;
 
+    /// `s` if the kernel takes it as an interface name, else why not.
     pub fn parse(s: &str) -> Result<IfName, String> {
         if s.is_empty() {
             return Err("an interface name cannot be empty".into());
@@ -99,6 +104,7 @@ impl IfName {
         IfName(format!("eth{n}"))
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -137,8 +143,10 @@ impl std::ops::Deref for IfName {
 pub struct Hostname(String);
 
 impl Hostname {
+    /// The longest host name, in bytes (HOST_NAME_MAX).
     pub const MAX_LEN: usize = 64;
 
+    /// `s` if it is a valid host name, else why not.
     pub fn parse(s: &str) -> Result<Hostname, String> {
         if s.len() > Self::MAX_LEN {
             return Err(format!("host name `{s}` is longer than {} bytes", Self::MAX_LEN));
@@ -158,6 +166,7 @@ impl Hostname {
         Ok(Hostname(s.to_string()))
     }
 
+    /// The name.
     pub fn as_str(&self) -> &str {
         &self.0
     }

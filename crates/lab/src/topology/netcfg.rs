@@ -13,7 +13,9 @@ use toml::Spanned;
 /// `routes = ["10.2.0.0/24 via 10.1.0.1", "default via 10.1.0.1"]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Where to (`default` is 0.0.0.0/0 or ::/0).
     pub destination: IpNetwork,
+    /// The next hop.
     pub via: IpAddr,
     /// Where it is written, for errors the plan finds (a gateway on no subnet of the node).
     pub span: Range<usize>,
@@ -22,9 +24,13 @@ pub struct Route {
 /// `ports = ["8080:80", "5353:53/udp"]`: a host port forwarded to a port of the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Port {
+    /// The port on the host.
     pub host: u16,
+    /// The port in the node.
     pub node: u16,
+    /// TCP (the default) or UDP.
     pub protocol: Protocol,
+    /// Where it is written.
     pub span: Range<usize>,
 }
 

@@ -14,22 +14,29 @@ pub use lab_sandbox::Restart;
 /// run given `timeout`; `retries` failures in a row mean unhealthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Healthcheck {
+    /// The command (a string is run by `/bin/sh -c`).
     pub cmd: Vec<String>,
+    /// Time between runs.
     pub interval_ms: u64,
+    /// Time one run may take.
     pub timeout_ms: u64,
+    /// Failures in a row that mean unhealthy.
     pub retries: u32,
 }
 
+/// How a node's command is run and looked after (`[nodes.*]` service keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// Working directory of the command (and of `lab exec`); `None`: `/`.
     pub workdir: Option<String>,
     /// `uid[:gid]` or `name[:group]`, resolved in the node's own /etc/passwd and /etc/group.
     pub user: Option<String>,
+    /// `restart`: what the monitor does when the command ends.
     pub restart: Restart,
     /// Nodes that must be up (and healthy, if they have a health check) before this one's
     /// command starts.
     pub depends_on: Vec<String>,
+    /// `healthcheck`: when the node counts as up.
     pub healthcheck: Option<Healthcheck>,
     /// Shell commands run in order once the node is up.
     pub exec: Vec<String>,

@@ -17,6 +17,7 @@ use toml::Spanned;
 pub enum SeccompChoice {
     /// lab's default profile (Docker's semantics).
     Default,
+    /// No filter at all.
     Unconfined,
     /// A Docker/OCI JSON profile.
     Profile(PathBuf),
@@ -25,11 +26,16 @@ pub enum SeccompChoice {
 /// What a node's processes may do, as the topology file says it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeSecurity {
+    /// `seccomp`.
     pub seccomp: SeccompChoice,
     /// Capability names (checked), or `ALL`.
     pub cap_add: Vec<String>,
+    /// `cap_drop`: capability names (checked), or `ALL`.
     pub cap_drop: Vec<String>,
+    /// `privileged`: every capability, no seccomp, all devices, /sys writable.
     pub privileged: bool,
+    /// `userns`: root in the node is an unprivileged user on the host (the default unless
+    /// `privileged`).
     pub userns: bool,
 }
 

@@ -1,0 +1,229 @@
+//! The walk over a whole topology file: names, defaults, nodes, then what needs every
+//! interface known (links, ports, impairments); the checks of each part live in their files.
+
+use super::raw::{self, RawCommand, RawTopology, Str};
+use super::{Hostname, IfName, Name, Node, Protocol, Rootfs, Topology};
+use crate::diagnostic::{Diagnostic, Source};
+use indexmap::IndexMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Collects every problem of a file, so that one run reports them all.
+#[derive(Default)]
+pub(super) struct Validator {
+    pub(super) diags: Vec<Diagnostic>,
+    /// Where each static address is written, to report addresses used twice.
+    pub(super) addresses: BTreeMap<IpAddr, Vec<Range<usize>>>,
+    /// Host ports forwarded, to report one forwarded twice.
+    pub(super) host_ports: HashSet<(u16, Protocol)>,
+}
+
+impl Validator {
+    pub(super) fn err(&mut self, span: Range<usize>, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::new(span, msg));
+    }
+
+    pub(super) fn err_hint(&mut self, span: Range<usize>, msg: impl Into<String>, hint: impl Into<String>) {
+        self.diags.push(Diagnostic::new(span, msg).hint(hint));
+    }
+
+    pub(super) fn name(&mut self, s: &Str) -> Option<Name> {
+        Name::parse(s.get_ref()).map_err(|m| self.err(s.span(), m)).ok()
+    }
+
+    pub(super) fn topology(&mut self, raw: RawTopology, source: &Source) -> Option<Topology> {
+        let name = match &raw.name {
+            Some(n) => self.name(n),
+            None => {
+                let stem = source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                match Name::parse(&stem) {
+                    Ok(n) => Some(n),
+                    Err(m) => {
+                        self.err_hint(
+                            0..0,
+                            format!("the lab has no `name` and the file name cannot be one: {m}"),
+                            "add `name = \"my-lab\"` at the top of the file",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+
+        let networks = self.networks(&raw.networks);
+        let net_index: HashMap<&str, usize> =
+            raw.networks.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
+
+        let defaults_rootfs = raw.defaults.rootfs.as_ref().and_then(|r| self.rootfs(r));
+        let defaults_command = raw.defaults.command.as_ref().and_then(|c| self.command(c));
+        let defaults_env = self.env(&raw.defaults.env);
+        if let Some(n) = &raw.defaults.networks {
+            self.err(n.span(), "`networks` is per node; it cannot be a default");
+        }
+        if let Some(h) = &raw.defaults.hostname {
+            self.err(h.span(), "`hostname` is per node; it cannot be a default");
+        }
+        self.node_only_keys(&raw.defaults);
+        let pairs: Vec<(Str, &raw::RawNode)> = raw.nodes.iter().map(|(k, n)| (k.clone(), n)).collect();
+        self.dependencies(&pairs);
+        let default_sysctls = self.sysctls(&raw.defaults);
+        // Relative seccomp profile paths are relative to the topology file.
+        let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+        let node_index: HashMap<&str, usize> =
+            raw.nodes.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
+        let mut nodes = Vec::new();
+        let mut if_spans: Vec<HashMap<IfName, Range<usize>>> = Vec::new();
+        for (key, rn) in &raw.nodes {
+            let name = self.name(key);
+            if key.get_ref() == "localhost" {
+                self.err(key.span(), "`localhost` cannot be a node name: every node already has one");
+            }
+            let hostname = match &rn.hostname {
+                Some(h) => Hostname::parse(h.get_ref()).map_err(|m| self.err(h.span(), m)).ok(),
+                None => name.as_ref().map(Hostname::from),
+            };
+            let rootfs = match &rn.rootfs {
+                Some(r) => self.rootfs(r),
+                None => defaults_rootfs.clone().or(Some(Rootfs::Host)),
+            };
+            let command = match &rn.command {
+                Some(c) => self.command(c),
+                None => defaults_command.clone(),
+            };
+            let mut env = defaults_env.clone();
+            for (k, v) in self.env(&rn.env) {
+                env.insert(k, v);
+            }
+            let mut spans = HashMap::new();
+            let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
+            if_spans.push(spans);
+            let security = self.security(rn, &raw.defaults, &base);
+            let limits = self.limits(rn, &raw.defaults);
+            let mounts = self.mounts(rn, &raw.defaults);
+            let reveal = self.reveal(rn, &raw.defaults, rootfs.as_ref());
+            let routes = self.routes(rn);
+            let service = self.service(rn, &raw.defaults);
+            let mut sysctls = default_sysctls.clone();
+            for (k, v) in self.sysctls(rn) {
+                sysctls.retain(|(key, _)| *key != k);
+                sysctls.push((k, v));
+            }
+            // Keep one node per table even when it is invalid, so that indexes stay aligned;
+            // the errors already recorded make the whole topology invalid.
+            let name = name.unwrap_or_else(placeholder);
+            nodes.push(Node {
+                span: key.span(),
+                hostname: hostname.unwrap_or_else(|| Hostname::from(&name)),
+                name,
+                rootfs: rootfs.unwrap_or(Rootfs::Host),
+                command,
+                env: env.into_iter().collect(),
+                interfaces,
+                security,
+                limits,
+                mounts,
+                reveal,
+                routes,
+                sysctls,
+                ports: Vec::new(),
+                impairments: Vec::new(),
+                service,
+            });
+        }
+
+        let links = self.links(&raw.links, &node_index, &networks, &mut nodes, &mut if_spans);
+        // Interfaces are all known now, links' included.
+        for ((key, rn), node) in raw.nodes.iter().zip(&mut nodes) {
+            node.ports = self.ports(key, rn, &node.interfaces, &networks);
+            node.impairments = self.impairments(key, rn, &node.interfaces);
+        }
+        self.report_duplicate_addresses();
+
+        Some(Topology { name: name?, networks, nodes, links, source: source.clone() })
+    }
+
+    pub(super) fn rootfs(&mut self, s: &Str) -> Option<Rootfs> {
+        let v = s.get_ref();
+        if v == "host" {
+            return Some(Rootfs::Host);
+        }
+        if !v.starts_with('/') {
+            self.err_hint(
+                s.span(),
+                format!("rootfs `{v}` is neither \"host\" nor an absolute path"),
+                "use \"host\" or a directory such as \"/srv/rootfs/alpine\"",
+            );
+            return None;
+        }
+        if v.contains([',', ':', '\\']) {
+            self.err(
+                s.span(),
+                format!("rootfs `{v}` contains `,`, `:` or `\\`, which overlayfs cannot take in a layer path"),
+            );
+            return None;
+        }
+        Some(Rootfs::Dir(PathBuf::from(v)))
+    }
+
+    pub(super) fn command(&mut self, c: &Spanned<RawCommand>) -> Option<Vec<String>> {
+        match c.get_ref() {
+            RawCommand::Shell(s) if s.trim().is_empty() => {
+                self.err(c.span(), "command is empty");
+                None
+            }
+            RawCommand::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            RawCommand::Argv(v) if v.is_empty() => {
+                self.err(c.span(), "command is empty");
+                None
+            }
+            RawCommand::Argv(v) => {
+                if let Some(bad) = v.iter().find(|a| a.get_ref().contains('\0')) {
+                    self.err(bad.span(), "command arguments cannot contain NUL bytes");
+                    return None;
+                }
+                Some(v.iter().map(|a| a.get_ref().clone()).collect())
+            }
+        }
+    }
+
+    pub(super) fn env(&mut self, raw: &IndexMap<Str, Str>) -> IndexMap<String, String> {
+        let mut out = IndexMap::new();
+        for (k, v) in raw {
+            let key = k.get_ref();
+            if key.is_empty() || key.contains(['=', '\0']) {
+                self.err(k.span(), format!("`{key}` is not a valid environment variable name"));
+            } else if v.get_ref().contains('\0') {
+                self.err(v.span(), "environment values cannot contain NUL bytes");
+            } else {
+                out.insert(key.clone(), v.get_ref().clone());
+            }
+        }
+        out
+    }
+
+    /// An address given twice, on one network or anywhere among links and networks.
+    pub(super) fn report_duplicate_addresses(&mut self) {
+        let dups: Vec<(IpAddr, Range<usize>)> = self
+            .addresses
+            .iter()
+            .flat_map(|(addr, spans)| spans.iter().skip(1).map(move |s| (*addr, s.clone())))
+            .collect();
+        for (addr, span) in dups {
+            self.err(span, format!("address {addr} is used twice"));
+        }
+    }
+}
+
+/// The name of a node or network whose own name is invalid: keeps indexes aligned.
+pub(super) fn placeholder() -> Name {
+    Name::parse("invalid").expect("a valid literal name")
+}
+
+pub(super) fn sorted(mut v: Vec<&str>) -> Vec<&str> {
+    v.sort_unstable();
+    v
+}
