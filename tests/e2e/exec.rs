@@ -120,6 +120,7 @@ fn interactive_shell_on_a_pty() {
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
     // Like a terminal session: a new session with the pty as its controlling terminal.
+    // SAFETY: setsid and an ioctl on fd 0 between fork and exec.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
             libc::setsid();
@@ -135,6 +136,7 @@ fn interactive_shell_on_a_pty() {
     let mut buf = [0u8; 4096];
     loop {
         let mut fds = [libc::pollfd { fd: master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one pollfd, the count given.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, 20_000) };
         assert!(ready > 0, "no output from the shell within 20s; so far:\n{}", text(&out));
         match master.read(&mut buf) {

@@ -1,5 +1,9 @@
 //! End-to-end tests: the built `lab` binary, run as root against the real kernel.
 //! Each test makes uniquely named labs and takes them down in a guard, also when it fails.
+//!
+//! Between fork and exec (terminal sessions, leaked fds) the tests make raw syscalls, a few
+//! to a block, each block saying why that is sound.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod api;
 mod errors;

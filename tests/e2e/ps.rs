@@ -64,6 +64,7 @@ fn a_node_command_gets_no_file_descriptor_of_the_host() {
     std::fs::write(&file, format!("name = \"{name}\"\n[nodes.a]\ncommand = [\"sleep\", \"infinity\"]\n")).unwrap();
     let mut up = std::process::Command::new(lab_bin());
     up.args(["up", file.to_str().unwrap()]);
+    // SAFETY: dup2 between fork and exec, onto a number the child does not otherwise use.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut up, move || {
             libc::dup2(leaked_fd, 9);

@@ -1,5 +1,7 @@
 //! The `lab` command.
 
+#![forbid(unsafe_code)]
+
 mod output;
 
 use clap::{Args, Parser, Subcommand};

@@ -134,7 +134,7 @@ fn hint(e: &Error, command: Command) -> Option<String> {
             None => return None,
         },
         (Error::NoSuchInterface { node, .. }, _) => format!("`lab ps` shows the interfaces of {node}"),
-        (Error::NotRunning { lab, node }, _) => {
+        (Error::NotRunning(lab::NodeRef { lab, node }), _) => {
             format!("`lab logs {node}` shows how it ended; `lab start {node} --lab {lab}` runs it again")
         }
         (Error::PortBusy { port, .. }, _) => format!("free port {port}, or forward another host port in `ports`"),
@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn hints_follow_the_error_through_the_node_it_is_about() {
-        let stopped = Error::node("a", Error::NotRunning { lab: name("demo"), node: "a".into() });
+        let stopped = Error::node("a", Error::NotRunning(lab::NodeRef::new(&name("demo"), "a")));
         assert!(hint(&stopped, Command::Other).is_some_and(|h| h.contains("lab logs a")));
         let ambiguous = Error::AmbiguousNode { node: "a".into(), labs: vec![name("x"), name("y")] };
         assert_eq!(hint(&ambiguous, Command::Exec).as_deref(), Some("add --lab, e.g. --lab x"));

@@ -40,6 +40,7 @@ impl RunningLab {
         Ok(RunningLab { name: topology.name.clone(), options, rt, down: false })
     }
 
+    /// The lab's name.
     pub fn name(&self) -> &Name {
         &self.name
     }
@@ -92,10 +93,12 @@ impl RunningLab {
         self.rt.block_on(runtime::impair(Some(&self.name), node, ifname, impairment))
     }
 
+    /// Stops a node (`lab stop`): its processes and interfaces go, its addresses stay.
     pub fn stop(&self, node: &str) -> Result<(), Error> {
         self.rt.block_on(runtime::stop(Some(&self.name), node))
     }
 
+    /// Starts a stopped node again (`lab start`), with the same addresses, links and faults.
     pub fn start(&self, node: &str) -> Result<(), Error> {
         self.rt.block_on(runtime::start(Some(&self.name), node, &self.options))
     }
@@ -145,6 +148,7 @@ pub struct LabBuilder {
 }
 
 impl LabBuilder {
+    /// A lab named `name`, with nothing in it yet.
     pub fn new(name: &str) -> LabBuilder {
         let mut root = toml::Table::new();
         root.insert("name".into(), name.into());
@@ -159,16 +163,19 @@ impl LabBuilder {
         entry.as_table_mut().expect("made a table just above")
     }
 
+    /// Settings every node starts from (`[defaults]`).
     pub fn defaults(mut self, settings: toml::Table) -> LabBuilder {
         self.root.insert("defaults".into(), settings.into());
         self
     }
 
+    /// Adds network `name` (`[networks.<name>]`).
     pub fn network(mut self, name: &str, settings: toml::Table) -> LabBuilder {
         self.section("networks").insert(name.into(), settings.into());
         self
     }
 
+    /// Adds node `name` (`[nodes.<name>]`).
     pub fn node(mut self, name: &str, settings: toml::Table) -> LabBuilder {
         self.section("nodes").insert(name.into(), settings.into());
         self

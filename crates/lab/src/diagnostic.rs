@@ -9,15 +9,19 @@ use std::path::{Path, PathBuf};
 pub struct Diagnostic {
     /// Byte range in the source text.
     pub span: Range<usize>,
+    /// What is wrong.
     pub message: String,
+    /// What to do about it.
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
+    /// A problem at `span`.
     pub fn new(span: Range<usize>, message: impl Into<String>) -> Self {
         Diagnostic { span, message: message.into(), hint: None }
     }
 
+    /// Adds what to do about it.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
@@ -27,11 +31,14 @@ impl Diagnostic {
 /// A topology file's path and text, kept to point errors at lines and columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
+    /// The file's path, as errors show it.
     pub path: PathBuf,
+    /// Its text.
     pub text: String,
 }
 
 impl Source {
+    /// The text of file `path`.
     pub fn new(path: impl AsRef<Path>, text: impl Into<String>) -> Self {
         Source { path: path.as_ref().to_path_buf(), text: text.into() }
     }
@@ -61,11 +68,14 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 /// Every problem found in one topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopologyError {
+    /// The file.
     pub source: Source,
+    /// The problems, in file order.
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl TopologyError {
+    /// The problems `diagnostics` of file `source`.
     pub fn new(source: Source, diagnostics: Vec<Diagnostic>) -> Self {
         TopologyError { source, diagnostics }
     }

@@ -60,6 +60,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod diagnostic;
 #[doc(hidden)]
@@ -85,48 +88,84 @@ pub enum Error {
     /// A bad request (command-line arguments, or the API's equivalent).
     #[error("{0}")]
     Usage(String),
+    /// A file or system call of lab's own failed: what it was doing, and why.
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// Links, addresses, routes, nftables or traffic control.
     #[error(transparent)]
     Net(#[from] lab_net::Error),
+    /// Making, joining or limiting a node's process.
     #[error(transparent)]
     Sandbox(#[from] lab_sandbox::Error),
+    /// Only root can bring a lab up (and most other commands).
     #[error("lab needs root (it creates namespaces, interfaces and cgroups)")]
     NotRoot,
+    /// A lab of this name is up already.
     #[error("lab {0} is already up")]
     AlreadyUp(String),
+    /// The lab named is not up.
     #[error("lab {0} is not up")]
     LabNotUp(Name),
+    /// The request needs a lab, and none is up.
     #[error("no lab is up")]
     NoLabUp,
     /// Several labs are up and the request did not say which.
     #[error("several labs are up ({}); say which", names(.0))]
     AmbiguousLab(Vec<Name>),
+    /// No node of that name in the lab named (`lab`), or in any lab that is up (`None`).
     #[error("{}", match .lab { Some(l) => format!("lab {l} has no node {}", .node), None => format!("no lab that is up has a node {}", .node) })]
-    NoSuchNode { lab: Option<Name>, node: String },
+    NoSuchNode {
+        /// The lab the request named, if it named one.
+        lab: Option<Name>,
+        /// The node asked for.
+        node: String,
+    },
+    /// Nodes of that name are in several labs that are up.
     #[error("node {node} is in several labs ({}); say which with --lab", names(.labs))]
-    AmbiguousNode { node: String, labs: Vec<Name> },
+    AmbiguousNode {
+        /// The node asked for.
+        node: String,
+        /// The labs that have one.
+        labs: Vec<Name>,
+    },
+    /// The node has no interface of that name.
     #[error("node {node} has no interface {ifname} (it has {})", if .has.is_empty() { "none".to_string() } else { .has.join(", ") })]
-    NoSuchInterface { node: String, ifname: String, has: Vec<String> },
+    NoSuchInterface {
+        /// The node.
+        node: String,
+        /// The interface asked for.
+        ifname: String,
+        /// The interfaces it has.
+        has: Vec<String>,
+    },
     /// The node is not running: it ended, or was never started.
-    #[error("node {node} of lab {lab} is not running")]
-    NotRunning { lab: Name, node: String },
-    #[error("node {node} of lab {lab} is stopped; `lab start {node}` first")]
-    Stopped { lab: Name, node: String },
-    #[error("node {node} of lab {lab} is paused; `lab resume {node}` first")]
-    Paused { lab: Name, node: String },
+    #[error("{0} is not running")]
+    NotRunning(NodeRef),
+    /// The node was stopped with `lab stop`.
+    #[error("{} is stopped; `lab start {}` first", .0, .0.node)]
+    Stopped(NodeRef),
+    /// The node is frozen with `lab pause`.
+    #[error("{} is paused; `lab resume {}` first", .0, .0.node)]
+    Paused(NodeRef),
     /// `lab start` of a node that runs.
-    #[error("node {node} of lab {lab} is running")]
-    Running { lab: Name, node: String },
+    #[error("{0} is running")]
+    Running(NodeRef),
     /// `lab stop` of a node that is stopped.
-    #[error("node {node} of lab {lab} is already stopped")]
-    AlreadyStopped { lab: Name, node: String },
+    #[error("{0} is already stopped")]
+    AlreadyStopped(NodeRef),
     /// Something the topology needs is not on this host (a rootfs, a mount source).
     #[error("{0}")]
     Missing(String),
     /// A host port the lab would forward is not free.
     #[error("cannot forward host port {port}/{protocol}: {why}")]
-    PortBusy { port: u16, protocol: lab_net::nat::Protocol, why: String },
+    PortBusy {
+        /// The host port.
+        port: u16,
+        /// Its protocol.
+        protocol: lab_net::nat::Protocol,
+        /// Why it cannot be had.
+        why: String,
+    },
     /// A seccomp profile under which nothing could run.
     #[error("{0}")]
     UnusableProfile(String),
@@ -136,25 +175,76 @@ pub enum Error {
     /// A node ended while it was being brought up.
     #[error("{0}")]
     Died(String),
-    /// Processes that did not exit when killed.
+    /// Processes that did not exit when killed: how many, and the seconds waited.
     #[error("{0} processes of the lab did not exit within {1}s of SIGKILL; run lab down again")]
     Unkillable(usize, u64),
     /// A command run in a node (by the API) failed.
     #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed { command: String, status: String, stderr: String },
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// How it ended.
+        status: String,
+        /// What it wrote to standard error.
+        stderr: String,
+    },
+    /// An error about one node.
     #[error("node {node}: {source}")]
-    Node { node: String, source: Box<Error> },
+    Node {
+        /// The node.
+        node: String,
+        /// The error.
+        source: Box<Error>,
+    },
+    /// An error about one lab, of several (`lab down --all`).
     #[error("lab {lab}: {source}")]
-    InLab { lab: Name, source: Box<Error> },
+    InLab {
+        /// The lab.
+        lab: Name,
+        /// The error.
+        source: Box<Error>,
+    },
+    /// SIGINT or SIGTERM arrived while a lab was being brought up.
     #[error("interrupted")]
     Interrupted,
     /// Bringing something up failed, and so did undoing it: both causes.
     #[error("{cause}; {} also failed: {undo}", .what)]
-    UndoFailed { cause: Box<Error>, what: &'static str, undo: Box<Error> },
+    UndoFailed {
+        /// Why it failed.
+        cause: Box<Error>,
+        /// The undoing ("rolling back").
+        what: &'static str,
+        /// Why the undoing failed.
+        undo: Box<Error>,
+    },
+    /// The lab's state file or journal cannot be read.
     #[error("corrupt lab state: {0}")]
     Corrupt(String),
+    /// Several independent failures (teardown goes on after the first).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
     Several(Vec<Error>),
+}
+
+/// A node of a lab, as errors name it: "node a of lab demo".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    /// The lab.
+    pub lab: Name,
+    /// The node.
+    pub node: String,
+}
+
+impl NodeRef {
+    /// Node `node` of lab `lab`.
+    pub fn new(lab: &Name, node: &str) -> NodeRef {
+        NodeRef { lab: lab.clone(), node: node.to_string() }
+    }
+}
+
+impl std::fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node {} of lab {}", self.node, self.lab)
+    }
 }
 
 fn names(n: &[Name]) -> String {
@@ -162,6 +252,7 @@ fn names(n: &[Name]) -> String {
 }
 
 impl Error {
+    /// `e`, about node `node`.
     pub fn node(node: &str, e: impl Into<Error>) -> Error {
         Error::Node { node: node.to_string(), source: Box::new(e.into()) }
     }

@@ -42,8 +42,11 @@ pub struct Facts {
     pub no_ipv6: bool,
 }
 
+/// Everything about a lab, decided before anything is made: what `lab up` carries out and
+/// what the lab's state file keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
+    /// The lab's name.
     pub lab: Name,
     /// Short id carried by host-side interface names (`lb-<id>-0`), unique among live labs.
     pub id: String,
@@ -52,31 +55,42 @@ pub struct Plan {
     pub group: u32,
     /// The lab's nftables table (family inet); all its NAT rules live there.
     pub nft_table: String,
+    /// Its networks (bridges), in file order.
     pub networks: Vec<NetworkPlan>,
+    /// Its nodes, in file order; other parts of the plan refer to them by index.
     pub nodes: Vec<NodePlan>,
+    /// Its point-to-point links, in file order.
     pub links: Vec<LinkPlan>,
     /// Host ports forwarded to nodes.
     #[serde(default)]
     pub ports: Vec<PortPlan>,
 }
 
+/// A network: a bridge on the host that the nodes' host ends are ports of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkPlan {
+    /// The network's name in the topology.
     pub name: Name,
+    /// The bridge's name on the host.
     pub bridge: IfName,
     /// Interface alias (`ip link` shows it) that ties the bridge to its lab.
     pub alias: String,
+    /// The bridge's MAC address, fixed so that it survives `lab down` and `lab up`.
     pub mac: [u8; 6],
+    /// The IPv4 subnet of the network.
     pub subnet: IpNetwork,
     /// The bridge's own address, for NAT networks: nodes' default route.
     pub gateway: Option<IpAddr>,
     /// The IPv6 subnet of a dual-stack network, and the bridge's address in it (NAT).
     #[serde(default)]
     pub subnet6: Option<IpNetwork>,
+    /// The bridge's IPv6 address, for NAT networks.
     #[serde(default)]
     pub gateway6: Option<IpAddr>,
+    /// MTU of the bridge and its ports (the kernel's default when `None`).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Whether nodes reach beyond the host through the bridge, masqueraded.
     pub nat: bool,
 }
 
@@ -89,20 +103,27 @@ impl NetworkPlan {
     }
 }
 
+/// A node: its process, identity, interfaces, files, policy and limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodePlan {
+    /// The node's name in the topology.
     pub name: Name,
+    /// Its hostname (UTS namespace).
     pub hostname: Hostname,
     /// Name under /run/netns, so that `ip netns exec <lab>-<node>` works.
     pub netns: String,
     /// cgroup path below each hierarchy's root.
     pub cgroup: String,
+    /// The root filesystem it runs on.
     pub rootfs: Rootfs,
+    /// The command its init runs; `None` keeps it idle (`lab exec` runs the work).
     pub command: Option<Vec<String>>,
     /// The whole environment its processes start with (PATH, HOSTNAME and the topology's;
     /// HOME comes from whoever a process runs as).
     pub env: Vec<(String, String)>,
+    /// Its interfaces, in order (`eth0` first).
     pub interfaces: Vec<InterfacePlan>,
+    /// Static routes, added after its interfaces are up.
     pub routes: Vec<RoutePlan>,
     /// The node's /etc/hosts.
     pub hosts: String,
@@ -110,12 +131,15 @@ pub struct NodePlan {
     pub policy: Policy,
     /// Root inside mapped to this host range, when the node has a user namespace.
     pub userns: Option<IdMap>,
+    /// CPU, memory, pid and I/O limits of its cgroup.
     pub limits: Limits,
+    /// Bind mounts from the host.
     pub mounts: Vec<BindMount>,
     /// How the node's view of its rootfs differs from it (host secrets hidden), and the
     /// files that come with that (a fresh /var's directories).
     #[serde(default)]
     pub covers: Vec<Cover>,
+    /// Files of the node's view that are not in its rootfs.
     #[serde(default)]
     pub view_files: Vec<NodeFile>,
     /// Sysctls of the node's network namespace, in order, set before its interfaces come up.
@@ -130,13 +154,16 @@ pub struct NodePlan {
     pub service: Service,
 }
 
+/// One interface of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterfacePlan {
     /// Name inside the node.
     pub name: IfName,
     /// At most one per IP version, IPv4 first.
     pub addresses: Vec<IpNetwork>,
+    /// Where its veth's other end is.
     pub attach: Attach,
+    /// MTU (the network's or link's).
     #[serde(default)]
     pub mtu: Option<u32>,
     /// Fixed, so that a node started again keeps it and its neighbours' ARP caches stay right.
@@ -151,10 +178,24 @@ pub struct InterfacePlan {
 #[serde(rename_all = "lowercase")]
 pub enum Attach {
     /// The host end is a port of network `network`'s bridge.
-    Bridge { network: usize, host_veth: IfName, alias: String },
+    Bridge {
+        /// Index of the network in [`Plan::networks`].
+        network: usize,
+        /// The host end.
+        host_veth: IfName,
+        /// The host end's alias.
+        alias: String,
+    },
     /// One end of point-to-point link `link`: the host end is wired (tc) to the host end of
     /// the link's other interface.
-    Link { link: usize, host_veth: IfName, alias: String },
+    Link {
+        /// Index of the link in [`Plan::links`].
+        link: usize,
+        /// The host end.
+        host_veth: IfName,
+        /// The host end's alias.
+        alias: String,
+    },
 }
 
 impl InterfacePlan {
@@ -165,6 +206,7 @@ impl InterfacePlan {
         }
     }
 
+    /// The alias of the interface's host end: it names the lab, node and interface.
     pub fn alias(&self) -> &str {
         match &self.attach {
             Attach::Bridge { alias, .. } | Attach::Link { alias, .. } => alias,
@@ -181,10 +223,12 @@ impl InterfacePlan {
     }
 }
 
+/// A point-to-point link between two nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LinkPlan {
     /// (node index, interface name) of each end.
     pub endpoints: [(usize, IfName); 2],
+    /// MTU of both ends.
     #[serde(default)]
     pub mtu: Option<u32>,
 }
@@ -192,18 +236,26 @@ pub struct LinkPlan {
 /// A host port forwarded to a node's address on a NAT network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortPlan {
+    /// The node that receives the traffic.
     pub node: Name,
+    /// TCP or UDP.
     pub protocol: Protocol,
+    /// The port on the host.
     pub host_port: u16,
+    /// The port in the node.
     pub node_port: u16,
+    /// The node's address the traffic goes to.
     pub address: IpAddr,
     /// The bridge the node is reached through.
     pub bridge: IfName,
 }
 
+/// A static route of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoutePlan {
+    /// Where to.
     pub destination: IpNetwork,
+    /// The next hop, on one of the node's subnets.
     pub via: IpAddr,
 }
 
@@ -339,6 +391,7 @@ impl Plan {
         Ok(Plan { nft_table: identity::nft_table(&lab), lab, id, group, networks, nodes, links, ports })
     }
 
+    /// The node named `name`.
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name.as_str() == name)
     }
@@ -535,6 +588,7 @@ fn ports(
 /// First host id of the ranges user namespaces map to: far above the ranges /etc/subuid
 /// hands out, each 65536 ids long.
 pub const USERNS_BASE: u32 = 0x4000_0000;
+/// Length of each range user namespaces map to.
 pub const USERNS_SIZE: u32 = 65536;
 
 /// Hands out host id ranges for user namespaces, skipping those other labs use.

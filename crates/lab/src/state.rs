@@ -10,38 +10,49 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// Where every lab keeps its state, one directory per lab (a tmpfs: it goes at reboot, as
+/// the kernel objects do).
 pub const STATE_ROOT: &str = "/run/lab";
 
 /// One thing `lab up` made that `lab down` must undo. Recorded before it is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Resource {
+    /// The lab's nftables table (family inet).
     NftTable {
+        /// Its name.
         name: String,
     },
+    /// A network's bridge.
     Bridge {
+        /// Its name.
         name: IfName,
     },
     /// A host-side interface: a veth's host end (deleting it removes both ends), an IFB.
     Veth {
+        /// Its name.
         name: IfName,
     },
     /// A name under /run/netns.
     Netns {
+        /// Its name.
         name: String,
     },
     /// A cgroup path below each hierarchy's root.
     Cgroup {
+        /// The path.
         path: String,
     },
     /// A node's processes, recorded as soon as they exist.
     Node {
+        /// The node's name.
         name: String,
+        /// Its init (pid 1 of its pid namespace).
         init: ProcessRef,
+        /// Its monitor: the init's parent on the host, which reports how the init ended.
         monitor: ProcessRef,
     },
 }
@@ -49,11 +60,13 @@ pub enum Resource {
 /// The lab as `exec`, `ps` and `down` see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabState {
+    /// What was decided.
     pub plan: Plan,
     /// The topology file it came from.
     pub topology: PathBuf,
     /// False until every node is ready.
     pub complete: bool,
+    /// The processes of its nodes that run or ran.
     pub nodes: Vec<NodeProcesses>,
     /// What `lab impair`, `lab link`, `lab partition` and `lab stop` changed since `up`.
     #[serde(default)]
@@ -91,14 +104,19 @@ impl RuntimeChanges {
     }
 }
 
+/// A node's processes, as recorded when they were made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeProcesses {
+    /// The node's name.
     pub name: String,
+    /// Its init (pid 1 of its pid namespace).
     pub init: ProcessRef,
+    /// Its monitor, the init's parent on the host.
     pub monitor: ProcessRef,
 }
 
 impl LabState {
+    /// The processes of node `name`, if it was started.
     pub fn node(&self, name: &str) -> Option<&NodeProcesses> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -107,26 +125,32 @@ impl LabState {
 /// A lab's directory.
 #[derive(Debug, Clone)]
 pub struct LabDir {
+    /// `/run/lab/<lab>`.
     pub path: PathBuf,
 }
 
 impl LabDir {
+    /// The directory of lab `name` (which may not exist).
     pub fn new(name: &Name) -> LabDir {
         LabDir { path: Path::new(STATE_ROOT).join(name.as_str()) }
     }
 
+    /// Whether it exists.
     pub fn exists(&self) -> bool {
         self.path.is_dir()
     }
 
+    /// The journal: what `lab up` made, one JSON line each, written before it is made.
     pub fn journal_path(&self) -> PathBuf {
         self.path.join("journal")
     }
 
+    /// The state file, written when `lab up` is done (and by faults and stop/start).
     pub fn state_path(&self) -> PathBuf {
         self.path.join("state.json")
     }
 
+    /// The directory of a node's files (log, hosts, resolv.conf).
     pub fn node_dir(&self, node: &str) -> PathBuf {
         self.path.join("nodes").join(node)
     }
@@ -142,6 +166,7 @@ impl LabDir {
         Lock::exclusive(&self.path.join("lock"))
     }
 
+    /// The lab's state, `None` if it has none (not up, or `up` did not get that far).
     pub fn read_state(&self) -> Result<Option<LabState>, Error> {
         match fs::read(self.state_path()) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -183,6 +208,7 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// Opens (creating) the journal of `dir`.
     pub fn open(dir: &LabDir) -> Result<Journal, Error> {
         let path = dir.journal_path();
         let file = OpenOptions::new()
@@ -207,7 +233,7 @@ impl Journal {
 
 /// An flock held until dropped.
 pub struct Lock {
-    _file: File,
+    _file: nix::fcntl::Flock<File>,
 }
 
 impl Lock {
@@ -219,10 +245,8 @@ impl Lock {
             .write(true)
             .open(path)
             .map_err(|e| Error::Io(format!("opening lock {}", path.display()), e))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::Io(format!("locking {}", path.display()), io::Error::last_os_error()));
-        }
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::Io(format!("locking {}", path.display()), e.into()))?;
         Ok(Lock { _file: file })
     }
 

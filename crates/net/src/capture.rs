@@ -3,8 +3,9 @@
 //! `wireshark -k -i -` reads), one flushed record per packet.
 
 use crate::{netns, Error, Result};
+use nix::sys::socket::{recv, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest frame kept whole (tcpdump's default snap length).
@@ -21,37 +22,12 @@ impl Capture {
     pub fn open(netns: BorrowedFd<'_>, label: &str, ifname: &str) -> Result<Capture> {
         let what = format!("capturing on {ifname} in {label}");
         let socket = netns::run_in(netns, label, || {
-            let name = std::ffi::CString::new(ifname)
-                .map_err(|_| Error::invalid(what.clone(), "the name holds a NUL byte"))?;
-            // SAFETY: a NUL-terminated name; the lookup is in this thread's namespace.
-            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-            if index == 0 {
-                return Err(Error::os(format!("{what}: no such interface"), io::Error::last_os_error()));
-            }
-            let proto = (libc::ETH_P_ALL as u16).to_be();
-            // SAFETY: plain socket(2); the fd is owned right away.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, i32::from(proto)) };
-            if fd < 0 {
-                return Err(Error::os(what.clone(), io::Error::last_os_error()));
-            }
-            // SAFETY: fd is a fresh descriptor nobody else owns.
-            let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-            // SAFETY: sockaddr_ll is plain data; zeroed is a valid value.
-            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = proto;
-            addr.sll_ifindex = index as i32;
-            // SAFETY: addr is a sockaddr_ll of the size given.
-            let r = unsafe {
-                libc::bind(
-                    socket.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if r != 0 {
-                return Err(Error::os(what.clone(), io::Error::last_os_error()));
-            }
+            let index = nix::net::if_::if_nametoindex(ifname)
+                .map_err(|e| Error::os(format!("{what}: no such interface"), e.into()))?;
+            let socket = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+                .map_err(|e| Error::os(what.clone(), e.into()))?;
+            crate::ffi::bind_packet_socket(&socket, index, (libc::ETH_P_ALL as u16).to_be())
+                .map_err(|e| Error::os(what.clone(), e))?;
             Ok(socket)
         })?;
         Ok(Capture { socket })
@@ -72,17 +48,11 @@ impl Capture {
         let mut n = 0u64;
         while count.is_none_or(|c| n < c) {
             // MSG_TRUNC: the frame's real length even when it did not fit.
-            // SAFETY: buf is writable for its whole length.
-            let len =
-                unsafe { libc::recv(self.socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_TRUNC) };
-            if len < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(Error::os("reading captured packets", e));
-            }
-            let len = len as usize;
+            let len = match recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
+                Ok(len) => len,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::os("reading captured packets", e.into())),
+            };
             let kept = len.min(buf.len());
             let record = pcap_record(SystemTime::now(), &buf[..kept], len);
             match out.write_all(&record).and_then(|()| out.flush()) {

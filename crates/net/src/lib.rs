@@ -13,6 +13,7 @@ mod addr;
 mod bridge;
 pub mod capture;
 mod error;
+mod ffi;
 pub mod firewall;
 mod handle;
 pub mod nat;

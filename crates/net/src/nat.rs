@@ -7,12 +7,11 @@ use crate::firewall::{self, Isolation};
 use crate::nft::{cstring, match_source, send};
 use crate::{Error, Result};
 use ipnetwork::IpNetwork;
-use nftnl::expr::{Expression, Immediate, InterfaceName, Nat, NatType, Register};
+use nftnl::expr::{Immediate, InterfaceName, Nat, NatType, Register};
 use nftnl::{nft_expr, Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::ptr::NonNull;
 
 pub use crate::nft::{tables, Family};
 
@@ -113,7 +112,7 @@ pub fn create_table(
                 let mut rule = Rule::new(&chain);
                 rule.add_expr(&nft_expr!(meta nfproto));
                 rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
-                rule.add_expr(&FibDaddrLocal);
+                rule.add_expr(&crate::ffi::FibDaddrLocal);
                 rule.add_expr(&nft_expr!(cmp == u32::from(libc::RTN_LOCAL)));
                 rule.add_expr(&nft_expr!(meta l4proto));
                 let port = f.host_port.to_be_bytes();
@@ -142,26 +141,4 @@ pub fn create_table(
     }
     firewall::add_isolation(&mut batch, &table_obj, isolation)?;
     send(&batch.finalize()).map_err(|e| Error::os(what(), e))
-}
-
-/// `fib daddr type`: the route type of the packet's destination into register 1 (compared
-/// with RTN_LOCAL it means "addressed to this host"). The nftnl crate has no fib expression.
-struct FibDaddrLocal;
-
-/// NFT_FIB_RESULT_ADDRTYPE and NFTA_FIB_F_DADDR of linux/netfilter/nf_tables.h.
-const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-const NFTA_FIB_F_DADDR: u32 = 1 << 1;
-
-impl Expression for FibDaddrLocal {
-    fn to_expr(&self, _rule: &Rule) -> NonNull<nftnl::nftnl_sys::nftnl_expr> {
-        use nftnl::nftnl_sys as sys;
-        // SAFETY: a fresh expression of libnftnl's, given only u32 attributes it defines.
-        unsafe {
-            let expr = NonNull::new(sys::nftnl_expr_alloc(c"fib".as_ptr())).expect("libnftnl: out of memory");
-            sys::nftnl_expr_set_u32(expr.as_ptr(), sys::NFTNL_EXPR_FIB_DREG as u16, Register::Reg1.to_raw());
-            sys::nftnl_expr_set_u32(expr.as_ptr(), sys::NFTNL_EXPR_FIB_RESULT as u16, NFT_FIB_RESULT_ADDRTYPE);
-            sys::nftnl_expr_set_u32(expr.as_ptr(), sys::NFTNL_EXPR_FIB_FLAGS as u16, NFTA_FIB_F_DADDR);
-            expr
-        }
-    }
 }

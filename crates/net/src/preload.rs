@@ -15,7 +15,6 @@ use netlink_packet_route::tc::{
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use nftnl::{Batch, Chain, ChainType, Hook, MsgType, Policy, ProtoFamily, Rule, Table};
-use std::ptr::NonNull;
 
 /// What to have the kernel load, by the names it knows them by.
 #[derive(Debug, Clone, Copy, Default)]
@@ -206,19 +205,9 @@ fn nft_expression(name: &str) {
     chain.set_policy(Policy::Accept);
     batch.add(&chain, MsgType::Add);
     let mut rule = Rule::new(&chain);
-    rule.add_expr(&Named(cname));
+    rule.add_expr(&crate::ffi::Named(cname));
     batch.add(&rule, MsgType::Add);
     let _ = crate::nft::send(&batch.finalize());
-}
-
-/// An nftables expression by name alone.
-struct Named(std::ffi::CString);
-
-impl nftnl::expr::Expression for Named {
-    fn to_expr(&self, _rule: &Rule) -> NonNull<nftnl::nftnl_sys::nftnl_expr> {
-        // SAFETY: a fresh expression of libnftnl's, of the kind named, with no attributes.
-        unsafe { NonNull::new(nftnl::nftnl_sys::nftnl_expr_alloc(self.0.as_ptr())).expect("libnftnl: out of memory") }
-    }
 }
 
 impl Netlink {

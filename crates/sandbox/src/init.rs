@@ -12,7 +12,6 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::BufReader;
-use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 
@@ -32,13 +31,14 @@ const HANDLED: &[Signal] = &[
 pub fn main() -> ! {
     // A session and process group of the node's own: nothing in the node can signal the
     // monitor's (or any host) process group, and no terminal is ever ours.
-    // SAFETY: setsid takes no arguments; the init is not a process group leader.
-    unsafe { libc::setsid() };
-    // SAFETY: the monitor hands the init the sync socket on SYNC_FD and nothing else uses it.
-    let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
+    // The init is pid 1 of a new pid namespace, so never a process group leader: setsid
+    // cannot fail.
+    let _ = nix::unistd::setsid();
+    // SAFETY: the monitor hands the init the sync socket on SYNC_FD, and this is the only
+    // place that takes it.
+    let mut sync = UnixStream::from(unsafe { crate::fd::inherited(SYNC_FD) });
     // It must not reach the node's command: close it on exec.
-    // SAFETY: F_SETFD on an fd we own.
-    if unsafe { libc::fcntl(SYNC_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+    if crate::fd::set_cloexec(&sync, true).is_err() {
         std::process::exit(1);
     }
     let mut reader = match sync.try_clone() {
@@ -53,10 +53,8 @@ pub fn main() -> ! {
     drop(reader);
     let sources = rootfs::Sources::inherited(&spec);
     // Whatever else there is above the sources came from somewhere it should not have.
-    // SAFETY: close_range on fds above those we use.
-    unsafe {
-        let first = (SYNC_FD + 1 + rootfs::Sources::count(&spec)) as u32;
-        libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32);
+    if let Err(e) = crate::fd::close_from(SYNC_FD + 1 + rootfs::Sources::count(&spec)) {
+        fail(&mut sync, Error::os("closing inherited fds", e));
     }
     let signals = match setup(&spec, sources) {
         Ok(s) => s,
@@ -89,10 +87,7 @@ fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     rootfs::setup(spec, sources)?;
     nix::unistd::sethostname(&spec.hostname).ctx(|| format!("setting the host name to {}", spec.hostname))?;
     // Nothing in the node may read the init's memory or reopen its files through /proc/1.
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(Error::os("making the init non-dumpable", std::io::Error::last_os_error()));
-    }
+    nix::sys::prctl::set_dumpable(false).ctx(|| "making the init non-dumpable".into())?;
     let mut mask = SigSet::empty();
     for s in HANDLED {
         mask.add(*s);
@@ -129,20 +124,17 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
         std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
     }
     let security = spec.security.clone();
+    let before_exec = move || {
+        // A session of its own: nothing it does to its process group reaches the init.
+        nix::unistd::setsid()?;
+        security.load_seccomp().map_err(|e| match e.errno() {
+            Some(errno) => std::io::Error::from_raw_os_error(errno),
+            None => std::io::Error::other(e.to_string()),
+        })
+    };
     // SAFETY: the init is single-threaded, so the forked child may run any code; std runs
     // this after changing the user and directory, right before exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            // A session of its own: nothing it does to its process group reaches the init.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            security.load_seccomp().map_err(|e| match e.errno() {
-                Some(errno) => std::io::Error::from_raw_os_error(errno),
-                None => std::io::Error::other(e.to_string()),
-            })
-        });
-    }
+    unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, before_exec) };
     // std resets the signal mask and SIGPIPE in the child before exec.
     let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;
     Ok(Pid::from_raw(child.id() as i32))

@@ -13,6 +13,7 @@ pub mod caps;
 pub mod cgroup;
 mod clone;
 mod error;
+mod fd;
 pub mod init;
 pub mod join;
 mod layers;

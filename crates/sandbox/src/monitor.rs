@@ -39,9 +39,14 @@ const MAX_LINE: usize = 16 * 1024;
 
 /// Runs the monitor; never returns.
 pub fn main(spec_path: &Path) -> ! {
-    sync::close_inherited_fds();
-    // SAFETY: `lab up` hands the monitor the sync socket on SYNC_FD.
-    let mut sync = unsafe { UnixStream::from_raw_fd(SYNC_FD) };
+    let closed = sync::close_inherited_fds();
+    // SAFETY: `lab up` hands the monitor the sync socket on SYNC_FD, and this is the only
+    // place that takes it.
+    let mut sync = UnixStream::from(unsafe { crate::fd::inherited(SYNC_FD) });
+    if let Err(e) = closed {
+        let _ = sync::send(&mut sync, &Message::Failed { error: format!("closing inherited fds: {e}") });
+        std::process::exit(1)
+    }
     // The monitor lives in its own session; a terminal's hangup or ^C is not for it.
     for s in [Signal::SIGHUP, Signal::SIGINT] {
         // SAFETY: SIG_IGN installs no handler code.
@@ -242,19 +247,12 @@ fn exec_init(spec: &NodeSpec, root_rx: UnixStream, exe: &CString, argv: &[CStrin
         }
     }
     drop(root_rx);
-    // Out of the way first, then onto SOURCES_FD.. (dup2 clears close-on-exec there).
-    let high: Vec<i32> = sources
-        .iter()
-        .filter_map(|fd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(100)).ok())
-        .collect();
-    if high.len() != sources.len() {
-        return Error::Other("duplicating the node's source fds".into());
-    }
-    for (i, fd) in high.iter().enumerate() {
-        // SAFETY: dup2 of an fd we own onto a number this process does not otherwise use.
-        if unsafe { libc::dup2(*fd, rootfs::SOURCES_FD + i as i32) } < 0 {
-            return Error::os("placing the node's source fds", std::io::Error::last_os_error());
-        }
+    let mut moves: Vec<(i32, i32)> =
+        sources.iter().enumerate().map(|(i, fd)| (fd.as_raw_fd(), rootfs::SOURCES_FD + i as i32)).collect();
+    // SAFETY: this child execs the init next; nothing of it uses SOURCES_FD.. (the sources
+    // it owns are only read through `moves`, and dropped unused if exec fails).
+    if let Err(e) = unsafe { crate::fd::place(&mut moves) } {
+        return Error::os("placing the node's source fds", e);
     }
     if spec.userns.is_some() {
         if let Err(e) = crate::init::become_root() {

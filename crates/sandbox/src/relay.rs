@@ -16,7 +16,7 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::unistd::Pid;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 /// Signals we pass on to the command (a pty's own ^C reaches it through the pty instead).
 const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP];
@@ -31,9 +31,14 @@ pub(crate) struct Streams {
     outputs: Vec<(OwnedFd, i32)>,
 }
 
+/// Whether our standard stream `fd` (0, 1 or 2) is a terminal.
 fn is_tty(fd: i32) -> bool {
-    // SAFETY: isatty on one of our standard fds.
-    unsafe { libc::isatty(fd) == 1 }
+    use std::io::IsTerminal;
+    match fd {
+        0 => std::io::stdin().is_terminal(),
+        1 => std::io::stdout().is_terminal(),
+        _ => std::io::stderr().is_terminal(),
+    }
 }
 
 impl Streams {
@@ -69,11 +74,11 @@ impl Streams {
         // Input read from the terminal but not yet taken by the command.
         let mut pending: Vec<u8> = Vec::new();
         let mut stdin_open = self.stdin.is_some();
-        // SAFETY: fd 0 stays open for the life of this function.
-        let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+        let stdin_handle = std::io::stdin();
+        let stdin = stdin_handle.as_fd();
         let mut open: Vec<bool> = vec![true; self.outputs.len()];
         if let Some(w) = &self.stdin {
-            set_nonblocking(w);
+            set_nonblocking(w)?;
         }
         loop {
             let mut fds =
@@ -135,17 +140,13 @@ impl Streams {
     }
 }
 
-fn set_nonblocking(fd: &OwnedFd) {
-    // SAFETY: F_GETFL/F_SETFL on our own fd.
-    unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
+fn set_nonblocking(fd: &OwnedFd) -> Result<()> {
+    crate::fd::set_nonblocking(fd).ctx(|| "making a pipe non-blocking".into())
 }
 
 fn write_all(fd: i32, data: &[u8]) {
-    // SAFETY: fd 1 or 2, open for the life of the process.
-    let target = unsafe { BorrowedFd::borrow_raw(fd) };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let target = if fd == 1 { stdout.as_fd() } else { stderr.as_fd() };
     let mut rest = data;
     while !rest.is_empty() {
         match nix::unistd::write(target, rest) {
@@ -158,7 +159,9 @@ fn write_all(fd: i32, data: &[u8]) {
 
 /// Whatever is left in `r` now, without waiting for writers that outlive the command.
 fn drain(r: &OwnedFd, target: i32, buf: &mut [u8]) {
-    set_nonblocking(r);
+    if set_nonblocking(r).is_err() {
+        return;
+    }
     while let Ok(n @ 1..) = nix::unistd::read(r, buf) {
         write_all(target, &buf[..n]);
     }
@@ -201,15 +204,13 @@ impl Drop for RawMode {
 
 /// Copies our window size onto the pty.
 pub(crate) fn copy_window_size(master: &OwnedFd) {
-    // SAFETY: winsize is plain data, all zeroes is a valid value.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     for fd in [libc::STDIN_FILENO, libc::STDOUT_FILENO] {
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a pointer to a winsize.
-        unsafe {
-            if libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-                return;
-            }
+        // SAFETY: TIOCGWINSZ writes a winsize where the pointer points.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 {
+            // SAFETY: TIOCSWINSZ reads a winsize from where the pointer points.
+            unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+            return;
         }
     }
 }
@@ -223,8 +224,8 @@ pub(crate) fn relay_pty(
     interactive: bool,
 ) -> Result<()> {
     let _raw = if interactive { Some(RawMode::new()) } else { None };
-    // SAFETY: fd 0 stays open for the life of this function.
-    let stdin = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
+    let stdin_handle = std::io::stdin();
+    let stdin = stdin_handle.as_fd();
     let mut stdin_open = interactive;
     let mut master_open = true;
     let mut buf = vec![0u8; 32 * 1024];

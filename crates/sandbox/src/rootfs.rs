@@ -79,8 +79,9 @@ pub struct Sources {
 impl Sources {
     /// Takes the fds the monitor's child left at SOURCES_FD and up.
     pub fn inherited(spec: &NodeSpec) -> Sources {
-        // SAFETY: the monitor's child put exactly these fds there, one per source, for us.
-        let take = |i: usize| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(SOURCES_FD + i as i32) };
+        // SAFETY: the monitor's child put exactly these fds there, one per source, for us,
+        // and this is the only place that takes them.
+        let take = |i: usize| unsafe { crate::fd::inherited(SOURCES_FD + i as i32) };
         let root = take(0);
         let mounts = (0..spec.mounts.len())
             .map(|i| {

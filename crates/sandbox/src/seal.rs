@@ -44,7 +44,5 @@ impl SealedExe {
 /// The same file on an fd of 10 or more (close-on-exec), so that mapping a child's fds 3 to
 /// 5 before exec can never replace it.
 pub(crate) fn above_low_fds(fd: OwnedFd) -> std::io::Result<OwnedFd> {
-    let high = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
-    // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
-    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high) })
+    crate::fd::dup_above(fd, 10)
 }

@@ -81,10 +81,7 @@ impl Security {
     pub fn restrict(&self) -> Result<()> {
         crate::caps::apply(&self.caps)?;
         if self.no_new_privs {
-            // SAFETY: prctl with integer arguments.
-            if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-                return Err(crate::Error::os("setting no_new_privs", std::io::Error::last_os_error()));
-            }
+            nix::sys::prctl::set_no_new_privs().map_err(|e| crate::Error::os("setting no_new_privs", e))?;
         }
         Ok(())
     }

@@ -38,24 +38,16 @@ pub async fn start(exe: &SealedExe, spec: &NodeSpec) -> Result<StartingNode> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls (dup2, fcntl, setsid) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == SYNC_FD {
-                // dup2 onto itself would keep close-on-exec: clear it instead.
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, SYNC_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Its own session: the monitor outlives `lab up` and its terminal.
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let before_exec = move || {
+        let mut moves = [(fd, SYNC_FD)];
+        // SAFETY: the child execs the monitor next; nothing of it uses SYNC_FD.
+        unsafe { crate::fd::place(&mut moves) }?;
+        // Its own session: the monitor outlives `lab up` and its terminal.
+        nix::unistd::setsid()?;
+        Ok(())
+    };
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, setsid) between fork and exec.
+    unsafe { cmd.pre_exec(before_exec) };
     let child = cmd.spawn().ctx(|| format!("starting the monitor of node {}", spec.name))?;
     drop(theirs);
     let monitor = ProcessRef::of(child.id() as i32)?;

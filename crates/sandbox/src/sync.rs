@@ -11,10 +11,9 @@ use std::io::{BufRead, Write};
 pub const SYNC_FD: i32 = 3;
 
 /// Closes every fd above SYNC_FD: whatever the caller of `lab up` let its children inherit
-/// must not reach a node. The monitor and init call this before anything else.
-pub fn close_inherited_fds() {
-    // SAFETY: close_range on fds this process has not used yet.
-    unsafe { libc::syscall(libc::SYS_close_range, (SYNC_FD + 1) as u32, u32::MAX, 0u32) };
+/// must not reach a node. The monitor calls this before anything else.
+pub fn close_inherited_fds() -> std::io::Result<()> {
+    crate::fd::close_from(SYNC_FD + 1)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,8 @@
 //! lab-sandbox against the real kernel (root): the v2 device filter attached to a cgroup of
 //! the unified hierarchy (on a hybrid host, /sys/fs/cgroup/unified), with a process in it.
+//!
+//! A forked child of the (threaded) test runner may only make raw syscalls, many to a block.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 use lab_sandbox::cgroup::devices::{attach, DEFAULT_RULES};
 use std::ffi::CString;

@@ -21,11 +21,13 @@ pub struct Policy {
     pub caps: BTreeSet<Cap>,
     /// The seccomp filter: lab's default, a profile, or none (`Unconfined`).
     pub seccomp: SeccompChoice,
+    /// Processes cannot gain privileges by execve (setuid, file capabilities).
     pub no_new_privs: bool,
     /// Devices the node may make and open (devices cgroup on v1, a BPF program on v2).
     pub devices: Vec<DeviceRule>,
-    /// Paths hidden from the node, and paths it may read but not change.
+    /// Paths hidden from the node (an empty file or directory over them).
     pub masked_paths: Vec<String>,
+    /// Paths the node may read but not change.
     pub read_only_paths: Vec<String>,
     /// /sys writable (and mounted read-write).
     pub writable_sys: bool,

@@ -3,6 +3,7 @@
 use crate::state::{all_states, LabDir, LabState};
 use crate::topology::Name;
 use crate::Error;
+use crate::NodeRef;
 use lab_sandbox::cgroup;
 use lab_sandbox::join::JoinRequest;
 use lab_sandbox::NodeSpec;
@@ -12,12 +13,17 @@ use lab_sandbox::NodeSpec;
 pub struct ExecRequest {
     /// `None`: the one lab that has a node of that name.
     pub lab: Option<Name>,
+    /// The node.
     pub node: String,
+    /// The command and its arguments.
     pub argv: Vec<String>,
     /// Added to (and overriding) the node's environment.
     pub env: Vec<(String, String)>,
+    /// Working directory (else the node's).
     pub workdir: Option<String>,
+    /// A pseudo-terminal for the command (`-t`).
     pub tty: bool,
+    /// Standard input passed to the command (`-i`).
     pub interactive: bool,
 }
 
@@ -27,9 +33,9 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
     let (lab, state) = find_node(req.lab.as_ref(), &req.node)?;
     let plan = state.plan.node(&req.node).expect("find_node checked the node");
     if state.runtime.stopped.contains(&req.node) {
-        return Err(Error::Stopped { lab, node: req.node.clone() });
+        return Err(Error::Stopped(NodeRef::new(&lab, &req.node)));
     }
-    let procs = state.node(&req.node).ok_or_else(|| Error::NotRunning { lab: lab.clone(), node: req.node.clone() })?;
+    let procs = state.node(&req.node).ok_or_else(|| Error::NotRunning(NodeRef::new(&lab, &req.node)))?;
     let cgroups = cgroup::detect()?;
     // The node's environment (HOME comes from its root's passwd entry, in the node).
     let mut env = plan.env.clone();
@@ -41,7 +47,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         env.push((k.clone(), v.clone()));
     }
     if cgroups.frozen(&plan.cgroup) {
-        return Err(Error::Paused { lab, node: req.node.clone() });
+        return Err(Error::Paused(NodeRef::new(&lab, &req.node)));
     }
     // The node's own settings, as its init applied them: the command gets the same.
     let spec_path = LabDir::new(&lab).node_dir(&req.node).join("spec.json");
@@ -58,7 +64,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         interactive: req.interactive,
     };
     lab_sandbox::join::exec(&join).map_err(|e| match e {
-        lab_sandbox::Error::NotRunning => Error::NotRunning { lab, node: req.node.clone() },
+        lab_sandbox::Error::NotRunning => Error::NotRunning(NodeRef::new(&lab, &req.node)),
         e => Error::node(&req.node, e),
     })
 }

@@ -13,6 +13,7 @@ use crate::plan::{InterfacePlan, NodePlan};
 use crate::state::{all_states, Journal, LabDir, LabState, Lock, NodeProcesses};
 use crate::topology::{Impairment, Name};
 use crate::Error;
+use crate::NodeRef;
 use futures::future::try_join_all;
 use lab_net::{netns, Netlink};
 use lab_sandbox::cgroup::{self, Cgroups};
@@ -53,10 +54,10 @@ impl Locked {
     fn running_node(&self, node: &str) -> Result<&NodePlan, Error> {
         let plan = self.node(node)?;
         if self.state.runtime.stopped.contains(node) {
-            return Err(Error::Stopped { lab: self.name.clone(), node: node.to_string() });
+            return Err(Error::Stopped(NodeRef::new(&self.name, node)));
         }
         if !running(&self.state, node) {
-            return Err(Error::NotRunning { lab: self.name.clone(), node: node.to_string() });
+            return Err(Error::NotRunning(NodeRef::new(&self.name, node)));
         }
         Ok(plan)
     }
@@ -188,7 +189,7 @@ pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     if l.state.runtime.stopped.contains(node) {
-        return Err(Error::AlreadyStopped { lab: l.name.clone(), node: node.to_string() });
+        return Err(Error::AlreadyStopped(NodeRef::new(&l.name, node)));
     }
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -232,7 +233,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
     let mut l = Locked::of_node(lab, node)?;
     let index = l.state.plan.nodes.iter().position(|n| n.name.as_str() == node).expect("of_node found the node");
     if running(&l.state, node) {
-        return Err(Error::Running { lab: l.name.clone(), node: node.to_string() });
+        return Err(Error::Running(NodeRef::new(&l.name, node)));
     }
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
@@ -334,7 +335,7 @@ pub fn capture(
     let (lab, state) = find_node(lab, node)?;
     let plan = state.plan.node(node).expect("find_node checked the node");
     if !running(&state, node) {
-        return Err(Error::NotRunning { lab, node: node.to_string() });
+        return Err(Error::NotRunning(NodeRef::new(&lab, node)));
     }
     if ifname != "lo" {
         interface(plan, ifname)?;

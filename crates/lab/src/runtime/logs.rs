@@ -14,7 +14,9 @@ use std::os::fd::AsFd;
 /// What to show of a node's log.
 #[derive(Debug, Clone, Default)]
 pub struct LogRequest {
+    /// `None`: the one lab that has a node of that name.
     pub lab: Option<Name>,
+    /// The node.
     pub node: String,
     /// Only the last this many lines.
     pub tail: Option<usize>,

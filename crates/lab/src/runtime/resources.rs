@@ -48,8 +48,11 @@ impl Kind {
 pub struct DownReport {
     /// Nodes whose processes, names or cgroups were found.
     pub nodes: BTreeSet<String>,
+    /// Processes killed.
     pub processes: usize,
+    /// Host interfaces deleted (bridges, veths, IFBs).
     pub interfaces: usize,
+    /// nftables tables deleted.
     pub nft_tables: usize,
 }
 

@@ -4,6 +4,7 @@ use super::exec::find_node;
 use crate::state::{all_states, LabDir, LabState};
 use crate::topology::Name;
 use crate::Error;
+use crate::NodeRef;
 use lab_sandbox::cgroup::{self, Cgroups, Stats};
 use lab_sandbox::{ExitStatus, NodeSpec};
 use serde::Serialize;
@@ -13,16 +14,22 @@ use std::time::{Duration, Instant};
 /// A lab as `lab ps` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabStatus {
+    /// The lab's name.
     pub name: String,
+    /// The topology file it came from.
     pub topology: PathBuf,
     /// `up` finished (false while coming up, or if `up` was killed).
     pub complete: bool,
+    /// Its nodes, in file order.
     pub nodes: Vec<NodeStatus>,
 }
 
+/// A node as `lab ps` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
+    /// The node's name.
     pub name: String,
+    /// Whether it runs, and how it ended.
     pub state: NodeState,
     /// The init's pid on the host, while it runs.
     pub pid: Option<i32>,
@@ -34,15 +41,19 @@ pub struct NodeStatus {
     pub log: PathBuf,
 }
 
+/// Whether a node runs, and how it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "state", content = "status")]
 pub enum NodeState {
+    /// Its init runs.
     Running,
     /// Frozen by `lab pause`.
     Paused,
+    /// Being brought up (`lab up` or `lab start` has not finished with it).
     Starting,
     /// Stopped with `lab stop`.
     Stopped,
+    /// Its init ended, with this status.
     Exited(ExitStatus),
     /// Not running, and no record of how it ended.
     Gone,
@@ -113,10 +124,13 @@ fn status(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) -> LabS
 /// What one node uses, as `lab stats` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStats {
+    /// The lab.
     pub lab: String,
+    /// The node.
     pub node: String,
     /// CPU use over the measurement, in percent of one CPU.
     pub cpu_percent: f64,
+    /// Memory, pids, I/O of its cgroup.
     #[serde(flatten)]
     pub usage: Stats,
 }
@@ -166,7 +180,7 @@ pub fn pause(lab: Option<&Name>, node: &str, frozen: bool) -> Result<(), Error> 
     let (lab, state) = find_node(lab, node)?;
     let running = state.node(node).is_some_and(|p| p.init.is_alive());
     if !running {
-        return Err(Error::NotRunning { lab, node: node.to_string() });
+        return Err(Error::NotRunning(NodeRef::new(&lab, node)));
     }
     let plan = state.plan.node(node).expect("find_node checked the node");
     cgroup::detect()?.freeze(&plan.cgroup, frozen).map_err(|e| Error::node(node, e))

@@ -8,6 +8,7 @@ fn errno_under(profile: &Profile, caps: &BTreeSet<Cap>, probe: fn() -> i64) -> i
     let bpf = profile.to_bpf(caps).expect("compiles").0;
     let prog = libc::sock_fprog { len: (bpf.len() / 8) as u16, filter: bpf.as_ptr() as *mut libc::sock_filter };
     // SAFETY: the child only makes raw syscalls and _exits.
+    #[allow(clippy::multiple_unsafe_ops_per_block)]
     unsafe {
         let pid = libc::fork();
         if pid == 0 {
@@ -26,6 +27,17 @@ fn errno_under(profile: &Profile, caps: &BTreeSet<Cap>, probe: fn() -> i64) -> i
     }
 }
 
+/// A probe for [`errno_under`]: one raw syscall.
+macro_rules! sys {
+    ($($arg:expr),+) => {
+        || {
+            // SAFETY: in errno_under's forked child, under the filter; every pointer passed
+            // is null or a C string literal.
+            unsafe { libc::syscall($($arg),+) }
+        }
+    };
+}
+
 fn default_caps() -> BTreeSet<Cap> {
     effective_set(&[], &[], false).unwrap()
 }
@@ -36,27 +48,24 @@ fn default_profile_denies_what_docker_denies() {
     let caps = default_caps();
     let eperm = libc::EPERM;
     // SAFETY (all probes): raw syscalls with harmless or invalid arguments.
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getpid) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_unshare, libc::CLONE_NEWNET) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_keyctl, 0, 0, 0, 0, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_bpf, 0, 0, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_pivot_root, 0, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_userfaultfd, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_io_uring_setup, 1, 0) }), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getpid)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_mount, 0, 0, 0, 0, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_unshare, libc::CLONE_NEWNET)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_keyctl, 0, 0, 0, 0, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_bpf, 0, 0, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_pivot_root, 0, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_userfaultfd, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_io_uring_setup, 1, 0)), eperm);
     // Namespace flags on clone: refused; clone3: ENOSYS so that libc falls back to clone.
-    assert_eq!(
-        errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_clone, libc::CLONE_NEWNS, 0, 0, 0, 0) }),
-        eperm
-    );
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }), libc::ENOSYS);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_clone, libc::CLONE_NEWNS, 0, 0, 0, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_clone3, 0, 0)), libc::ENOSYS);
     // socket: AF_INET allowed, AF_VSOCK and AF_ALG refused.
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_socket, libc::AF_VSOCK, 1, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_socket, libc::AF_ALG, 5, 0) }), eperm);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, 2, 0) }), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_socket, libc::AF_VSOCK, 1, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_socket, libc::AF_ALG, 5, 0)), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_socket, libc::AF_INET, 2, 0)), 0);
     // personality: only the listed values.
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_personality, 0xffff_ffffu64) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_personality, 0x0040_0000) }), eperm);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_personality, 0xffff_ffffu64)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_personality, 0x0040_0000)), eperm);
 }
 
 #[test]
@@ -64,10 +73,10 @@ fn capabilities_unlock_their_calls() {
     let p = docker_default();
     let admin = effective_set(&["SYS_ADMIN".into()], &[], false).unwrap();
     // With SYS_ADMIN, mount and unshare pass the filter (and fail later for other reasons).
-    assert_ne!(errno_under(&p, &admin, || unsafe { libc::syscall(libc::SYS_mount, 0, 0, 0, 0, 0) }), libc::EPERM);
-    assert_ne!(errno_under(&p, &admin, || unsafe { libc::syscall(libc::SYS_clone3, 0, 0) }), libc::ENOSYS);
+    assert_ne!(errno_under(&p, &admin, sys!(libc::SYS_mount, 0, 0, 0, 0, 0)), libc::EPERM);
+    assert_ne!(errno_under(&p, &admin, sys!(libc::SYS_clone3, 0, 0)), libc::ENOSYS);
     let no_chroot = effective_set(&[], &["SYS_CHROOT".into()], false).unwrap();
-    assert_eq!(errno_under(&p, &no_chroot, || unsafe { libc::syscall(libc::SYS_chroot, c"/".as_ptr()) }), libc::EPERM);
+    assert_eq!(errno_under(&p, &no_chroot, sys!(libc::SYS_chroot, c"/".as_ptr())), libc::EPERM);
 }
 
 #[test]
@@ -89,18 +98,14 @@ fn docker_format_profiles_load_with_their_quirks() {
     }"#;
     let p: Profile = serde_json::from_str(json).unwrap();
     let caps = default_caps();
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getpid) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getppid) }), 13);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getuid) }), libc::EPERM, "needs SYS_ADMIN");
-    assert_eq!(
-        errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_gettid) }),
-        libc::EPERM,
-        "excluded by NET_ADMIN"
-    );
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getpid)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getppid)), 13);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getuid)), libc::EPERM, "needs SYS_ADMIN");
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_gettid)), libc::EPERM, "excluded by NET_ADMIN");
     // Two args on one index: either value.
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_personality, 8) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_personality, 0) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_personality, 0x20000) }), libc::EPERM);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_personality, 8)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_personality, 0)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_personality, 0x20000)), libc::EPERM);
 }
 
 #[test]
@@ -150,9 +155,9 @@ fn null_lists_read_as_empty_as_go_writes_them() {
     assert_eq!(p.syscalls[1].name.as_deref(), Some("gettid"));
     let caps = default_caps();
     // SAFETY: raw syscalls with harmless arguments.
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getpid) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_gettid) }), 0);
-    assert_eq!(errno_under(&p, &caps, || unsafe { libc::syscall(libc::SYS_getppid) }), libc::EPERM);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getpid)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_gettid)), 0);
+    assert_eq!(errno_under(&p, &caps, sys!(libc::SYS_getppid)), libc::EPERM);
     assert!(serde_json::from_str::<Profile>(r#"{"defaultAction": null}"#).is_err(), "the default action is needed");
 }
 
