@@ -1,5 +1,6 @@
 use super::*;
 use crate::diagnostic::Source;
+use std::collections::HashSet;
 
 fn topo(text: &str) -> Topology {
     Topology::parse(Source::new("lab.toml", text)).expect("valid topology")
