@@ -1,10 +1,16 @@
-//! Applying plans to the machine: `up`, `down`, `ps` and `exec`.
+//! Applying plans to the machine. Here `up` and `down`; beside them `up` (building the
+//! nodes), `resources` (what a lab made: recorded, found, removed), `status` (`ps`, `stats`,
+//! `pause`), `exec`, `logs`, `faults` (carried out on the host side by `hostside`),
+//! `lifecycle` (`stop`, `start`) and `capture`.
 
+mod capture;
 mod exec;
 mod facts;
 mod faults;
 mod host;
 mod hostside;
+mod lifecycle;
+mod locked;
 mod logs;
 mod modules;
 mod resources;
@@ -12,8 +18,10 @@ mod services;
 mod status;
 mod up;
 
+pub use capture::capture;
 pub use exec::{exec, find_node, ExecRequest};
-pub use faults::{capture, heal, impair, partition, set_link, start, stop};
+pub use faults::{heal, impair, partition, set_link};
+pub use lifecycle::{start, stop};
 pub use logs::{logs, LogRequest};
 pub use resources::DownReport;
 pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
