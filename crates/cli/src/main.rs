@@ -7,8 +7,8 @@ mod output;
 use clap::{Args, Parser, Subcommand};
 use lab::runtime::{self, ExecRequest, Options};
 use lab::topology::Name;
+use lab::units;
 use lab::{Error, Topology};
-use lab_net::tc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -94,22 +94,22 @@ struct ImpairArgs {
     #[arg(value_parser = parse_node_if)]
     target: NodeIf,
     /// Rate limit: 10mbit, 500kbit, 1gbit (tc units; kbps/mbps are bytes per second).
-    #[arg(long, value_parser = tc::parse_rate)]
+    #[arg(long, value_parser = units::parse_rate)]
     rate: Option<u64>,
     /// Added delay: 50ms, 1s, 200us.
-    #[arg(long, value_parser = tc::parse_time)]
+    #[arg(long, value_parser = units::parse_time)]
     delay: Option<u64>,
     /// Delay variation, with --delay: 5ms.
-    #[arg(long, value_parser = tc::parse_time, requires = "delay")]
+    #[arg(long, value_parser = units::parse_time, requires = "delay")]
     jitter: Option<u64>,
     /// Packets dropped: 1%, 0.1%.
-    #[arg(long, value_parser = tc::parse_percent)]
+    #[arg(long, value_parser = units::parse_percent)]
     loss: Option<u32>,
     /// Packets with a flipped bit: 0.1%.
-    #[arg(long, value_parser = tc::parse_percent)]
+    #[arg(long, value_parser = units::parse_percent)]
     corrupt: Option<u32>,
     /// Packets sent twice: 0.1%.
-    #[arg(long, value_parser = tc::parse_percent)]
+    #[arg(long, value_parser = units::parse_percent)]
     duplicate: Option<u32>,
     /// Remove every impairment of the interface.
     #[arg(long, conflicts_with_all = ["rate", "delay", "jitter", "loss", "corrupt", "duplicate"])]
@@ -272,9 +272,9 @@ fn main() -> ExitCode {
     // A node's monitor and init are this binary too; they start before any argument parsing.
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("__monitor") if args.len() == 3 => lab_sandbox::monitor::main(Path::new(&args[2])),
-        Some("__init") => lab_sandbox::init::main(),
-        Some("__join") => lab_sandbox::join::main(),
+        Some("__monitor") if args.len() == 3 => lab::roles::monitor(Path::new(&args[2])),
+        Some("__init") => lab::roles::init(),
+        Some("__join") => lab::roles::join(),
         _ => {}
     }
     let cli = Cli::parse();
@@ -432,7 +432,7 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
 
 async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {
     let lab = parse_lab(a.lab.as_deref())?;
-    let impairment = tc::Impairment {
+    let impairment = lab::topology::Impairment {
         rate: a.rate,
         delay: a.delay,
         jitter: a.jitter,

@@ -121,6 +121,9 @@ pub fn report(e: &Error, command: Command) -> ExitCode {
 
 /// What to do next, chosen by what went wrong (whatever node it is about).
 fn hint(e: &Error, command: Command) -> Option<String> {
+    if e.is_missing_feature() {
+        return Some("the kernel was built without it; most distribution kernels have it".into());
+    }
     Some(match (e.root(), command) {
         (Error::NotRoot, _) => "run it as root, e.g. with sudo".into(),
         (Error::AlreadyUp(name), _) => {
@@ -141,11 +144,6 @@ fn hint(e: &Error, command: Command) -> Option<String> {
         (Error::UndoFailed { .. } | Error::Unkillable(..), _) => {
             "some resources are left behind; `lab down` removes them (it is safe to repeat)".into()
         }
-        (
-            Error::Net(lab_net::Error::MissingFeature { .. })
-            | Error::Sandbox(lab_sandbox::Error::MissingFeature { .. }),
-            _,
-        ) => "the kernel was built without it; most distribution kernels have it".into(),
         (Error::Interrupted, _) => "everything made so far was removed".into(),
         (_, Command::Up) => "everything made so far was removed".into(),
         _ => return None,

@@ -70,9 +70,11 @@ pub mod fuzzing;
 pub mod graph;
 pub mod identity;
 pub mod plan;
+pub mod roles;
 pub mod runtime;
 pub mod state;
 pub mod topology;
+pub mod units;
 
 pub use diagnostic::{Diagnostic, Source, TopologyError};
 pub use plan::Plan;
@@ -255,6 +257,15 @@ impl Error {
     /// `e`, about node `node`.
     pub fn node(node: &str, e: impl Into<Error>) -> Error {
         Error::Node { node: node.to_string(), source: Box::new(e.into()) }
+    }
+
+    /// Whether the kernel or machine lacks what was asked for (a qdisc, a cgroup controller).
+    pub fn is_missing_feature(&self) -> bool {
+        matches!(
+            self.root(),
+            Error::Net(lab_net::Error::MissingFeature { .. })
+                | Error::Sandbox(lab_sandbox::Error::MissingFeature { .. })
+        )
     }
 
     /// The error itself, whatever node it is about.

@@ -79,58 +79,6 @@ fn show_time(us: u64) -> String {
     }
 }
 
-/// `"10mbit"`, `"1gbit"`, `"500kbit"`, `"100bit"` (tc's decimal units), or bytes per second
-/// with `"kbps"`, `"mbps"`. Returns bits per second.
-pub fn parse_rate(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a rate such as \"10mbit\""))?;
-    let mult = match unit {
-        "bit" => 1.0,
-        "kbit" => 1e3,
-        "mbit" => 1e6,
-        "gbit" => 1e9,
-        "bps" => 8.0,
-        "kbps" => 8e3,
-        "mbps" => 8e6,
-        "gbps" => 8e9,
-        _ => return Err(format!("`{s}`: unknown rate unit `{unit}`; use bit, kbit, mbit, gbit (or bps, kbps, mbps)")),
-    };
-    let bps = (v * mult) as u64;
-    if bps < 8 {
-        return Err(format!("`{s}` is too slow a rate"));
-    }
-    Ok(bps)
-}
-
-/// `"50ms"`, `"1s"`, `"250us"`. Returns microseconds.
-pub fn parse_time(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a time such as \"50ms\""))?;
-    let mult = match unit {
-        "us" => 1.0,
-        "ms" => 1e3,
-        "s" => 1e6,
-        _ => return Err(format!("`{s}`: unknown time unit `{unit}`; use us, ms or s")),
-    };
-    Ok((v * mult) as u64)
-}
-
-/// `"1%"`, `"0.1%"`, or a number of percent. Returns parts per million.
-pub fn parse_percent(s: &str) -> std::result::Result<u32, String> {
-    let t = s.trim().trim_end_matches('%');
-    let v: f64 = t.parse().map_err(|_| format!("`{s}` is not a percentage such as \"1%\""))?;
-    percent_ppm(v).ok_or_else(|| format!("`{s}` is not between 0% and 100%"))
-}
-
-/// Percent to parts per million.
-pub fn percent_ppm(v: f64) -> Option<u32> {
-    (0.0..=100.0).contains(&v).then(|| (v * 10_000.0).round() as u32)
-}
-
 // <linux/pkt_sched.h>
 const TCA_OPTIONS: u16 = 2;
 const TC_LINKLAYER_ETHERNET: u8 = 1;
@@ -272,18 +220,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parsing() {
-        assert_eq!(parse_rate("10mbit"), Ok(10_000_000));
-        assert_eq!(parse_rate("1.5Gbit"), Ok(1_500_000_000));
-        assert_eq!(parse_rate("100kbps"), Ok(800_000));
-        assert!(parse_rate("10 furlongs").is_err());
-        assert_eq!(parse_time("50ms"), Ok(50_000));
-        assert_eq!(parse_time("1s"), Ok(1_000_000));
-        assert_eq!(parse_time("250us"), Ok(250));
-        assert_eq!(parse_percent("1%"), Ok(10_000));
-        assert_eq!(parse_percent("0.1%"), Ok(1_000));
-        assert_eq!(parse_percent("100"), Ok(1_000_000));
-        assert!(parse_percent("150%").is_err());
+    fn impairments_show_in_tc_units() {
         let i = Impairment { rate: Some(10_000_000), delay: Some(50_000), loss: Some(10_000), ..Impairment::default() };
         assert_eq!(i.to_string(), "rate 10mbit delay 50ms loss 1%");
         assert!(i.needs_netem());

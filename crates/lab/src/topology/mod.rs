@@ -21,7 +21,7 @@ pub use names::{Hostname, IfName, Name};
 pub use netcfg::{Port, Route};
 pub use networks::{gateway, overlaps};
 pub use services::{Healthcheck, Restart, Service};
-pub use settings::{parse_size, NodeSecurity, SeccompChoice};
+pub use settings::{NodeSecurity, SeccompChoice};
 
 use crate::diagnostic::{Diagnostic, Source, TopologyError};
 use ipnetwork::IpNetwork;

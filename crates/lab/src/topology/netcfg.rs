@@ -4,8 +4,8 @@
 use super::raw::{RawImpair, RawNode, RawScalar, Str};
 use super::{IfName, Impairment, Protocol};
 use super::{Interface, InterfaceKind, Network, Validator};
+use crate::units;
 use ipnetwork::IpNetwork;
-use lab_net::tc;
 use std::net::IpAddr;
 use std::ops::Range;
 use toml::Spanned;
@@ -171,17 +171,17 @@ impl Validator {
                 })
                 .ok()
         };
-        let rate = text(&r.rate, tc::parse_rate, self);
-        let delay = text(&r.delay, tc::parse_time, self);
-        let jitter = text(&r.jitter, tc::parse_time, self);
+        let rate = text(&r.rate, units::parse_rate, self);
+        let delay = text(&r.delay, units::parse_time, self);
+        let jitter = text(&r.jitter, units::parse_time, self);
         let mut percent = |v: &Option<Spanned<RawScalar>>, this: &mut Validator| {
             let s = v.as_ref()?;
             let ppm = match s.get_ref() {
-                RawScalar::Str(t) => tc::parse_percent(t),
+                RawScalar::Str(t) => units::parse_percent(t),
                 RawScalar::Int(n) => {
-                    tc::percent_ppm(*n as f64).ok_or_else(|| format!("{n}% is not between 0% and 100%"))
+                    units::percent_ppm(*n as f64).ok_or_else(|| format!("{n}% is not between 0% and 100%"))
                 }
-                RawScalar::Float(f) => tc::percent_ppm(*f).ok_or_else(|| format!("{f}% is not between 0% and 100%")),
+                RawScalar::Float(f) => units::percent_ppm(*f).ok_or_else(|| format!("{f}% is not between 0% and 100%")),
             };
             ppm.map_err(|m| {
                 this.err(s.span(), m);

@@ -98,7 +98,7 @@ impl Validator {
         let cmd = self.command(&h.cmd)?;
         let mut time = |v: &Option<Str>, default_ms: u64| match v {
             None => Some(default_ms),
-            Some(s) => match lab_net::tc::parse_time(s.get_ref()) {
+            Some(s) => match crate::units::parse_time(s.get_ref()) {
                 Ok(us) if us >= 1000 => Some(us / 1000),
                 Ok(_) => {
                     self.err(s.span(), "at least 1ms");

@@ -88,7 +88,7 @@ impl Validator {
         let memory = node.memory.as_ref().or(defaults.memory.as_ref()).and_then(|m| {
             let bytes = match m.get_ref() {
                 RawScalar::Int(n) if *n > 0 => Ok(*n as u64),
-                RawScalar::Str(s) => parse_size(s),
+                RawScalar::Str(s) => crate::units::parse_size(s),
                 _ => Err("memory is a size such as \"256M\" or \"1G\", or a number of bytes".to_string()),
             };
             match bytes {
@@ -185,23 +185,6 @@ impl Validator {
     }
 }
 
-/// `"256M"`, `"1G"`, `"512k"`, `"1.5g"`, `"100MiB"`, `"4096"`: binary multiples, as Docker reads them.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as \"256M\" or \"1G\""))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`; use K, M, G or T")),
-    };
-    Ok((value * mult as f64) as u64)
-}
-
 /// `"/host/path:/node/path[:ro|rw]"`.
 fn parse_mount(s: &str) -> Result<BindMount, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -230,17 +213,6 @@ fn parse_mount(s: &str) -> Result<BindMount, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("256M"), Ok(256 << 20));
-        assert_eq!(parse_size("1g"), Ok(1 << 30));
-        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
-        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("12Q").unwrap_err().contains("unknown unit"));
-    }
 
     #[test]
     fn mounts() {
