@@ -289,11 +289,6 @@ addresses = ["10.77.3.1/30", "10.77.3.2/30"]
     lab.down();
 }
 
-/// Whether this kernel has netem: a throwaway namespace tries it, from outside lab.
-fn kernel_has_netem() -> bool {
-    host("unshare --net sh -c 'tc qdisc add dev lo root netem delay 1ms'").status.success()
-}
-
 #[test]
 fn delay_and_loss_use_netem_or_say_which_module_is_missing() {
     let _host = shared();
@@ -307,10 +302,11 @@ endpoints = ["a:eth0", "b:eth0"]
 addresses = ["10.77.4.1/30", "10.77.4.2/30"]
 "#,
     );
+    let netem = crate::report::with_or_without(crate::report::Feature::Netem);
     let out = crate::support::lab(&[
         "impair", "--lab", &lab.name, "a:eth0", "--delay", "50ms", "--jitter", "5ms", "--loss", "1%",
     ]);
-    if kernel_has_netem() {
+    if netem {
         assert!(out.status.success(), "{}", show(&out));
         let rtt = lab.sh("a", "ping -c3 -i0.2 10.77.4.2 | tail -1");
         assert!(rtt.contains("rtt"), "{rtt}");
@@ -334,7 +330,7 @@ networks = ["lan"]
 impair.eth0 = { delay = "20ms" }
 "#,
     );
-    if kernel_has_netem() {
+    if netem {
         assert!(out.status.success(), "{}", show(&out));
     } else {
         assert!(!out.status.success() && text(&out.stderr).contains("sch_netem"), "{}", show(&out));
