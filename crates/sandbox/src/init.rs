@@ -125,6 +125,7 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     }
     let security = spec.security.clone();
     let before_exec = move || {
+        default_signals()?;
         // A session of its own: nothing it does to its process group reaches the init.
         nix::unistd::setsid()?;
         security.load_seccomp().map_err(|e| match e.errno() {
@@ -135,9 +136,22 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     // SAFETY: the init is single-threaded, so the forked child may run any code; std runs
     // this after changing the user and directory, right before exec.
     unsafe { std::os::unix::process::CommandExt::pre_exec(&mut cmd, before_exec) };
-    // std resets the signal mask and SIGPIPE in the child before exec.
+    // std resets SIGPIPE in the child; `default_signals` the rest.
     let child = cmd.spawn().map_err(|e| Error::os(format!("starting the node's command `{}`", argv.join(" ")), e))?;
     Ok(Pid::from_raw(child.id() as i32))
+}
+
+/// Gives the command what a process started by a shell gets: every signal at its default
+/// and none blocked. Without this it would inherit the init's mask (so the SIGTERM the init
+/// forwards to stop it would wait forever) and the monitor's ignored SIGHUP and SIGINT.
+/// Async-signal-safe: it runs between fork and exec.
+fn default_signals() -> std::io::Result<()> {
+    for s in [Signal::SIGHUP, Signal::SIGINT] {
+        // SAFETY: SIG_DFL installs no handler code.
+        unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) }?;
+    }
+    SigSet::empty().thread_set_mask()?;
+    Ok(())
 }
 
 /// Reaps children and forwards signals until the command exits (or, without a command, until

@@ -137,7 +137,7 @@ impl Cgroups for V1 {
     }
 
     fn remove(&self, path: &str) -> Result<()> {
-        self.hierarchies.iter().try_for_each(|h| rmdir(&h.root.join(path)))
+        self.hierarchies.iter().try_for_each(|h| rmdir_after_zombies(&h.root.join(path)))
     }
 
     fn stats(&self, path: &str) -> Result<Stats> {
@@ -182,5 +182,29 @@ impl Cgroups for V1 {
 
     fn frozen(&self, path: &str) -> bool {
         self.dir("freezer", path).is_some_and(|d| read(&d.join("freezer.state")).is_ok_and(|s| s == "FROZEN"))
+    }
+}
+
+/// How long a v1 cgroup with no process left may stay busy: its last tasks are zombies that
+/// their parent (the host's init, when a `lab exec` was killed) has yet to reap; some inits
+/// reap only every few seconds.
+const ZOMBIE_GRACE: Duration = Duration::from_secs(10);
+
+/// rmdir, waiting out EBUSY for a while (the caller has killed and waited for every process
+/// it found). On v1 a dead task keeps its cgroup busy until it is reaped, and nothing tells us
+/// when that is (v2 has cgroup.events and no such wait): a bounded retry is the only way.
+fn rmdir_after_zombies(dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + ZOMBIE_GRACE;
+    loop {
+        match rmdir(dir) {
+            Err(e) if e.errno() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                // A child cgroup is not a zombie: that is busy for good.
+                if std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| e.path().is_dir()) {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
+        }
     }
 }
