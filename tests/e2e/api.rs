@@ -66,7 +66,7 @@ fn a_three_node_service_through_the_rust_api() {
     }
     assert_eq!(back.as_deref(), Some("n3"), "started again");
     let logs = lab.logs("n3").unwrap();
-    assert!(logs.contains("lab node exited"), "the first run's end is in the log: {logs}");
+    assert!(logs.contains("Z lab: node exited"), "the first run's end is in the log: {logs}");
     let report = lab.down().unwrap();
     assert_eq!(report.nodes.len(), 3);
     assert_eq!(leftovers(&name), Vec::<String>::new());

@@ -38,7 +38,7 @@ fn a_missing_file_or_bad_arguments_say_so() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(text(&out.stderr).contains("reading topology file /no/such/topology.toml"), "{}", show(&out));
     let out = lab(&["up", &repo().join("topologies/three-node.toml").to_string_lossy(), "--name", "Bad_Name"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(out.status.code(), Some(2), "a bad --name is a bad command line:\n{}", show(&out));
     assert!(text(&out.stderr).contains("--name: `Bad_Name` is not a valid name"), "{}", show(&out));
     let out = lab(&["exec"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2:\n{}", show(&out));

@@ -208,15 +208,15 @@ fn nothing_in_a_node_can_signal_a_host_process_group() {
     // Node b's command kills its whole process group: itself (its init exits 128 + 9, as a
     // shell would say), and not its monitor, which records how it ended.
     let follow = lab_cmd(&["logs", "--lab", &lab.name, "-f", "b"]);
-    assert!(text(&follow.stdout).trim_end().ends_with("lab node exited: exit code 137"), "{}", show(&follow));
-    assert_eq!(node_json(&lab.name, "b")["state"]["state"], "exited", "{}", node_json(&lab.name, "b"));
+    assert!(text(&follow.stderr).trim_end().ends_with("lab: node exited: exit code 137"), "{}", show(&follow));
+    assert_eq!(node_json(&lab.name, "b")["state"], "exited", "{}", node_json(&lab.name, "b"));
     // Control: a node whose monitor is killed has no record of its end; lab ps says `gone`.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(format!("/run/lab/{}/state.json", lab.name)).unwrap()).unwrap();
     let a = state["nodes"].as_array().unwrap().iter().find(|n| n["name"] == "a").unwrap().clone();
     kill_and_wait(a["monitor"]["pid"].as_i64().unwrap() as i32);
     kill_and_wait(a["init"]["pid"].as_i64().unwrap() as i32);
-    assert_eq!(node_json(&lab.name, "a")["state"]["state"], "gone", "{}", node_json(&lab.name, "a"));
+    assert_eq!(node_json(&lab.name, "a")["state"], "gone", "{}", node_json(&lab.name, "a"));
     lab.down();
 }
 

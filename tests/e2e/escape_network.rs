@@ -9,8 +9,8 @@ use crate::support::*;
 /// Node `node`'s IPv4 address on its first interface.
 fn address(lab: &Lab, node: &str) -> String {
     let j = node_json(&lab.name, node);
-    let first = j["addresses"][0].as_str().unwrap_or_else(|| panic!("{node} has an address: {j}"));
-    first.split_once('=').unwrap().1.split('/').next().unwrap().to_string()
+    let first = &j["interfaces"][0]["addresses"][0]["address"];
+    first.as_str().unwrap_or_else(|| panic!("{node} has an address: {j}")).to_string()
 }
 
 #[test]

@@ -96,7 +96,7 @@ fn writes_go_to_a_private_layer_that_down_discards() {
 }
 
 /// Copies `binaries` and the libraries they load into `root`, at the same paths.
-fn make_rootfs(root: &Path, binaries: &[&str]) {
+pub(crate) fn make_rootfs(root: &Path, binaries: &[&str]) {
     let mut files: Vec<String> = Vec::new();
     for b in binaries {
         files.push(b.to_string());

@@ -14,10 +14,10 @@ fn three_node_example_up_ping_every_pair_down() {
             assert!(text(&out.stdout).contains(&format!("PING {b} (10.")), "{}", show(&out));
         }
     }
-    // ip netns knows the nodes as <lab>-<node>.
+    // ip netns knows the nodes as <lab>.<node>.
     let netns = text(&host("ip netns list").stdout);
     for n in nodes {
-        assert!(netns.contains(&format!("{}-{n}", lab.name)), "{netns}");
+        assert!(netns.contains(&format!("{}.{n}", lab.name)), "{netns}");
     }
     lab.down();
 }
@@ -32,14 +32,18 @@ fn up_prints_a_table_and_returns_while_nodes_keep_running() {
     assert!(out.status.success(), "{}", show(&out));
     let table = text(&out.stdout);
     let header = table.lines().next().unwrap_or_default();
-    assert_eq!(header.split_whitespace().collect::<Vec<_>>(), ["LAB", "NODE", "STATE", "PID", "ADDRESSES"]);
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["LAB", "NODE", "STATE", "PID", "UPTIME", "ADDRESSES", "PORTS"]
+    );
     for n in ["node1", "node2", "node3"] {
         let row = table.lines().find(|l| l.split_whitespace().nth(1) == Some(n)).unwrap_or_else(|| panic!("{table}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cols[2], "running", "{row}");
         let pid: i32 = cols[3].parse().unwrap_or_else(|_| panic!("pid in {row}"));
         assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "node init {pid} runs after up returned");
-        assert!(cols[4].starts_with("eth0=10."), "{row}");
+        assert!(cols[4].ends_with('s'), "uptime in seconds: {row}");
+        assert!(cols[5].starts_with("eth0=10."), "{row}");
     }
     drop(guard);
     assert_eq!(leftovers(&name), Vec::<String>::new());
@@ -184,9 +188,11 @@ fn sigint_during_up_rolls_back() {
             Some(0) => assert!(lab(&["down", &name]).status.success()),
             // The signal came before lab caught it: nothing may have been made yet.
             None => {}
-            Some(_) => {
+            Some(code) => {
                 interrupted += 1;
+                assert_eq!(code, 130, "Ctrl-C of up exits 130, as a shell's:\n{}", show(&out));
                 assert!(text(&out.stderr).contains("interrupted"), "{}", show(&out));
+                assert!(text(&out.stderr).contains("everything made so far was removed"), "{}", show(&out));
             }
         }
         assert_eq!(leftovers(&name), Vec::<String>::new(), "after SIGINT at {delay:?} of {full:?}");
@@ -253,7 +259,7 @@ fn five_labs_come_up_in_parallel() {
         .map(|n| {
             let out = lab(&["exec", "--lab", n, "a", "ping", "-c1", "-W2", "b"]);
             assert!(out.status.success(), "{n}: {}", show(&out));
-            node_json(n, "a")["addresses"][0].as_str().unwrap_or_default().to_string()
+            first_address(&node_json(n, "a")).unwrap_or_default()
         })
         .collect();
     assert_eq!(subnets.len(), 5, "each lab got its own subnet: {subnets:?}");
@@ -288,27 +294,4 @@ fn two_ups_of_one_name_at_once_one_wins_and_the_other_says_why() {
     assert!(lab(&["exec", "--lab", &name, "a", "ping", "-c1", "-W2", "b"]).status.success(), "the winner works");
     assert!(lab(&["down", &name]).status.success());
     assert_eq!(leftovers(&name), Vec::<String>::new());
-}
-
-#[test]
-fn network_namespace_names_of_two_labs_never_collide() {
-    let _host = shared();
-    // Lab P with node `b-c` and lab P-b with node `c` would both name theirs `P-b-c`.
-    let base = unique("nsc");
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("lab.toml");
-    std::fs::write(&file, format!("name = \"{base}\"\n[nodes.b-c]\n")).unwrap();
-    let out = lab(&["up", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", show(&out));
-    let first = Lab::adopt(&base, &file, dir);
-    let (second, out) = Lab::try_up_named(&format!("{base}-b"), "[nodes.c]\n");
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!("node `c`'s network namespace name `{base}-b-c` is taken by lab {base}'s node b-c")),
-        "{err}"
-    );
-    // (Checked once the first is down: by name alone, its `P-b-c` looks like the second's.)
-    first.down();
-    assert_eq!(leftovers(&second.name), Vec::<String>::new());
 }

@@ -44,7 +44,7 @@ fn a_node_over_its_memory_is_oom_killed_inside_it_and_ps_says_so() {
     assert!(!hog.status.success(), "a 200M tail in 32M survived:\n{}", show(&hog));
     let a = node_json(&lab_.name, "a");
     assert!(a["oom_kills"].as_u64().unwrap() >= 1, "{a}");
-    assert_eq!(a["state"]["state"], "running", "only the hog died, not the node: {a}");
+    assert_eq!(a["state"], "running", "only the hog died, not the node: {a}");
     let table = text(&lab(&["ps", &lab_.name]).stdout);
     assert!(table.contains("OOM kill"), "{table}");
     assert_eq!(node_json(&lab_.name, "b")["oom_kills"], 0);
@@ -90,13 +90,18 @@ fn stats_show_use_against_limits() {
     let out = lab(&["stats", "--lab", &lab_.name, "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     let stats: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let a = stats.as_array().unwrap().iter().find(|s| s["node"] == "a").unwrap();
-    assert_eq!(a["memory_limit"], 64u64 << 20, "{a}");
+    assert_eq!(stats["version"], 1, "{stats}");
+    let usage = |node: &str| {
+        let nodes = stats["labs"][0]["nodes"].as_array().unwrap();
+        nodes.iter().find(|s| s["name"] == node).unwrap()["usage"].clone()
+    };
+    let a = usage("a");
+    assert_eq!(a["memory_limit_bytes"], 64u64 << 20, "{a}");
     assert_eq!(a["pids_limit"], 30, "{a}");
     assert!(a["pids"].as_u64().unwrap() >= 2, "init and sleep: {a}");
-    assert!(a["memory"].as_u64().unwrap() > 0, "{a}");
-    let b = stats.as_array().unwrap().iter().find(|s| s["node"] == "b").unwrap();
-    assert!(b["memory_limit"].is_null(), "no limit: {b}");
+    assert!(a["memory_bytes"].as_u64().unwrap() > 0, "{a}");
+    let b = usage("b");
+    assert!(b["memory_limit_bytes"].is_null(), "no limit: {b}");
     let table = text(&lab(&["stats", "a", "--lab", &lab_.name]).stdout);
     assert!(table.contains("/ 64.0MiB") && table.contains("/ 30"), "{table}");
     lab_.down();
@@ -114,7 +119,7 @@ fn pause_freezes_a_node_and_resume_thaws_it() {
     lab_.sh("a", "until [ -s /tmp/tick ]; do sleep 0.01; done");
     let out = lab(&["pause", "a", "--lab", &lab_.name]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(node_json(&lab_.name, "a")["state"]["state"], "paused");
+    assert_eq!(node_json(&lab_.name, "a")["state"], "paused");
     let exec = lab_.exec("a", &["true"]);
     assert_eq!(exec.status.code(), Some(125));
     assert!(text(&exec.stderr).contains("is paused"), "{}", show(&exec));
@@ -125,7 +130,7 @@ fn pause_freezes_a_node_and_resume_thaws_it() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "a paused node kept running");
     assert!(lab(&["resume", "a", "--lab", &lab_.name]).status.success());
-    assert_eq!(node_json(&lab_.name, "a")["state"]["state"], "running");
+    assert_eq!(node_json(&lab_.name, "a")["state"], "running");
     let first = tick();
     std::thread::sleep(Duration::from_millis(50));
     assert_ne!(tick(), first, "a resumed node does not run");

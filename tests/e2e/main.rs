@@ -6,6 +6,8 @@
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod api;
+mod cli;
+mod conventions;
 mod errors;
 mod escape;
 mod escape_network;
@@ -19,6 +21,7 @@ mod nat;
 mod netem;
 mod network;
 mod ps;
+mod readme;
 mod report;
 mod security;
 mod services;

@@ -127,7 +127,7 @@ fn loss_is_measured_over_hundreds_of_packets_on_links_and_networks() {
 }
 
 /// The frames of a pcap stream (a record cut off at the end is left out).
-fn frames(pcap: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn frames(pcap: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut at = 24;
     while at + 16 <= pcap.len() {

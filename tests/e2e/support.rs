@@ -156,7 +156,7 @@ pub fn leftovers(name: &str) -> Vec<String> {
             out.push(format!("interface {} ({})", e.file_name().to_string_lossy(), alias.trim()));
         }
     }
-    let netns_prefix = format!("{name}-");
+    let netns_prefix = format!("{name}.");
     for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
         if e.file_name().to_string_lossy().starts_with(&netns_prefix) {
             out.push(format!("netns {}", e.file_name().to_string_lossy()));
@@ -204,11 +204,19 @@ pub fn host_end(lab: &str, node: &str, ifname: &str) -> String {
 /// GRE tunnel loads one): they are the kernel's, not a leak.
 pub const NOT_FALLBACK: &str = "grep -vxE '(gre|gretap|erspan|tunl|sit|ip6tnl|ip6gre|ip_vti|ip6_vti)0'";
 
-/// `lab ps --json`.
+/// The labs of `lab ps --json` (`{"version": 1, "labs": [...]}`).
 pub fn ps_json() -> serde_json::Value {
     let out = lab(&["ps", "--json"]);
     assert!(out.status.success(), "{}", show(&out));
-    serde_json::from_slice(&out.stdout).expect("ps --json prints JSON")
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ps --json prints JSON");
+    assert_eq!(report["version"], 1, "{report}");
+    report["labs"].clone()
+}
+
+/// The first IPv4 address of a node's JSON, as `10.42.0.2/24`.
+pub fn first_address(node: &serde_json::Value) -> Option<String> {
+    let a = &node["interfaces"][0]["addresses"][0];
+    Some(format!("{}/{}", a["address"].as_str()?, a["prefix"].as_u64()?))
 }
 
 /// Lab `name` as `lab ps --json` shows it.

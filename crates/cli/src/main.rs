@@ -6,8 +6,8 @@ mod args;
 mod output;
 
 use args::{
-    CaptureArgs, Cli, Command, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs, LinkArgs, LinkState,
-    LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StatsArgs, UpArgs,
+    CaptureArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs, InspectArgs,
+    LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StatsArgs, StopArgs, UpArgs, VersionArgs,
 };
 use clap::Parser;
 use lab::runtime::{self, ExecRequest, Options};
@@ -34,10 +34,24 @@ fn main() -> ExitCode {
         .with_env_var("LAB_LOG")
         .from_env_lossy();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Everything but printing what lab is and drawing a file needs root: say so up front,
+    // not as a node that looks gone or a state file that cannot be read.
+    let needs_root = match &cli.command {
+        Command::Completion(_) | Command::Man | Command::Version(_) => false,
+        Command::Graph(g) => !Path::new(&g.lab).is_file(),
+        _ => true,
+    };
+    if needs_root {
+        if let Err(e) = runtime::ensure_root() {
+            return output::report(&e, output::Command::Other);
+        }
+    }
     let (which, result) = match cli.command {
         Command::Up(a) => (output::Command::Up, run_async(up(a))),
         Command::Exec(a) => (output::Command::Exec, exec(a)),
+        Command::Cp(a) => (output::Command::Other, cp(a)),
         Command::Ps(a) => (output::Command::Other, ps(a)),
+        Command::Inspect(a) => (output::Command::Other, inspect(a)),
         Command::Stats(a) => (output::Command::Other, stats(a)),
         Command::Pause(a) => (output::Command::Other, pause(a, true)),
         Command::Resume(a) => (output::Command::Other, pause(a, false)),
@@ -48,9 +62,17 @@ fn main() -> ExitCode {
         Command::Heal(a) => (output::Command::Other, run_async(heal(a))),
         Command::Stop(a) => (output::Command::Other, run_async(stop(a))),
         Command::Start(a) => (output::Command::Other, run_async(start(a))),
+        Command::Restart(a) => (output::Command::Other, run_async(restart(a))),
         Command::Graph(a) => (output::Command::Other, graph(a)),
         Command::Capture(a) => (output::Command::Other, capture(a)),
         Command::Logs(a) => (output::Command::Other, logs(a)),
+        Command::Completion(a) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(a.shell, &mut cmd, "lab", &mut std::io::stdout());
+            (output::Command::Other, Ok(ExitCode::SUCCESS))
+        }
+        Command::Man => (output::Command::Other, man()),
+        Command::Version(a) => (output::Command::Other, version(a)),
     };
     match result {
         Ok(code) => code,
@@ -70,44 +92,58 @@ fn run_async<F: std::future::Future<Output = Result<ExitCode, Error>>>(f: F) -> 
 
 async fn up(a: UpArgs) -> Result<ExitCode, Error> {
     let started = Instant::now();
-    let mut topology = Topology::load(&a.file)?;
+    let file = runtime::topology_file(a.file.as_deref())?;
+    let mut topology = Topology::load(&file)?;
     if let Some(name) = &a.name {
         topology.name = Name::parse(name).map_err(|m| Error::Usage(format!("--name: {m}")))?;
     }
-    let options = Options { wait: a.wait, ..Options::default() };
-    let state = runtime::up(&topology, &options).await?;
-    let status = runtime::list().into_iter().find(|l| l.name == state.plan.lab.as_str());
+    let progress = output::Progress::new();
+    let options = Options { wait: a.wait, progress: Some(progress.callback()), ..Options::default() };
+    let result = runtime::up(&topology, &options).await;
+    progress.finish();
+    let runtime::Up { state, status } = result?;
     for w in &state.warnings {
         eprintln!("lab: warning: {w}");
     }
-    match (a.json, status) {
-        (true, Some(s)) => output::json(&s),
-        (false, Some(s)) => {
-            eprintln!(
-                "lab {} is up: {} nodes, {} networks, {} links in {:.2}s",
-                s.name,
-                s.nodes.len(),
-                state.plan.networks.len(),
-                state.plan.links.len(),
-                started.elapsed().as_secs_f64()
-            );
-            output::nodes_table(&[s]);
-        }
-        _ => {}
+    if a.json {
+        output::json(&runtime::Report::new(vec![status]));
+    } else {
+        eprintln!(
+            "lab {} is up: {}, {}, {} in {:.2}s",
+            status.name,
+            output::count(status.nodes.len(), "node"),
+            output::count(state.plan.networks.len(), "network"),
+            output::count(state.plan.links.len(), "link"),
+            started.elapsed().as_secs_f64()
+        );
+        output::nodes_table(&[status]);
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn down(a: DownArgs) -> Result<ExitCode, Error> {
     if a.all {
-        for (name, report) in runtime::down_all().await? {
+        for (name, report) in runtime::down_all(a.timeout).await? {
             output::down_report(&name, &report);
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let name = runtime::lab_name_from_arg(a.lab.as_deref().unwrap_or_default())?;
-    let report = runtime::down(&name).await?;
-    output::down_report(&name, &report);
+    let name = parse_lab(a.name.as_deref())?;
+    let target = runtime::down_target(a.lab.as_deref(), name.as_ref())?;
+    if let Some(note) = &target.note {
+        eprintln!("lab: {note}");
+    }
+    for name in &target.labs {
+        let report = runtime::down(name, a.timeout).await?;
+        if report.found_anything() {
+            output::down_report(name, &report);
+        } else {
+            // Idempotent, as `compose down`; but a typo should be seen.
+            let up: Vec<String> = runtime::list().into_iter().map(|l| l.name).collect();
+            let which = if up.is_empty() { "no lab is up".to_string() } else { format!("labs up: {}", up.join(", ")) };
+            eprintln!("lab {name} is not up: nothing to remove ({which})");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,9 +155,115 @@ fn ps(a: PsArgs) -> Result<ExitCode, Error> {
         return Err(Error::LabNotUp(name));
     }
     if a.json {
-        output::json(&labs);
+        output::json(&runtime::Report::new(labs));
     } else {
         output::nodes_table(&labs);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cp(a: CpArgs) -> Result<ExitCode, Error> {
+    let flag = parse_lab(a.lab.as_deref())?;
+    let with_lab = |p: runtime::Place| -> Result<runtime::Place, Error> {
+        match p {
+            runtime::Place::Node { lab: None, node, path } => {
+                Ok(runtime::Place::Node { lab: flag.clone(), node, path })
+            }
+            runtime::Place::Node { lab: Some(l), node, path } => {
+                if let Some(f) = flag.as_ref().filter(|f| **f != l) {
+                    return Err(Error::Usage(format!("{l}/{node} names lab {l}, but --lab says {f}")));
+                }
+                Ok(runtime::Place::Node { lab: Some(l), node, path })
+            }
+            host => Ok(host),
+        }
+    };
+    let copied = runtime::copy(&with_lab(a.from)?, &with_lab(a.to)?)?;
+    eprintln!(
+        "copied {} ({})",
+        output::count(copied.entries as usize, "entry"),
+        output::count(copied.bytes as usize, "byte")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(a: InspectArgs) -> Result<ExitCode, Error> {
+    let (lab, node) = match (a.lab.as_deref(), a.node.as_deref()) {
+        (Some(l), None) if l.contains('/') => {
+            let (lab, node) = node_arg(None, l)?;
+            (lab, Some(node))
+        }
+        (l, n) => (parse_lab(l)?, n.map(str::to_string)),
+    };
+    let status = runtime::inspect(lab.as_ref(), node.as_deref())?;
+    if a.json {
+        output::json(&runtime::Report::new(vec![status]));
+    } else {
+        print!("{}", output::inspect(&status));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The man page, from the same definitions as `--help`: lab(1), with every subcommand's
+/// options in a section of its own.
+fn man() -> Result<ExitCode, Error> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    let io = |e: std::io::Error| Error::Io("writing the man page".into(), e);
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(&mut page).map_err(io)?;
+    man.render_name_section(&mut page).map_err(io)?;
+    man.render_synopsis_section(&mut page).map_err(io)?;
+    man.render_description_section(&mut page).map_err(io)?;
+    page.extend_from_slice(b".SH COMMANDS\n");
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = sub.get_name();
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        page.extend_from_slice(format!(".SS \"lab {name}\"\n{}\n", roff_escape(&about)).as_bytes());
+        let usage = sub.clone().bin_name(format!("lab {name}")).render_usage().to_string();
+        page.extend_from_slice(
+            format!(".PP\n\\fB{}\\fR\n", roff_escape(usage.trim_start_matches("Usage: "))).as_bytes(),
+        );
+        for arg in sub.get_arguments().filter(|a| !a.is_hide_set() && a.get_id() != "help") {
+            let flag = match (arg.get_short(), arg.get_long()) {
+                (Some(s), Some(l)) => format!("-{s}, --{l}"),
+                (None, Some(l)) => format!("--{l}"),
+                (Some(s), None) => format!("-{s}"),
+                (None, None) => arg.get_value_names().map_or(arg.get_id().to_string(), |v| {
+                    v.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" ")
+                }),
+            };
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            page.extend_from_slice(format!(".TP\n\\fB{}\\fR\n{}\n", roff_escape(&flag), roff_escape(&help)).as_bytes());
+        }
+    }
+    man.render_version_section(&mut page).map_err(io)?;
+    std::io::Write::write_all(&mut std::io::stdout(), &page).map_err(io)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Text safe in roff: backslashes doubled, no line starting with a control character.
+fn roff_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .lines()
+        .map(|l| if l.starts_with(['.', '\'']) { format!("\\&{l}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn version(a: VersionArgs) -> Result<ExitCode, Error> {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let cgroups = runtime::cgroup_setup();
+    let (lab_version, json) = (env!("CARGO_PKG_VERSION"), lab::runtime::JSON_VERSION);
+    if a.json {
+        output::json(
+            &serde_json::json!({ "version": lab_version, "json_version": json, "kernel": kernel, "cgroups": cgroups }),
+        );
+    } else {
+        println!("lab {lab_version}");
+        println!("JSON shape:  version {json} (docs/lab.schema.json)");
+        println!("kernel:      {kernel}");
+        println!("cgroups:     {cgroups}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -130,11 +272,41 @@ fn parse_lab(lab: Option<&str>) -> Result<Option<Name>, Error> {
     lab.map(Name::parse).transpose().map_err(|m| Error::Usage(format!("--lab: {m}")))
 }
 
+/// A node as the user names it, `NODE` or `LAB/NODE`, with `--lab` as the other way to name
+/// its lab: the lab (if named) and the node.
+fn node_arg(lab: Option<&str>, node: &str) -> Result<(Option<Name>, String), Error> {
+    let flag = parse_lab(lab)?;
+    let Some((l, n)) = node.split_once('/') else { return Ok((flag, node.to_string())) };
+    let l = Name::parse(l).map_err(|m| Error::Usage(format!("{node}: {m}")))?;
+    if let Some(f) = flag.filter(|f| *f != l) {
+        return Err(Error::Usage(format!("{node} names lab {l}, but --lab says {f}")));
+    }
+    Ok((Some(l), n.to_string()))
+}
+
+/// Several nodes of one lab, each `NODE` or `LAB/NODE`.
+fn nodes_arg(lab: Option<&str>, nodes: &[String]) -> Result<(Option<Name>, Vec<String>), Error> {
+    let mut lab = parse_lab(lab)?;
+    let mut out = Vec::new();
+    for n in nodes {
+        let (l, node) = node_arg(lab.as_ref().map(Name::as_str), n)?;
+        lab = lab.or(l);
+        out.push(node);
+    }
+    Ok((lab, out))
+}
+
 fn stats(a: StatsArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
-    let stats = runtime::stats(lab.as_ref(), a.node.as_deref(), std::time::Duration::from_millis(500))?;
+    let (lab, node) = match &a.node {
+        Some(n) => {
+            let (lab, node) = node_arg(a.lab.as_deref(), n)?;
+            (lab, Some(node))
+        }
+        None => (parse_lab(a.lab.as_deref())?, None),
+    };
+    let stats = runtime::stats(lab.as_ref(), node.as_deref(), std::time::Duration::from_millis(500))?;
     if a.json {
-        output::json(&stats);
+        output::json(&runtime::Report::new(stats));
     } else {
         output::stats_table(&stats);
     }
@@ -142,9 +314,9 @@ fn stats(a: StatsArgs) -> Result<ExitCode, Error> {
 }
 
 fn pause(a: NodeArgs, frozen: bool) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
-    runtime::pause(lab.as_ref(), &a.node, frozen)?;
-    eprintln!("node {} is {}", a.node, if frozen { "paused" } else { "running again" });
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    runtime::pause(lab.as_ref(), &node, frozen)?;
+    eprintln!("node {node} is {}", if frozen { "paused" } else { "running again" });
     Ok(ExitCode::SUCCESS)
 }
 
@@ -162,25 +334,27 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
             _ => return Err(Error::Usage(format!("-e {kv:?}: expected KEY=VALUE"))),
         }
     }
-    let lab = parse_lab(a.lab.as_deref())?;
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
     if a.tty && a.interactive && !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return Err(Error::Usage("the input device is not a TTY: drop -t, or run from a terminal".into()));
     }
     let req = ExecRequest {
         lab,
-        node: a.node,
+        node,
         argv: a.command,
         env,
         workdir: a.workdir,
         tty: a.tty,
         interactive: a.interactive,
+        user: a.user,
     };
     let code = runtime::exec(&req)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
+    let NodeIf { node, ifname } = a.target;
+    let (lab, node) = node_arg(a.lab.as_deref(), &node)?;
     let impairment = lab::topology::Impairment {
         rate: a.rate,
         delay: a.delay,
@@ -194,24 +368,25 @@ async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {
             "say what to do: --rate, --delay, --jitter, --loss, --corrupt, --duplicate, or --clear".into(),
         ));
     }
-    let NodeIf { node, ifname } = a.target;
     runtime::impair(lab.as_ref(), &node, &ifname, impairment).await?;
     eprintln!("{node}:{ifname}: {}", if a.clear { "no impairment".to_string() } else { impairment.to_string() });
     Ok(ExitCode::SUCCESS)
 }
 
 async fn link(a: LinkArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.target.node)?;
     let up = matches!(a.state, LinkState::Up);
-    runtime::set_link(lab.as_ref(), &a.target.node, &a.target.ifname, up).await?;
-    eprintln!("{}:{} is {}", a.target.node, a.target.ifname, if up { "up" } else { "down" });
+    runtime::set_link(lab.as_ref(), &node, &a.target.ifname, up).await?;
+    eprintln!("{node}:{} is {}", a.target.ifname, if up { "up" } else { "down" });
     Ok(ExitCode::SUCCESS)
 }
 
 async fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
-    runtime::partition(lab.as_ref(), &a.nodes, &a.from).await?;
-    eprintln!("partitioned {} from {}", a.nodes.join(" "), a.from.join(" "));
+    let all: Vec<String> = a.nodes.iter().chain(&a.from).cloned().collect();
+    let (lab, mut nodes) = nodes_arg(a.lab.as_deref(), &all)?;
+    let from = nodes.split_off(a.nodes.len());
+    runtime::partition(lab.as_ref(), &nodes, &from).await?;
+    eprintln!("partitioned {} from {}", nodes.join(" "), from.join(" "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,26 +397,48 @@ async fn heal(a: HealArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn stop(a: NodeArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
-    runtime::stop(lab.as_ref(), &a.node).await?;
-    eprintln!("node {} is stopped", a.node);
+async fn stop(a: StopArgs) -> Result<ExitCode, Error> {
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    match runtime::stop(lab.as_ref(), &node, a.timeout).await {
+        // As `docker stop` of a stopped container: nothing to do.
+        Err(Error::AlreadyStopped(_)) => eprintln!("node {node} is already stopped"),
+        r => {
+            r?;
+            eprintln!("node {node} is stopped");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn start(a: NodeArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
-    runtime::start(lab.as_ref(), &a.node, &Options::default()).await?;
-    eprintln!("node {} is running again", a.node);
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    match runtime::start(lab.as_ref(), &node, &Options::default()).await {
+        Err(Error::Running(_)) => eprintln!("node {node} is already running"),
+        r => {
+            r?;
+            eprintln!("node {node} is running again");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restart(a: StopArgs) -> Result<ExitCode, Error> {
+    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    match runtime::stop(lab.as_ref(), &node, a.timeout).await {
+        Err(Error::AlreadyStopped(_)) => {}
+        r => r?,
+    }
+    runtime::start(lab.as_ref(), &node, &Options::default()).await?;
+    eprintln!("node {node} restarted");
     Ok(ExitCode::SUCCESS)
 }
 
 fn graph(a: GraphArgs) -> Result<ExitCode, Error> {
-    let plan = runtime::plan_of(&a.lab)?;
+    let (plan, changes) = runtime::plan_of(&a.lab)?;
     let text = match a.format {
-        GraphFormat::Mermaid => lab::graph::mermaid(&plan),
-        GraphFormat::Dot => lab::graph::dot(&plan),
-        GraphFormat::Svg => return svg(&lab::graph::dot(&plan)),
+        GraphFormat::Mermaid => lab::graph::mermaid(&plan, changes.as_ref()),
+        GraphFormat::Dot => lab::graph::dot(&plan, changes.as_ref()),
+        GraphFormat::Svg => return svg(&lab::graph::dot(&plan, changes.as_ref())),
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
@@ -273,28 +470,64 @@ fn svg(dot: &str) -> Result<ExitCode, Error> {
 }
 
 fn capture(a: CaptureArgs) -> Result<ExitCode, Error> {
-    let lab = parse_lab(a.lab.as_deref())?;
     let NodeIf { node, ifname } = a.target;
-    let n = if a.write.as_os_str() == "-" {
-        let stdout = std::io::stdout();
-        if std::io::IsTerminal::is_terminal(&stdout) {
-            return Err(Error::Usage(
-                "pcap is binary: write it to a file with -w FILE, or pipe it (| wireshark -k -i -)".into(),
-            ));
-        }
-        runtime::capture(lab.as_ref(), &node, &ifname, &mut stdout.lock(), a.count)?
+    let (lab, node) = node_arg(a.lab.as_deref(), &node)?;
+    let req = runtime::CaptureRequest { lab, node, ifname, count: a.count, filter: a.filter };
+    let to_stdout = a.write.as_os_str() == "-";
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(Error::Usage(
+            "pcap is binary: write it to a file with -w FILE, or pipe it (| wireshark -k -i -)".into(),
+        ));
+    }
+    let (what, file) = (format!("{}:{}", req.node, req.ifname), a.write.clone());
+    let created = std::cell::Cell::new(false);
+    let result = if to_stdout {
+        runtime::capture(&req, || Ok(std::io::stdout().lock()))
     } else {
-        let file =
-            std::fs::File::create(&a.write).map_err(|e| Error::Io(format!("creating {}", a.write.display()), e))?;
-        eprintln!("capturing on {node}:{ifname} into {}; Ctrl-C stops", a.write.display());
-        runtime::capture(lab.as_ref(), &node, &ifname, &mut std::io::BufWriter::new(file), a.count)?
+        runtime::capture(&req, || {
+            let f = std::fs::File::create(&file).map_err(|e| Error::Io(format!("creating {}", file.display()), e))?;
+            created.set(true);
+            eprintln!("capturing on {what} into {}; Ctrl-C stops", file.display());
+            Ok(std::io::BufWriter::new(f))
+        })
     };
-    eprintln!("{n} packets captured");
-    Ok(ExitCode::SUCCESS)
+    match result {
+        Ok(n) => {
+            eprintln!("{} captured", output::count(n as usize, "packet"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            // A capture that failed leaves no file with nothing in it.
+            if created.get() && std::fs::metadata(&a.write).is_ok_and(|m| m.len() <= 24) {
+                let _ = std::fs::remove_file(&a.write);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn logs(a: LogsArgs) -> Result<ExitCode, Error> {
-    let req = runtime::LogRequest { lab: parse_lab(a.lab.as_deref())?, node: a.node, tail: a.tail, follow: a.follow };
-    runtime::logs(&req, &mut std::io::stdout().lock())?;
+    let since = a.since.as_deref().map(runtime::since).transpose().map_err(Error::Usage)?;
+    let (lab, node) = match a.target.as_deref() {
+        Some(t) => logs_target(a.lab.as_deref(), t)?,
+        None => (parse_lab(a.lab.as_deref())?, None),
+    };
+    let req = runtime::LogRequest { lab, node, tail: a.tail, since, follow: a.follow, timestamps: a.timestamps };
+    runtime::logs(&req, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lab logs X`: LAB/NODE; a node (of --lab, or of the one lab that has it); else a lab.
+fn logs_target(lab: Option<&str>, target: &str) -> Result<(Option<Name>, Option<String>), Error> {
+    if target.contains('/') || lab.is_some() {
+        let (lab, node) = node_arg(lab, target)?;
+        return Ok((lab, Some(node)));
+    }
+    match runtime::find_node(None, target) {
+        Ok((lab, _)) => Ok((Some(lab), Some(target.to_string()))),
+        Err(Error::NoSuchNode { .. }) if Name::parse(target).is_ok_and(|n| lab::state::LabDir::new(&n).exists()) => {
+            Ok((Name::parse(target).ok(), None))
+        }
+        Err(e) => Err(e),
+    }
 }

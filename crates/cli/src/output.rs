@@ -1,9 +1,41 @@
 //! What the user reads: tables, JSON, and errors with a hint and an exit code.
 
-use lab::runtime::{DownReport, LabStatus, NodeStats};
+use lab::runtime::{DownReport, Health, LabStatus, NodeState, NodeStatus};
 use lab::topology::Name;
 use lab::Error;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+
+/// Colours, on a terminal only, and never with NO_COLOR set (https://no-color.org).
+pub const GREEN: &str = "32";
+pub const RED: &str = "31";
+pub const YELLOW: &str = "33";
+
+fn colour_on() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal())
+}
+
+fn colour_err() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// `text` in colour `code` when stdout is a terminal.
+pub fn paint(text: &str, code: &str) -> String {
+    if colour_on() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn state_colour(s: NodeState) -> &'static str {
+    match s {
+        NodeState::Running => GREEN,
+        NodeState::Paused | NodeState::Starting | NodeState::Stopped => YELLOW,
+        NodeState::Exited | NodeState::Gone => RED,
+    }
+}
 
 pub fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
@@ -12,47 +44,144 @@ pub fn json<T: serde::Serialize>(value: &T) {
     }
 }
 
-/// LAB NODE STATE PID ADDRESSES, one row per node.
+/// What `lab up` waits for: on a terminal one live line, rewritten; otherwise a log line
+/// per event.
+pub struct Progress {
+    live: bool,
+    shown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress { live: std::io::stderr().is_terminal(), shown: Default::default() }
+    }
+
+    pub fn callback(&self) -> lab::runtime::ProgressFn {
+        let (live, shown) = (self.live, self.shown.clone());
+        std::sync::Arc::new(move |p: &lab::runtime::Progress| {
+            use lab::runtime::Progress as P;
+            let line = match p {
+                P::Waiting { nodes, on } => format!("{} waiting for {}", nodes.join(", "), on.join(", ")),
+                P::Checking { node, check, failures, elapsed, why } => format!(
+                    "{node}: health check `{check}` not passing yet ({:.1}s, {}: {why})",
+                    elapsed.as_secs_f64(),
+                    count(*failures as usize, "failure")
+                ),
+                P::Healthy { node, elapsed } => format!("{node}: healthy after {:.1}s", elapsed.as_secs_f64()),
+            };
+            if live {
+                let mut err = std::io::stderr().lock();
+                let _ = write!(err, "\r\x1b[K{line}");
+                let _ = err.flush();
+                shown.store(true, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                eprintln!("lab: {line}");
+            }
+        })
+    }
+
+    /// Clears the live line.
+    pub fn finish(&self) {
+        if self.shown.load(std::sync::atomic::Ordering::Relaxed) {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// LAB NODE STATE PID UPTIME ADDRESSES PORTS, one row per node.
 pub fn nodes_table(labs: &[LabStatus]) {
-    let mut rows = vec![["LAB".to_string(), "NODE".into(), "STATE".into(), "PID".into(), "ADDRESSES".into()]];
+    let mut rows = vec![[
+        "LAB".to_string(),
+        "NODE".into(),
+        "STATE".into(),
+        "PID".into(),
+        "UPTIME".into(),
+        "ADDRESSES".into(),
+        "PORTS".into(),
+    ]];
     for lab in labs {
         if lab.nodes.is_empty() {
             let state = if lab.complete { "-" } else { "incomplete (run lab down)" };
-            rows.push([lab.name.clone(), "-".into(), state.into(), "-".into(), String::new()]);
+            rows.push([
+                lab.name.clone(),
+                "-".into(),
+                state.into(),
+                "-".into(),
+                "-".into(),
+                String::new(),
+                String::new(),
+            ]);
         }
         for n in &lab.nodes {
-            let oom = match n.oom_kills {
-                0 => String::new(),
-                1 => ", 1 OOM kill".to_string(),
-                k => format!(", {k} OOM kills"),
-            };
             rows.push([
                 lab.name.clone(),
                 n.name.clone(),
-                format!("{}{oom}", n.state),
+                node_state(n),
                 n.pid.map_or("-".into(), |p| p.to_string()),
-                n.addresses.join(" "),
+                n.uptime_seconds.map_or("-".into(), uptime),
+                addresses(n),
+                n.ports
+                    .iter()
+                    .map(|p| format!("{}->{}/{}", p.host_port, p.node_port, p.protocol))
+                    .collect::<Vec<_>>()
+                    .join(" "),
             ]);
         }
     }
     print!("{}", table(&rows));
 }
 
+/// `running (healthy)`, `exited (exit code 1)`, `running, 1 OOM kill`.
+pub fn node_state(n: &NodeStatus) -> String {
+    let mut s = paint(&n.state.to_string(), state_colour(n.state));
+    match (&n.exit, n.health) {
+        (Some(e), _) => s += &format!(" ({})", e.text),
+        (None, Some(Health::Starting)) => s += " (health: starting)",
+        (None, Some(h)) => {
+            s += &format!(" ({})", paint(&h.to_string(), if h == Health::Healthy { GREEN } else { RED }))
+        }
+        (None, None) => {}
+    }
+    if n.oom_kills > 0 {
+        s += &format!(", {}", count(n.oom_kills as usize, "OOM kill"));
+    }
+    s
+}
+
+/// `eth0=10.42.0.2/24 eth1=fd00::2/64`.
+fn addresses(n: &NodeStatus) -> String {
+    n.interfaces
+        .iter()
+        .flat_map(|i| i.addresses.iter().map(move |a| format!("{}={}/{}", i.name, a.address, a.prefix)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `42s`, `5m`, `3h`, `2d`, as Docker's "Up 5 minutes", short.
+fn uptime(secs: f64) -> String {
+    let s = secs as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
 fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(visible_width(cell));
         }
     }
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
-            if i + 1 == N {
-                line += cell;
-            } else {
-                line += &format!("{cell:<width$}  ", width = widths[i]);
+            line += cell;
+            if i + 1 < N {
+                line += &" ".repeat(widths[i] - visible_width(cell) + 2);
             }
         }
         out += line.trim_end();
@@ -61,33 +190,160 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// Characters a terminal shows: colour escapes take no room.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, _) => width += 1,
+        }
+    }
+    width
+}
+
 /// LAB NODE CPU% MEMORY / LIMIT PIDS / LIMIT.
-pub fn stats_table(stats: &[NodeStats]) {
+pub fn stats_table(labs: &[LabStatus]) {
     let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
     let limit = |l: Option<u64>, f: &dyn Fn(u64) -> String| l.map_or("-".to_string(), f);
     let mut rows =
         vec![["LAB".to_string(), "NODE".into(), "CPU %".into(), "MEMORY / LIMIT".into(), "PIDS / LIMIT".into()]];
-    for s in stats {
-        let u = &s.usage;
-        rows.push([
-            s.lab.clone(),
-            s.node.clone(),
-            format!("{:.1}", s.cpu_percent),
-            format!("{} / {}", mib(u.memory), limit(u.memory_limit, &mib)),
-            format!("{} / {}", u.pids, limit(u.pids_limit, &|n| n.to_string())),
-        ]);
+    for l in labs {
+        for n in &l.nodes {
+            let Some(u) = &n.usage else { continue };
+            rows.push([
+                l.name.clone(),
+                n.name.clone(),
+                format!("{:.1}", u.cpu_percent),
+                format!("{} / {}", mib(u.memory_bytes), limit(u.memory_limit_bytes, &mib)),
+                format!("{} / {}", u.pids, limit(u.pids_limit, &|n| n.to_string())),
+            ]);
+        }
     }
     print!("{}", table(&rows));
 }
 
+/// `lab inspect`: a lab and its nodes, section by section.
+pub fn inspect(lab: &LabStatus) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(o, "lab {}", lab.name);
+    let _ = writeln!(o, "  topology:  {}", lab.topology.display());
+    if let Some(c) = &lab.created {
+        let _ = writeln!(o, "  created:   {c}");
+    }
+    for n in &lab.networks {
+        let nat = if n.nat { format!(", NAT via {}", n.gateways.join(" ")) } else { String::new() };
+        let v6 = n.subnet6.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
+        let _ = writeln!(o, "  network {}: {}{v6}, bridge {}{nat}", n.name, n.subnet, n.bridge);
+    }
+    for l in &lab.links {
+        let _ = writeln!(o, "  link {} <-> {}", l.endpoints[0], l.endpoints[1]);
+    }
+    for [a, b] in &lab.partitions {
+        let _ = writeln!(o, "  partition: {} | {}", a.join(" "), b.join(" "));
+    }
+    for n in &lab.nodes {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "node {}/{}: {}", lab.name, n.name, node_state(n));
+        if let (Some(pid), Some(up)) = (n.pid, n.uptime_seconds) {
+            let since = n.started.as_deref().unwrap_or("?");
+            let _ = writeln!(o, "  pid {pid}, up {} (since {since})", uptime(up));
+        }
+        if let Some(d) = &n.details {
+            let _ = writeln!(o, "  rootfs:    {}", d.rootfs);
+            let cmd = d.command.as_ref().map_or("(none: idle)".to_string(), |c| c.join(" "));
+            let _ = writeln!(o, "  command:   {cmd}");
+            let _ =
+                writeln!(o, "  stop:      {} then {}s, restart {}", d.stop_signal, d.stop_timeout_seconds, d.restart);
+        }
+        for i in &n.interfaces {
+            let addrs: Vec<String> = i.addresses.iter().map(|a| format!("{}/{}", a.address, a.prefix)).collect();
+            let place = match (&i.network, &i.peer) {
+                (Some(net), _) => format!("on {net} (bridge {})", i.bridge.as_deref().unwrap_or("?")),
+                (None, Some(peer)) => format!("link to {peer}"),
+                (None, None) => String::new(),
+            };
+            let mut faults = Vec::new();
+            if !i.up {
+                faults.push("DOWN (lab link)".to_string());
+            }
+            if let Some(imp) = &i.impairment {
+                faults.push(format!("impaired: {}", imp.text));
+            }
+            let faults = if faults.is_empty() { String::new() } else { format!("  [{}]", faults.join("; ")) };
+            let _ = writeln!(
+                o,
+                "  {} {} {} {place}, host end {}{faults}",
+                i.name,
+                i.mac.as_deref().unwrap_or("-"),
+                if addrs.is_empty() { "-".to_string() } else { addrs.join(" ") },
+                i.host_end
+            );
+        }
+        for p in &n.ports {
+            let _ = writeln!(o, "  port {}->{}/{} ({})", p.host_port, p.node_port, p.protocol, p.address);
+        }
+        if let Some(d) = &n.details {
+            let l = &d.limits;
+            let u = n.usage.as_ref();
+            let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
+            let memory = l.memory_bytes.map_or("no limit".to_string(), mib);
+            let used_memory = u.map(|u| format!(" (uses {})", mib(u.memory_bytes))).unwrap_or_default();
+            let pids = l.pids.map_or("no limit".to_string(), |p| p.to_string());
+            let used_pids = u.map(|u| format!(" (uses {})", u.pids)).unwrap_or_default();
+            let cpus = l.cpus.map_or("no limit".to_string(), |c| c.to_string());
+            let used_cpu = u.map(|u| format!(" (uses {:.1}%)", u.cpu_percent)).unwrap_or_default();
+            let io = l.io_weight.map_or("default".to_string(), |w| w.to_string());
+            let _ = writeln!(o, "  memory:    {memory}{used_memory}");
+            let _ = writeln!(o, "  cpus:      {cpus}{used_cpu}");
+            let _ = writeln!(o, "  pids:      {pids}{used_pids}");
+            let _ = writeln!(o, "  io weight: {io}");
+            let s = &d.security;
+            let userns = match s.host_uid {
+                Some(uid) => format!("own user namespace (root is host uid {uid})"),
+                None => "the host's user namespace".to_string(),
+            };
+            let _ = writeln!(o, "  caps:      {}", s.capabilities.join(" "));
+            let nnp = if s.no_new_privs { ", no_new_privs" } else { "" };
+            let _ = writeln!(o, "  seccomp:   {}{nnp}; {userns}", s.seccomp);
+            for r in &d.routes {
+                let _ = writeln!(o, "  route:     {r}");
+            }
+            for m in &d.mounts {
+                let _ = writeln!(o, "  mount:     {m}");
+            }
+            let _ = writeln!(o, "  netns:     {} (ip netns exec {} ...)", d.netns, d.netns);
+            let _ = writeln!(o, "  cgroup:    {}", d.cgroup);
+        }
+        let _ = writeln!(o, "  log:       {}", n.log.display());
+    }
+    o
+}
+
+/// "1 node", "3 nodes", "2 processes".
+pub fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        _ if what.ends_with('s') => format!("{n} {what}es"),
+        _ if what.ends_with('y') => format!("{n} {}ies", &what[..what.len() - 1]),
+        _ => format!("{n} {what}s"),
+    }
+}
+
 pub fn down_report(name: &Name, r: &DownReport) {
-    if r.found_anything() {
+    if r.stopped_up && r.nodes.is_empty() && r.processes == 0 {
+        eprintln!("lab {name} is down: its `lab up` was stopped and removed what it had made");
+    } else if r.found_anything() {
         eprintln!(
-            "lab {name} is down: removed {} nodes, {} processes, {} interfaces, {} nft tables",
-            r.nodes.len(),
-            r.processes,
-            r.interfaces,
-            r.nft_tables
+            "lab {name} is down: removed {}, {}, {}, {}",
+            count(r.nodes.len(), "node"),
+            count(r.processes, "process"),
+            count(r.interfaces, "interface"),
+            count(r.nft_tables, "nft table")
         );
     } else {
         eprintln!("lab {name}: nothing to remove");
@@ -105,18 +361,26 @@ pub enum Command {
 /// Exit code of `lab exec` when lab itself fails (the command's own codes pass through).
 pub const EXEC_FAILED: u8 = 125;
 
-/// Prints an error and what to do about it; returns the exit code: 2 for a bad topology file,
-/// 125 when `lab exec` could not run the command, 1 otherwise.
+/// Prints an error and what to do about it; returns the exit code: 2 for a bad topology file
+/// or command line, 130 for `up` interrupted by Ctrl-C, 125 when `lab exec` could not run the
+/// command, 1 otherwise.
 pub fn report(e: &Error, command: Command) -> ExitCode {
     if let Error::Topology(t) = e {
         eprintln!("{t}");
         return ExitCode::from(2);
     }
-    eprintln!("lab: error: {e}");
+    let (error, hint_word) =
+        if colour_err() { ("\x1b[31merror\x1b[0m", "\x1b[33mhint\x1b[0m") } else { ("error", "hint") };
+    eprintln!("lab: {error}: {e}");
     if let Some(hint) = hint(e, command) {
-        eprintln!("  hint: {hint}");
+        eprintln!("  {hint_word}: {hint}");
     }
-    ExitCode::from(if command == Command::Exec { EXEC_FAILED } else { 1 })
+    ExitCode::from(match e.root() {
+        Error::Usage(_) => 2,
+        _ if command == Command::Exec => EXEC_FAILED,
+        Error::Interrupted => 130,
+        _ => 1,
+    })
 }
 
 /// What to do next, chosen by what went wrong (whatever node it is about).
@@ -132,20 +396,25 @@ fn hint(e: &Error, command: Command) -> Option<String> {
         (Error::LabNotUp(_) | Error::NoLabUp | Error::NoSuchNode { .. }, _) => {
             "`lab ps` lists the labs and nodes that are up".into()
         }
-        (Error::AmbiguousLab(labs), _) | (Error::AmbiguousNode { labs, .. }, _) => match labs.first() {
+        (Error::AmbiguousLab(labs), _) => match labs.first() {
             Some(first) => format!("add --lab, e.g. --lab {first}"),
+            None => return None,
+        },
+        (Error::AmbiguousNode { node, labs }, _) => match labs.first() {
+            Some(first) => format!("write LAB/NODE (e.g. {first}/{node}) or add --lab {first}"),
             None => return None,
         },
         (Error::NoSuchInterface { node, .. }, _) => format!("`lab ps` shows the interfaces of {node}"),
         (Error::NotRunning(lab::NodeRef { lab, node }), _) => {
-            format!("`lab logs {node}` shows how it ended; `lab start {node} --lab {lab}` runs it again")
+            format!("`lab logs {lab}/{node}` shows how it ended; `lab start {lab}/{node}` runs it again")
         }
+        (Error::Stopped(lab::NodeRef { lab, node }), _) => format!("`lab start {lab}/{node}` starts it again"),
+        (Error::Paused(lab::NodeRef { lab, node }), _) => format!("`lab resume {lab}/{node}` thaws it"),
         (Error::PortBusy { port, .. }, _) => format!("free port {port}, or forward another host port in `ports`"),
         (Error::UndoFailed { .. } | Error::Unkillable(..), _) => {
             "some resources are left behind; `lab down` removes them (it is safe to repeat)".into()
         }
-        (Error::Interrupted, _) => "everything made so far was removed".into(),
-        (_, Command::Up) => "everything made so far was removed".into(),
+        _ if matches!(e, Error::RolledBack(_)) => "everything made so far was removed".into(),
         _ => return None,
     })
 }
@@ -162,9 +431,13 @@ mod tests {
     #[test]
     fn hints_follow_the_error_through_the_node_it_is_about() {
         let stopped = Error::node("a", Error::NotRunning(lab::NodeRef::new(&name("demo"), "a")));
-        assert!(hint(&stopped, Command::Other).is_some_and(|h| h.contains("lab logs a")));
+        assert!(hint(&stopped, Command::Other).is_some_and(|h| h.contains("lab logs demo/a")));
+        // Nothing was made: no word of removing it.
+        assert_eq!(hint(&Error::Usage("x".into()), Command::Up), None);
+        let rolled = Error::RolledBack(Box::new(Error::node("b", Error::Service("exec hook failed".into()))));
+        assert_eq!(hint(&rolled, Command::Up).as_deref(), Some("everything made so far was removed"));
         let ambiguous = Error::AmbiguousNode { node: "a".into(), labs: vec![name("x"), name("y")] };
-        assert_eq!(hint(&ambiguous, Command::Exec).as_deref(), Some("add --lab, e.g. --lab x"));
+        assert_eq!(hint(&ambiguous, Command::Exec).as_deref(), Some("write LAB/NODE (e.g. x/a) or add --lab x"));
         let undo = Error::UndoFailed {
             cause: Box::new(Error::Interrupted),
             what: "rolling back",
@@ -174,6 +447,14 @@ mod tests {
         assert!(undo.to_string().starts_with("interrupted; rolling back also failed: 2 processes"));
         let gone = Error::node("b", Error::LabNotUp(name("demo")));
         assert!(hint(&gone, Command::Other).is_some_and(|h| h.contains("lab ps")));
+    }
+
+    #[test]
+    fn plurals() {
+        assert_eq!(super::count(1, "node"), "1 node");
+        assert_eq!(super::count(0, "network"), "0 networks");
+        assert_eq!(super::count(2, "process"), "2 processes");
+        assert_eq!(super::count(3, "entry"), "3 entries");
     }
 
     #[test]

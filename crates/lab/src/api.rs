@@ -95,7 +95,7 @@ impl RunningLab {
 
     /// Stops a node (`lab stop`): its processes and interfaces go, its addresses stay.
     pub fn stop(&self, node: &str) -> Result<(), Error> {
-        self.rt.block_on(runtime::stop(Some(&self.name), node))
+        self.rt.block_on(runtime::stop(Some(&self.name), node, None))
     }
 
     /// Starts a stopped node again (`lab start`), with the same addresses, links and faults.
@@ -103,25 +103,32 @@ impl RunningLab {
         self.rt.block_on(runtime::start(Some(&self.name), node, &self.options))
     }
 
-    /// The node command's output so far, one timestamped line per line (as `lab logs`).
+    /// The node command's output so far, stdout and stderr in the order written, one
+    /// timestamped line per line (as `lab logs -t`).
     pub fn logs(&self, node: &str) -> Result<String, Error> {
-        let mut out = Vec::new();
-        let req = LogRequest { lab: Some(self.name.clone()), node: node.to_string(), tail: None, follow: false };
-        runtime::logs(&req, &mut out)?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        let all = Shared::default();
+        let req = LogRequest {
+            lab: Some(self.name.clone()),
+            node: Some(node.to_string()),
+            timestamps: true,
+            ..LogRequest::default()
+        };
+        runtime::logs(&req, &mut all.clone(), &mut all.clone())?;
+        let bytes = all.0.borrow();
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Takes the lab down now, and says what was removed.
     pub fn down(mut self) -> Result<DownReport, Error> {
         self.down = true;
-        self.rt.block_on(runtime::down(&self.name))
+        self.rt.block_on(runtime::down(&self.name, None))
     }
 }
 
 impl Drop for RunningLab {
     fn drop(&mut self) {
         if !self.down {
-            if let Err(e) = self.rt.block_on(runtime::down(&self.name)) {
+            if let Err(e) = self.rt.block_on(runtime::down(&self.name, None)) {
                 eprintln!("lab: taking lab {} down: {e}", self.name);
             }
         }
@@ -199,5 +206,20 @@ impl LabBuilder {
     pub fn build(&self) -> Result<Topology, TopologyError> {
         let name = self.root.get("name").and_then(|n| n.as_str()).unwrap_or("lab");
         Topology::parse(Source::new(format!("<builder {name}>.toml"), self.to_toml()))
+    }
+}
+
+/// One buffer behind two writers (a log's stdout and stderr, in the order written).
+#[derive(Clone, Default)]
+struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -10,8 +10,8 @@ pub fn check(text: &str) {
     match Topology::parse(Source::new("fuzz.toml", text)) {
         Ok(topology) => match Plan::new(&topology, &Facts::default()) {
             Ok(plan) => {
-                let _ = crate::graph::mermaid(&plan);
-                let _ = crate::graph::dot(&plan);
+                let _ = crate::graph::mermaid(&plan, None);
+                let _ = crate::graph::dot(&plan, None);
                 let _ = serde_json::to_string(&plan);
             }
             Err(e) => {

@@ -9,7 +9,7 @@
 //! | host end of a link's interface | `lw-<id>-<n>` (same alias) |
 //! | IFB device shaping `lv-<id>-<n>` | `li-<id>-<n>` (alias `.../impair`) |
 //! | nftables tables (inet: NAT and isolation; bridge: partitions) | `lab-<lab>` |
-//! | network namespace name | `<lab>-<node>` |
+//! | network namespace name | `<lab>.<node>` (names have no `.`: no two labs can make the same) |
 //! | cgroup | `lab/<lab>/<node>` |
 //!
 //! `<id>` is five base-36 characters, unique among live labs, so that every host-side name fits
@@ -114,12 +114,12 @@ pub fn is_lab_table(table: &str) -> bool {
 
 /// The name under /run/netns of node `node`'s network namespace.
 pub fn netns(lab: &Name, node: &Name) -> String {
-    format!("{lab}-{node}")
+    format!("{lab}.{node}")
 }
 
 /// The node whose network namespace name `ns` would be in lab `lab`, if it could be one.
 pub fn netns_node<'a>(lab: &Name, ns: &'a str) -> Option<&'a str> {
-    ns.strip_prefix(lab.as_str())?.strip_prefix('-').filter(|node| Name::parse(node).is_ok())
+    ns.strip_prefix(lab.as_str())?.strip_prefix('.').filter(|node| Name::parse(node).is_ok())
 }
 
 /// The lab's cgroup, below each hierarchy's root.
@@ -196,9 +196,12 @@ mod tests {
 
         assert_eq!(nft_table(&lab), "lab-three-node");
         assert!(is_lab_table("lab-three-node") && !is_lab_table("filter") && !is_lab_table("lab-"));
-        assert_eq!(netns(&lab, &node), "three-node-node1");
-        assert_eq!(netns_node(&lab, "three-node-node1"), Some("node1"));
-        assert_eq!(netns_node(&lab, "three-nodes-x"), None);
+        assert_eq!(netns(&lab, &node), "three-node.node1");
+        assert_eq!(netns_node(&lab, "three-node.node1"), Some("node1"));
+        assert_eq!(netns_node(&lab, "three-nodes.x"), None);
+        assert_eq!(netns_node(&lab, "three-node-node1"), None);
+        // `a-b` + `c` and `a` + `b-c` were both `a-b-c` once.
+        assert_ne!(netns(&name("a-b"), &name("c")), netns(&name("a"), &name("b-c")));
         assert_eq!(cgroup(&lab, &node), "lab/three-node/node1");
         assert_eq!(lab_cgroup(&lab), "lab/three-node");
     }

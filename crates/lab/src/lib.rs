@@ -123,7 +123,7 @@ pub enum Error {
         node: String,
     },
     /// Nodes of that name are in several labs that are up.
-    #[error("node {node} is in several labs ({}); say which with --lab", names(.labs))]
+    #[error("node {node} is in several labs; name it as one of: {}", .labs.iter().map(|l| format!("{l}/{node}")).collect::<Vec<_>>().join(", "))]
     AmbiguousNode {
         /// The node asked for.
         node: String,
@@ -209,6 +209,12 @@ pub enum Error {
     /// SIGINT or SIGTERM arrived while a lab was being brought up.
     #[error("interrupted")]
     Interrupted,
+    /// `lab up` failed after it had made something, and removed all of it again.
+    #[error(transparent)]
+    RolledBack(Box<Error>),
+    /// `lab down` of the lab arrived while it was being brought up.
+    #[error("lab {0} was taken down (`lab down`) while it came up")]
+    TakenDown(Name),
     /// Bringing something up failed, and so did undoing it: both causes.
     #[error("{cause}; {} also failed: {undo}", .what)]
     UndoFailed {
@@ -272,6 +278,7 @@ impl Error {
     pub fn root(&self) -> &Error {
         match self {
             Error::Node { source, .. } | Error::InLab { source, .. } => source.root(),
+            Error::RolledBack(e) => e.root(),
             e => e,
         }
     }

@@ -74,6 +74,9 @@ pub struct LabState {
     /// What nodes do without, as their monitors said (an idmapping the kernel cannot make).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// When `lab up` made it (RFC 3339, UTC).
+    #[serde(default)]
+    pub created: Option<String>,
 }
 
 /// Changes made to a running lab, kept so that a node started again gets them back.
@@ -166,6 +169,21 @@ impl LabDir {
         Lock::exclusive(&self.path.join("lock"))
     }
 
+    /// The lab's lock if no other command holds it now.
+    pub fn try_lock(&self) -> Result<Option<Lock>, Error> {
+        Lock::try_exclusive(&self.path.join("lock"))
+    }
+
+    /// Where a `lab up` that is bringing the lab up says which process it is.
+    pub fn coming_up_path(&self) -> PathBuf {
+        self.path.join("coming-up")
+    }
+
+    /// Where `lab down` leaves word for that `lab up` that it was taken down.
+    pub fn taken_down_path(&self) -> PathBuf {
+        self.path.join("taken-down")
+    }
+
     /// The lab's state, `None` if it has none (not up, or `up` did not get that far).
     pub fn read_state(&self) -> Result<Option<LabState>, Error> {
         match fs::read(self.state_path()) {
@@ -248,6 +266,21 @@ impl Lock {
         let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::Io(format!("locking {}", path.display()), e.into()))?;
         Ok(Lock { _file: file })
+    }
+
+    /// An exclusive lock on `path` if nobody else holds one.
+    pub fn try_exclusive(path: &Path) -> Result<Option<Lock>, Error> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::Io(format!("opening lock {}", path.display()), e))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(file) => Ok(Some(Lock { _file: file })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, e)) => Err(Error::Io(format!("locking {}", path.display()), e.into())),
+        }
     }
 
     /// The lock that serializes choosing subnets and ids across all labs.

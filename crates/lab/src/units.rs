@@ -55,7 +55,9 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         "us" => 1.0,
         "ms" => 1e3,
         "s" => 1e6,
-        _ => return Err(format!("`{s}`: unknown time unit `{unit}`; use us, ms or s")),
+        "m" | "min" => 60e6,
+        "h" => 3600e6,
+        _ => return Err(format!("`{s}`: unknown time unit `{unit}`; use us, ms, s, m or h")),
     };
     Ok((value * mult) as u64)
 }
@@ -96,6 +98,8 @@ mod tests {
         assert_eq!(parse_time("50ms"), Ok(50_000));
         assert_eq!(parse_time("1s"), Ok(1_000_000));
         assert_eq!(parse_time("250us"), Ok(250));
+        assert_eq!(parse_time("10m"), Ok(600_000_000));
+        assert_eq!(parse_time("1h"), Ok(3_600_000_000));
         assert_eq!(parse_percent("1%"), Ok(10_000));
         assert_eq!(parse_percent("0.1%"), Ok(1_000));
         assert_eq!(parse_percent("100"), Ok(1_000_000));

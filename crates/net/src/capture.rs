@@ -3,9 +3,10 @@
 //! `wireshark -k -i -` reads), one flushed record per packet.
 
 use crate::{netns, Error, Result};
-use nix::sys::socket::{recv, socket, AddressFamily, MsgFlags, SockFlag, SockProtocol, SockType};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, socket, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest frame kept whole (tcpdump's default snap length).
@@ -17,15 +18,50 @@ pub struct Capture {
     socket: OwnedFd,
 }
 
+/// A capture filter in tcpdump's language (`icmp or arp`, `tcp port 80`), compiled by
+/// libpcap for Ethernet frames, as classic BPF the kernel runs on the socket.
+#[derive(Debug, Clone)]
+pub struct Filter(Vec<libc::sock_filter>);
+
+impl Filter {
+    /// Compiles `expression`; a bad one is an error in libpcap's words.
+    pub fn compile(expression: &str) -> Result<Filter> {
+        let bad = |e: pcap::Error| Error::invalid(format!("capture filter `{expression}`"), e.to_string());
+        let dead = pcap::Capture::dead(pcap::Linktype::ETHERNET).map_err(bad)?;
+        let program = dead.compile(expression, true).map_err(bad)?;
+        // pcap shows each instruction as `code jt jf k`.
+        let parse = |i: &pcap::BpfInstruction| -> Option<libc::sock_filter> {
+            let text = i.to_string();
+            let mut f = text.split_whitespace();
+            Some(libc::sock_filter {
+                code: f.next()?.parse().ok()?,
+                jt: f.next()?.parse().ok()?,
+                jf: f.next()?.parse().ok()?,
+                k: f.next()?.parse().ok()?,
+            })
+        };
+        let insns: Option<Vec<_>> = program.get_instructions().iter().map(parse).collect();
+        insns
+            .map(Filter)
+            .ok_or_else(|| Error::invalid(format!("capture filter `{expression}`"), "cannot read libpcap's program"))
+    }
+}
+
 impl Capture {
-    /// Opens a capture of interface `ifname` in the network namespace `netns`.
-    pub fn open(netns: BorrowedFd<'_>, label: &str, ifname: &str) -> Result<Capture> {
+    /// Opens a capture of interface `ifname` in the network namespace `netns`, of the
+    /// packets `filter` accepts (all without one).
+    pub fn open(netns: BorrowedFd<'_>, label: &str, ifname: &str, filter: Option<&Filter>) -> Result<Capture> {
         let what = format!("capturing on {ifname} in {label}");
         let socket = netns::run_in(netns, label, || {
             let index = nix::net::if_::if_nametoindex(ifname)
                 .map_err(|e| Error::os(format!("{what}: no such interface"), e.into()))?;
-            let socket = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::EthAll)
+            // Protocol 0 receives nothing until bound: the filter is in place before the
+            // first packet.
+            let socket = socket(AddressFamily::Packet, SockType::Raw, SockFlag::SOCK_CLOEXEC, None)
                 .map_err(|e| Error::os(what.clone(), e.into()))?;
+            if let Some(f) = filter {
+                crate::ffi::attach_filter(&socket, &f.0).map_err(|e| Error::os(format!("{what}: the filter"), e))?;
+            }
             crate::ffi::bind_packet_socket(&socket, index, (libc::ETH_P_ALL as u16).to_be())
                 .map_err(|e| Error::os(what.clone(), e))?;
             Ok(socket)
@@ -34,9 +70,9 @@ impl Capture {
     }
 
     /// Writes the pcap header, then each packet as it arrives, until `count` packets (if
-    /// given) or until `out` is closed (a reader that went away is not an error). Returns how
-    /// many packets were written.
-    pub fn run(&self, out: &mut impl Write, count: Option<u64>) -> Result<u64> {
+    /// given), until `stop` (a signalfd, say) is readable, or until `out` is closed (a reader
+    /// that went away is not an error). Returns how many packets were written.
+    pub fn run(&self, out: &mut impl Write, count: Option<u64>, stop: Option<BorrowedFd<'_>>) -> Result<u64> {
         let closed = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
         let header = pcap_header();
         match out.write_all(&header).and_then(|()| out.flush()) {
@@ -47,6 +83,18 @@ impl Capture {
         let mut buf = vec![0u8; SNAPLEN as usize];
         let mut n = 0u64;
         while count.is_none_or(|c| n < c) {
+            if let Some(stop) = stop {
+                let mut fds =
+                    [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN), PollFd::new(stop, PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(Error::os("waiting for packets", e.into())),
+                    Ok(_) => {}
+                }
+                if fds[1].any().unwrap_or(false) {
+                    break;
+                }
+            }
             // MSG_TRUNC: the frame's real length even when it did not fit.
             let len = match recv(self.socket.as_raw_fd(), &mut buf, MsgFlags::MSG_TRUNC) {
                 Ok(len) => len,

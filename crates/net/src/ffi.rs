@@ -78,3 +78,25 @@ pub(crate) fn bind_packet_socket(socket: &OwnedFd, index: u32, protocol: u16) ->
     }
     Ok(())
 }
+
+/// Attaches classic BPF program `program` to socket `socket` (SO_ATTACH_FILTER): the kernel
+/// passes only the packets it accepts.
+pub(crate) fn attach_filter(socket: &OwnedFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::other("the filter is too long"))?;
+    let fprog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
+    // SAFETY: fprog points at `len` instructions that outlive the call (the kernel copies
+    // them), and the length given is sock_fprog's size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -89,8 +89,8 @@ fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     // Nothing in the node may read the init's memory or reopen its files through /proc/1.
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the init non-dumpable".into())?;
     let mut mask = SigSet::empty();
-    for s in HANDLED {
-        mask.add(*s);
+    for s in HANDLED.iter().copied().chain(stop_signal(spec)) {
+        mask.add(s);
     }
     mask.thread_block().ctx(|| "blocking signals in the init".into())?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())?;
@@ -118,14 +118,13 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
     let env = crate::user::with_home(&spec.env, user.as_ref().map_or(0, |u| u.uid));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env).current_dir(spec.workdir.as_deref().unwrap_or("/")).stdin(Stdio::null());
-    if let Some(u) = &user {
-        // std drops supplementary groups when it changes the uid as root.
-        std::os::unix::process::CommandExt::uid(&mut cmd, u.uid);
-        std::os::unix::process::CommandExt::gid(&mut cmd, u.gid);
-    }
     let security = spec.security.clone();
     let before_exec = move || {
         default_signals()?;
+        // The user, with its supplementary groups (std's uid() would drop them).
+        if let Some(u) = &user {
+            u.become_it()?;
+        }
         // A session of its own: nothing it does to its process group reaches the init.
         nix::unistd::setsid()?;
         security.load_seccomp().map_err(|e| match e.errno() {
@@ -154,6 +153,12 @@ fn default_signals() -> std::io::Result<()> {
     Ok(())
 }
 
+/// The node's own stop signal, if it is one the init can catch (SIGKILL and SIGSTOP act on
+/// the init itself).
+fn stop_signal(spec: &NodeSpec) -> Option<Signal> {
+    spec.stop_signal.and_then(|s| Signal::try_from(s).ok()).filter(|s| !matches!(s, Signal::SIGKILL | Signal::SIGSTOP))
+}
+
 /// Reaps children and forwards signals until the command exits (or, without a command, until
 /// asked to stop), starting it again as its restart policy says. Returns the status the init
 /// exits with.
@@ -161,6 +166,10 @@ fn supervise(signals: &SignalFd, mut child: Option<Pid>, spec: &NodeSpec) -> Exi
     let mut restarts = 0u32;
     let mut started = std::time::Instant::now();
     let mut stopping = false;
+    let own_stop = stop_signal(spec);
+    let stops = |s: Signal| {
+        matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) || Some(s) == own_stop
+    };
     loop {
         let info = match signals.read_signal() {
             Ok(Some(info)) => info,
@@ -202,12 +211,12 @@ fn supervise(signals: &SignalFd, mut child: Option<Pid>, spec: &NodeSpec) -> Exi
             }
             s => match child {
                 Some(pid) => {
-                    if matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) {
+                    if stops(s) {
                         stopping = true;
                     }
                     let _ = kill(pid, s);
                 }
-                None if matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) => {
+                None if stops(s) => {
                     return ExitStatus::Code(0);
                 }
                 None => {}

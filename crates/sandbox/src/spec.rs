@@ -52,6 +52,10 @@ pub struct NodeSpec {
     pub user: Option<String>,
     #[serde(default)]
     pub restart: Restart,
+    /// The signal that asks the command to stop (`lab stop`, `lab down`), besides SIGTERM,
+    /// SIGINT, SIGHUP and SIGQUIT: the init forwards it and does not restart the command.
+    #[serde(default)]
+    pub stop_signal: Option<i32>,
 }
 
 /// When the init starts the node's command again after it exits.
@@ -290,6 +294,7 @@ mod tests {
             workdir: Some("/srv".into()),
             user: Some("nobody".into()),
             restart: Restart::OnFailure,
+            stop_signal: None,
         };
         spec.prepare().unwrap();
         assert_eq!(NodeSpec::load(&spec.spec_file()).unwrap(), spec);

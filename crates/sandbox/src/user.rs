@@ -12,6 +12,22 @@ pub(crate) const SEARCH_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/
 pub(crate) struct User {
     pub uid: u32,
     pub gid: u32,
+    /// Its primary group and every group /etc/group lists it in.
+    pub groups: Vec<u32>,
+}
+
+impl User {
+    /// Becomes this user: supplementary groups, gid, uid (which leaves a non-root user no
+    /// capabilities, as the kernel does on setuid). Needs SETGID and SETUID.
+    pub(crate) fn become_it(&self) -> std::io::Result<()> {
+        let groups: Vec<nix::unistd::Gid> = self.groups.iter().map(|g| nix::unistd::Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups)?;
+        let gid = nix::unistd::Gid::from_raw(self.gid);
+        nix::unistd::setresgid(gid, gid, gid)?;
+        let uid = nix::unistd::Uid::from_raw(self.uid);
+        nix::unistd::setresuid(uid, uid, uid)?;
+        Ok(())
+    }
 }
 
 /// `uid[:gid]` or `name[:group]`, from the node's own /etc/passwd and /etc/group. A uid with
@@ -44,7 +60,24 @@ pub(crate) fn resolve(spec: &str) -> Result<User> {
         },
         None => entry.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
     };
-    Ok(User { uid, gid })
+    let name = entry.as_ref().map(|f| f[0]);
+    Ok(User { uid, gid, groups: groups_of(&group, name, gid) })
+}
+
+/// `gid` and the groups whose member list in `group` (an /etc/group) names `user`.
+fn groups_of(group: &str, user: Option<&str>, gid: u32) -> Vec<u32> {
+    let mut out = vec![gid];
+    let Some(user) = user else { return out };
+    for f in group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4) {
+        if f[3].split(',').any(|m| m == user) {
+            if let Ok(g) = f[2].parse() {
+                if !out.contains(&g) {
+                    out.push(g);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The home directory of `uid` in the node's /etc/passwd; `/root` where it has none.
@@ -72,6 +105,14 @@ pub(crate) fn with_home(env: &[(String, String)], uid: u32) -> Vec<(String, Stri
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn supplementary_groups_come_from_group() {
+        let group = "root:x:0:\nfrr:x:101:\nfrrvty:x:102:frr,alice\nwheel:x:10:alice\n";
+        assert_eq!(super::groups_of(group, Some("frr"), 101), [101, 102]);
+        assert_eq!(super::groups_of(group, Some("alice"), 1000), [1000, 102, 10]);
+        assert_eq!(super::groups_of(group, None, 5), [5]);
+    }
+
     #[test]
     fn homes_come_from_passwd() {
         let passwd = "root:x:0:0:root:/root:/bin/bash\nfrr:x:100:101::/var/run/frr:/usr/sbin/nologin\n";

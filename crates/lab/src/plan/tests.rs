@@ -38,7 +38,7 @@ fn three_node_plan() {
     assert_eq!(addrs, ["10.42.0.3/24", "10.42.0.2/24", "10.42.0.4/24"]);
 
     let n1 = &plan.nodes[0];
-    assert_eq!(n1.netns, "three-node-node1");
+    assert_eq!(n1.netns, "three-node.node1");
     assert_eq!(n1.cgroup, "lab/three-node/node1");
     assert_eq!(n1.interfaces[0].name.as_str(), "eth0");
     assert_eq!(
@@ -77,7 +77,7 @@ fn free_subnets_avoid_host_routes_and_other_labs() {
         ],
         ..Facts::default()
     };
-    let t = topo("name = \"x\"\n[networks.a]\n[networks.b]\nsubnet = \"10.42.3.0/24\"\n[networks.c]\n");
+    let t = topo("name = \"x\"\n[networks.a]\n[networks.b]\nsubnet = \"10.42.3.0/24\"\n[networks.c]\n[nodes.n]\n");
     let plan = Plan::new(&t, &facts).unwrap();
     let subnets: Vec<String> = plan.networks.iter().map(|n| n.subnet.to_string()).collect();
     assert_eq!(subnets, ["10.42.4.0/24", "10.42.3.0/24", "10.42.5.0/24"]);
@@ -89,7 +89,7 @@ fn a_taken_explicit_subnet_is_an_error_at_the_subnet() {
         used_subnets: vec![("10.0.0.0/8".parse().unwrap(), "host route 10.0.0.0/8 dev eth1".into())],
         ..Facts::default()
     };
-    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n");
+    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n[nodes.a]\n");
     let err = Plan::new(&t, &facts).unwrap_err();
     assert_eq!(err.location(), "lab.toml:3:10");
     assert!(err.diagnostics[0].message.contains("already in use by host route 10.0.0.0/8 dev eth1"), "{err}");
@@ -290,11 +290,11 @@ ports = ["8080:80", "5353:53/udp"]
 
 #[test]
 fn a_taken_network_namespace_name_is_an_error_at_the_node() {
-    // Lab `a` with node `b-c` and lab `a-b` with node `c` would both be `a-b-c`.
-    let facts = Facts { taken_netns: vec![("a-b-c".into(), "lab a's node b-c".into())], ..Facts::default() };
+    // A namespace of that name exists (made by someone else, `ip netns add a-b.c`).
+    let facts = Facts { taken_netns: vec![("a-b.c".into(), "lab a's node b-c".into())], ..Facts::default() };
     let err = Plan::new(&topo("name = \"a-b\"\n[nodes.c]\n"), &facts).unwrap_err();
     assert!(
-        err.to_string().contains("node `c`'s network namespace name `a-b-c` is taken by lab a's node b-c"),
+        err.to_string().contains("node `c`'s network namespace name `a-b.c` is taken by lab a's node b-c"),
         "{err}"
     );
     assert_eq!(err.location(), "lab.toml:2:8");

@@ -25,6 +25,9 @@ pub struct ExecRequest {
     pub tty: bool,
     /// Standard input passed to the command (`-i`).
     pub interactive: bool,
+    /// Who to run as (`-u`), `uid[:gid]` or `name[:group]`; `None`: the node's `user`, as
+    /// `docker exec` does (its root if it has none).
+    pub user: Option<String>,
 }
 
 /// Runs a command in a node; returns its exit code. Must be called from a single-threaded
@@ -62,6 +65,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         cwd: req.workdir.clone().or_else(|| plan.service.workdir.clone()).unwrap_or_else(|| "/".into()),
         tty: req.tty,
         interactive: req.interactive,
+        user: req.user.clone().or_else(|| plan.service.user.clone()),
     };
     lab_sandbox::join::exec(&join).map_err(|e| match e {
         lab_sandbox::Error::NotRunning => Error::NotRunning(NodeRef::new(&lab, &req.node)),

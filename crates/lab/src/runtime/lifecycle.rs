@@ -17,10 +17,12 @@ use lab_sandbox::cgroup::{self, Cgroups};
 use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::os::fd::AsFd;
+use std::time::Duration;
 
-/// Stops a node: its processes, its interfaces (the peers of its links see them go), its
-/// namespace name and cgroup. Its addresses stay its own for `lab start`.
-pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
+/// Stops a node: its command gets its stop signal and `timeout` (else its `stop_timeout`) to
+/// end, then its processes, its interfaces (the peers of its links see them go), its
+/// namespace name and cgroup go. Its addresses stay its own for `lab start`.
+pub async fn stop(lab: Option<&Name>, node: &str, timeout: Option<Duration>) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     if l.state.runtime.stopped.contains(node) {
@@ -28,14 +30,20 @@ pub async fn stop(lab: Option<&Name>, node: &str) -> Result<(), Error> {
     }
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
-    take_down(&l.state, l.node(node)?, &host, cgroups.as_ref()).await?;
+    take_down(&l.state, l.node(node)?, &host, cgroups.as_ref(), timeout).await?;
     l.state.runtime.stopped.insert(node.to_string());
     l.save()
 }
 
 /// Everything of one node, gone; "already gone" is success. The other ends of its links lose
 /// their carrier first, as when a machine is switched off.
-async fn take_down(state: &LabState, node: &NodePlan, host: &Netlink, cgroups: &dyn Cgroups) -> Result<(), Error> {
+async fn take_down(
+    state: &LabState,
+    node: &NodePlan,
+    host: &Netlink,
+    cgroups: &dyn Cgroups,
+    timeout: Option<Duration>,
+) -> Result<(), Error> {
     let name = node.name.as_str();
     let mut errors: Vec<Error> = Vec::new();
     let index = super::hostside::index_of(&state.plan, node);
@@ -52,7 +60,7 @@ async fn take_down(state: &LabState, node: &NodePlan, host: &Netlink, cgroups: &
             errors.push(e.into());
         }
     }
-    let (_, removed) = Found::node(node, state.node(name)).remove(host, cgroups).await;
+    let (_, removed) = Found::node(node, state.node(name)).with_timeout(timeout).remove(host, cgroups).await;
     errors.extend(removed);
     match errors.len() {
         0 => Ok(()),
@@ -74,7 +82,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
     let cgroups = cgroup::detect()?;
     if !l.state.runtime.stopped.contains(node) {
         // It ended by itself: clear what is left of it first.
-        take_down(&l.state, l.node(node)?, &host, cgroups.as_ref()).await?;
+        take_down(&l.state, l.node(node)?, &host, cgroups.as_ref(), Some(Duration::ZERO)).await?;
         l.state.runtime.stopped.insert(node.to_string());
         l.save()?;
     }
@@ -93,6 +101,7 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         filters: &filters,
         lab_binary: &options.lab_binary,
         wait: false,
+        progress: None,
         warnings: Default::default(),
     };
     match bring_back(&builder, &l.state, index).await {
@@ -111,7 +120,9 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
             services::hooks(&options.lab_binary, &l.state.plan, l.node(node)?).await
         }
         Err(e) => {
-            if let Err(cleanup) = take_down(&l.state, l.node(node)?, &host, cgroups.as_ref()).await {
+            if let Err(cleanup) =
+                take_down(&l.state, l.node(node)?, &host, cgroups.as_ref(), Some(Duration::ZERO)).await
+            {
                 return Err(Error::UndoFailed { cause: Box::new(e), what: "cleaning up", undo: Box::new(cleanup) });
             }
             Err(e)

@@ -4,6 +4,7 @@
 //! `lifecycle` (`stop`, `start`) and `capture`.
 
 mod capture;
+mod copy;
 mod exec;
 mod facts;
 mod faults;
@@ -15,16 +16,22 @@ mod logs;
 mod modules;
 mod resources;
 mod services;
+mod shape;
 mod status;
 mod up;
+mod which;
 
-pub use capture::capture;
+pub use capture::{capture, CaptureRequest};
+pub use copy::{copy, parse_place, Copied, Place};
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{heal, impair, partition, set_link};
 pub use lifecycle::{start, stop};
-pub use logs::{logs, LogRequest};
+pub use logs::{logs, since, LogRequest};
 pub use resources::DownReport;
-pub use status::{list, pause, stats, LabStatus, NodeState, NodeStats, NodeStatus};
+pub use services::{Health, Progress, ProgressFn};
+pub use shape::*;
+pub use status::{inspect, list, pause, stats};
+pub use which::{down_target, lab_name_from_arg, topology_file, DownTarget};
 
 use crate::plan::{self, Plan};
 use crate::state::{lab_names, Journal, LabDir, LabState, Lock};
@@ -35,24 +42,49 @@ use lab_sandbox::cgroup::{self, Cgroups};
 use lab_sandbox::SealedExe;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// How to bring labs up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// The `lab` binary that nodes' monitors and inits run from (a sealed copy of it), and
     /// that health checks and hooks run as `lab exec`.
     pub lab_binary: PathBuf,
     /// `lab up --wait`: return only once every node with a health check is healthy.
     pub wait: bool,
+    /// Told what bring-up waits for (dependencies, health checks) as it happens.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("lab_binary", &self.lab_binary)
+            .field("wait", &self.wait)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lab_binary: PathBuf::from("/proc/self/exe"), wait: false }
+        Options { lab_binary: PathBuf::from("/proc/self/exe"), wait: false, progress: None }
     }
 }
 
-fn ensure_root() -> Result<(), Error> {
+/// The cgroup setup lab found on this machine, as `lab version` says it.
+pub fn cgroup_setup() -> String {
+    match cgroup::detect() {
+        Ok(c) => match c.version() {
+            cgroup::Version::V1 => "v1 controllers (legacy or hybrid)".into(),
+            cgroup::Version::V2 => "v2 (unified)".into(),
+        },
+        Err(e) => format!("none usable: {e}"),
+    }
+}
+
+/// Fails with [`Error::NotRoot`] unless this process runs as root.
+pub fn ensure_root() -> Result<(), Error> {
     if nix::unistd::geteuid().is_root() {
         Ok(())
     } else {
@@ -60,9 +92,19 @@ fn ensure_root() -> Result<(), Error> {
     }
 }
 
+/// A lab just brought up: its state, and its status as read before anyone else could change
+/// it (what `lab up` prints).
+#[derive(Debug, Clone)]
+pub struct Up {
+    /// What `exec`, `ps` and `down` will read.
+    pub state: LabState,
+    /// What `lab ps` would show for it.
+    pub status: LabStatus,
+}
+
 /// Brings a lab up, or leaves the host as it was and says why not. Ctrl-C (SIGINT) and
-/// SIGTERM during bring-up roll back too.
-pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Error> {
+/// SIGTERM during bring-up roll back too, and so does a `lab down` of the same lab.
+pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
     ensure_root()?;
     // Caught from before anything is made: a signal at any point means roll back.
     let mut interrupts = Interrupts::catch()?;
@@ -84,13 +126,21 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         let filters = up::Filters::compile(&plan.nodes, &profiles)?;
         dir.create()?;
         let lock = dir.lock()?;
+        // Who is bringing it up: a `lab down` meanwhile stops us (see `lock_for_down`).
+        let me = lab_sandbox::ProcessRef::of(std::process::id() as i32)
+            .ok()
+            .and_then(|p| serde_json::to_vec(&p).ok())
+            .unwrap_or_default();
+        let _ = std::fs::write(dir.coming_up_path(), me);
+        let source = std::path::absolute(&topology.source.path).unwrap_or_else(|_| topology.source.path.clone());
         let state = LabState {
             plan,
-            topology: topology.source.path.clone(),
+            topology: std::fs::canonicalize(&source).unwrap_or(source),
             complete: false,
             nodes: Vec::new(),
             runtime: Default::default(),
             warnings: Vec::new(),
+            created: Some(lab_sandbox::monitor::timestamp(std::time::SystemTime::now())),
         };
         let prepared = dir.write_state(&state).and_then(|()| host::prepare(&state.plan));
         if let Err(e) = prepared {
@@ -116,6 +166,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
         filters: &filters,
         lab_binary: &options.lab_binary,
         wait: options.wait,
+        progress: options.progress.as_ref(),
         warnings: Default::default(),
     };
     let result = tokio::select! {
@@ -128,13 +179,21 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<LabState, Erro
             state.warnings = builder.warnings();
             state.complete = true;
             dir.write_state(&state)?;
-            Ok(state)
+            let _ = std::fs::remove_file(dir.coming_up_path());
+            let status = status::of(&dir, &state, Some(cgroups.as_ref()));
+            Ok(Up { state, status })
         }
         Err(e) => {
-            if let Err(rollback) = remove(&topology.name, &dir, &host, cgroups.as_ref()).await {
+            let e = match e {
+                Error::Interrupted if dir.taken_down_path().exists() => Error::TakenDown(topology.name.clone()),
+                e => e,
+            };
+            if let Err(rollback) =
+                remove(&topology.name, &dir, &host, cgroups.as_ref(), None, Some(Duration::ZERO)).await
+            {
                 return Err(Error::UndoFailed { cause: Box::new(e), what: "rolling back", undo: Box::new(rollback) });
             }
-            Err(e)
+            Err(Error::RolledBack(Box::new(e)))
         }
     }
 }
@@ -205,24 +264,67 @@ fn check_ports(plan: &Plan) -> Result<(), Error> {
 }
 
 /// Takes lab `name` down: every process, interface, nft table, namespace name, cgroup and
-/// file it made. Safe to repeat, and works after a crash or with its state deleted.
-pub async fn down(name: &Name) -> Result<DownReport, Error> {
+/// file it made. Safe to repeat, and works after a crash or with its state deleted. Each
+/// node's command gets its stop signal and `timeout` (else its own `stop_timeout`) to end,
+/// all nodes at once, before everything left is killed.
+pub async fn down(name: &Name, timeout: Option<Duration>) -> Result<DownReport, Error> {
     ensure_root()?;
     let dir = LabDir::new(name);
-    let _lock = if dir.exists() { Some(dir.lock()?) } else { None };
+    // A lab without a directory may be one `lab up` is about to make: the global lock keeps
+    // it from starting while we look for leftovers of that name.
+    let global = Lock::global()?;
+    let (lock, global) = if dir.exists() {
+        drop(global);
+        (Some(lock_for_down(&dir)?), None)
+    } else {
+        (None, Some(global))
+    };
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
-    remove(name, &dir, &host, cgroups.as_ref()).await
+    let mut report = remove(name, &dir, &host, cgroups.as_ref(), global, timeout).await?;
+    report.stopped_up = lock.is_some_and(|(_, stopped)| stopped);
+    Ok(report)
 }
 
-async fn remove(name: &Name, dir: &LabDir, host: &Netlink, cgroups: &dyn Cgroups) -> Result<DownReport, Error> {
-    let found = resources::Found::collect(name, dir, host, cgroups).await?;
+/// The lab's lock, for `down`. A `lab up` still bringing the lab up is told to stop: it rolls
+/// back, fails saying the lab was taken down, and lets go of the lock. Says whether it did.
+fn lock_for_down(dir: &LabDir) -> Result<(Lock, bool), Error> {
+    if let Some(lock) = dir.try_lock()? {
+        return Ok((lock, false));
+    }
+    let mut stopped = false;
+    let up = std::fs::read(dir.coming_up_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice::<lab_sandbox::ProcessRef>(&b).ok());
+    if let Some(pidfd) = up.and_then(|p| p.open().ok().flatten()) {
+        tracing::info!("a lab up is bringing the lab up: stopping it");
+        std::fs::write(dir.taken_down_path(), b"")
+            .map_err(|e| Error::Io(format!("writing {}", dir.taken_down_path().display()), e))?;
+        pidfd.signal(libc::SIGTERM).map_err(Error::from)?;
+        stopped = true;
+    }
+    Ok((dir.lock()?, stopped))
+}
+
+/// Removes what lab `name` made; `global` is the global lock if the caller holds it.
+async fn remove(
+    name: &Name,
+    dir: &LabDir,
+    host: &Netlink,
+    cgroups: &dyn Cgroups,
+    global: Option<Lock>,
+    timeout: Option<Duration>,
+) -> Result<DownReport, Error> {
+    let found = resources::Found::collect(name, dir, host, cgroups).await?.with_timeout(timeout);
     let (report, errors) = found.remove(host, cgroups).await;
     if !errors.is_empty() {
         return Err(Error::Several(errors));
     }
     dir.remove()?;
-    let _global = Lock::global()?;
+    let _global = match global {
+        Some(g) => g,
+        None => Lock::global()?,
+    };
     host::restore()?;
     Ok(report)
 }
@@ -242,12 +344,12 @@ pub async fn known_labs() -> Result<Vec<Name>, Error> {
 }
 
 /// Takes every lab down.
-pub async fn down_all() -> Result<Vec<(Name, DownReport)>, Error> {
+pub async fn down_all(timeout: Option<Duration>) -> Result<Vec<(Name, DownReport)>, Error> {
     ensure_root()?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for name in known_labs().await? {
-        match down(&name).await {
+        match down(&name, timeout).await {
             Ok(r) => out.push((name, r)),
             Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
         }
@@ -259,25 +361,17 @@ pub async fn down_all() -> Result<Vec<(Name, DownReport)>, Error> {
     }
 }
 
-/// The plan of `arg`: the lab of that name if it is up, else the plan a topology file would
-/// get on an empty machine (`lab graph` of a lab not yet up).
-pub fn plan_of(arg: &str) -> Result<Plan, Error> {
+/// The plan of `arg` and what was changed since it came up: the lab of that name if it is
+/// up, else the plan a topology file would get on an empty machine (`lab graph` of a lab not
+/// yet up), with no changes.
+pub fn plan_of(arg: &str) -> Result<(Plan, Option<crate::state::RuntimeChanges>), Error> {
     let name = lab_name_from_arg(arg)?;
     if let Some(state) = LabDir::new(&name).read_state()? {
-        return Ok(state.plan);
+        return Ok((state.plan, Some(state.runtime)));
     }
     let path = Path::new(arg);
     if arg.ends_with(".toml") || path.is_file() {
-        return Ok(Plan::new(&Topology::load(path)?, &plan::Facts::default())?);
+        return Ok((Plan::new(&Topology::load(path)?, &plan::Facts::default())?, None));
     }
     Err(Error::Usage(format!("lab {name} is not up, and {arg} is not a topology file")))
-}
-
-/// Reads the lab name from a topology file or takes `arg` as a name: `lab down` accepts both.
-pub fn lab_name_from_arg(arg: &str) -> Result<Name, Error> {
-    let path = Path::new(arg);
-    if arg.ends_with(".toml") || path.is_file() {
-        return Ok(Topology::load(path)?.name);
-    }
-    Name::parse(arg).map_err(Error::Usage)
 }

@@ -54,12 +54,14 @@ pub struct DownReport {
     pub interfaces: usize,
     /// nftables tables deleted.
     pub nft_tables: usize,
+    /// A `lab up` of the lab was still bringing it up: it was stopped and rolled back.
+    pub stopped_up: bool,
 }
 
 impl DownReport {
     /// Whether anything of the lab was there.
     pub fn found_anything(&self) -> bool {
-        !self.nodes.is_empty() || self.processes > 0 || self.interfaces > 0 || self.nft_tables > 0
+        !self.nodes.is_empty() || self.processes > 0 || self.interfaces > 0 || self.nft_tables > 0 || self.stopped_up
     }
 }
 
@@ -79,6 +81,18 @@ pub(super) struct Found {
     inits: Vec<ProcessRef>,
     monitors: Vec<ProcessRef>,
     nodes: BTreeSet<String>,
+    /// How each node's init is asked to stop before it is killed.
+    stops: Vec<Stop>,
+    /// The grace period for every node instead of its own (`--timeout`).
+    timeout: Option<Duration>,
+}
+
+/// A node's stop signal and grace period, for its init.
+#[derive(Debug)]
+struct Stop {
+    init: ProcessRef,
+    signal: i32,
+    timeout: Duration,
 }
 
 impl Found {
@@ -112,9 +126,17 @@ impl Found {
         f.record(Resource::Cgroup { path: node.cgroup.clone() });
         if let Some(p) = processes {
             f.record(Resource::Node { name: p.name.clone(), init: p.init, monitor: p.monitor });
+            f.stops.push(Stop::of(node, p));
         }
         f.nodes.insert(node.name.to_string());
         f
+    }
+
+    /// Gives every node `timeout` to stop after its stop signal instead of its own
+    /// `stop_timeout` (zero: killed at once).
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Found {
+        self.timeout = timeout;
+        self
     }
 
     /// Everything of lab `name`: from its journal and state, and by scanning the host.
@@ -139,6 +161,9 @@ impl Found {
         self.nodes.extend(plan.nodes.iter().map(|n| n.name.to_string()));
         for p in processes {
             self.record(Resource::Node { name: p.name.clone(), init: p.init, monitor: p.monitor });
+            if let Some(node) = plan.node(&p.name) {
+                self.stops.push(Stop::of(node, p));
+            }
         }
     }
 
@@ -178,8 +203,8 @@ impl Found {
         }
     }
 
-    /// Network namespace names of the nodes known so far. A name `<lab>-<node>` may also be
-    /// lab `<lab>-<x>`'s node's: never one another lab's state claims.
+    /// Network namespace names (`<lab>.<node>`) of the nodes known so far, never one another
+    /// lab's state claims.
     fn scan_netns(&mut self, name: &Name) {
         let claimed: BTreeSet<String> = all_states()
             .into_iter()
@@ -217,6 +242,7 @@ impl Found {
             processes,
             interfaces: self.host_links.len() + self.bridges.len(),
             nft_tables: self.nft_tables.len(),
+            stopped_up: false,
         };
         (report, errors)
     }
@@ -273,14 +299,31 @@ impl Found {
         }
     }
 
-    /// SIGKILL every process and wait, on pidfds, until each has exited: the inits (which
-    /// takes every process in their pid namespaces with them), then whatever else is in the
-    /// cgroups (commands of `lab exec`); then the monitors record the end. Frozen cgroups are
-    /// thawed first: a frozen process does not die of SIGKILL on cgroup v1 until then.
+    /// Asks every node's command to stop (its stop signal, through its init) and gives them
+    /// their grace periods, all at once; then SIGKILLs every process and waits, on pidfds,
+    /// until each has exited: the inits (which takes every process in their pid namespaces
+    /// with them), then whatever else is in the cgroups (commands of `lab exec`); then the
+    /// monitors record the end. Frozen cgroups are thawed first: a frozen process handles no
+    /// signal, and on cgroup v1 does not even die of SIGKILL until then.
     async fn kill_processes(&self, cgroups: &dyn Cgroups, errors: &mut Vec<Error>) -> usize {
         for path in &self.cgroups {
             thaw(cgroups, path, errors);
         }
+        let mut stopping = Vec::new();
+        let mut signalled = BTreeSet::new();
+        for s in &self.stops {
+            let timeout = self.timeout.unwrap_or(s.timeout);
+            if timeout.is_zero() {
+                continue;
+            }
+            if let Ok(Some(fd)) = s.init.open() {
+                if fd.signal(s.signal).is_ok() {
+                    signalled.insert(s.init.pid);
+                    stopping.push((fd, timeout));
+                }
+            }
+        }
+        join_all(stopping.iter().map(|(fd, t)| tokio::time::timeout(*t, fd.exited()))).await;
         let mut killed = BTreeSet::new();
         let mut fds: Vec<PidFd> = Vec::new();
         for init in &self.inits {
@@ -327,7 +370,7 @@ impl Found {
                 let _ = m.signal(libc::SIGKILL);
             }
         }
-        killed.len()
+        killed.union(&signalled).count()
     }
 }
 
@@ -355,6 +398,16 @@ fn thaw(cgroups: &dyn Cgroups, path: &str, errors: &mut Vec<Error>) {
             Err(e) if e.errno() == Some(libc::ENOENT) => {}
             Err(e) => errors.push(e.into()),
             Ok(()) => {}
+        }
+    }
+}
+
+impl Stop {
+    fn of(node: &NodePlan, p: &NodeProcesses) -> Stop {
+        Stop {
+            init: p.init,
+            signal: node.service.stop_signal,
+            timeout: Duration::from_millis(node.service.stop_timeout_ms),
         }
     }
 }

@@ -3,11 +3,86 @@
 //! waits for every health check.
 
 use crate::plan::{NodePlan, Plan};
+use crate::state::LabDir;
 use crate::topology::Healthcheck;
 use crate::Error;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What `lab up` waits for, as it happens (for a progress line).
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// These nodes' commands wait for the nodes they depend on.
+    Waiting {
+        /// The nodes that wait.
+        nodes: Vec<String>,
+        /// What they wait for.
+        on: Vec<String>,
+    },
+    /// A node's health check failed; it runs again.
+    Checking {
+        /// The node.
+        node: String,
+        /// The check's command.
+        check: String,
+        /// Failures in a row so far.
+        failures: u32,
+        /// Since the first run.
+        elapsed: Duration,
+        /// What the last run said.
+        why: String,
+    },
+    /// A node passed its health check.
+    Healthy {
+        /// The node.
+        node: String,
+        /// Since the first run.
+        elapsed: Duration,
+    },
+}
+
+/// Told of every [`Progress`] event.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
+/// A node's health, as its last health check found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    /// Checked, not passed yet.
+    Starting,
+    /// The last check passed.
+    Healthy,
+    /// It failed `retries` times in a row.
+    Unhealthy,
+}
+
+impl Health {
+    /// The node's health as last recorded in its directory, if it was checked.
+    pub(super) fn read(dir: &LabDir, node: &str) -> Option<Health> {
+        let text = std::fs::read_to_string(dir.node_dir(node).join("health")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn write(self, dir: &LabDir, node: &str) {
+        if let Ok(json) = serde_json::to_string(&self) {
+            // Best effort: `lab ps` shows no health rather than a wrong one.
+            let _ = std::fs::write(dir.node_dir(node).join("health"), json);
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Starting => "starting",
+            Health::Healthy => "healthy",
+            Health::Unhealthy => "unhealthy",
+        })
+    }
+}
 
 /// Nodes in waves: each node comes after every node it depends on. The topology has no
 /// cycles, so every node is placed.
@@ -45,17 +120,22 @@ pub(super) fn depended_on(plan: &Plan, node: &NodePlan) -> bool {
     plan.nodes.iter().any(|n| n.service.depends_on.iter().any(|d| d == node.name.as_str()))
 }
 
-/// Runs `argv` in `node` through `lab exec`; its exit code and output, or `None` if it ran
-/// past `timeout` (it is killed).
+/// Runs `argv` in `node` through `lab exec` (as `user`, else the node's user); its exit code
+/// and output, or `None` if it ran past `timeout` (it is killed).
 async fn run(
     lab_binary: &Path,
     plan: &Plan,
     node: &str,
+    user: Option<&str>,
     argv: &[String],
     timeout: Duration,
 ) -> Result<Option<(i32, String)>, Error> {
     let mut cmd = tokio::process::Command::new(lab_binary);
-    cmd.args(["exec", "--lab", plan.lab.as_str(), node, "--"])
+    cmd.args(["exec", "--lab", plan.lab.as_str()]);
+    if let Some(u) = user {
+        cmd.args(["--user", u]);
+    }
+    cmd.args([node, "--"])
         .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -73,21 +153,31 @@ async fn run(
 }
 
 /// Runs the node's health check until it passes; `retries` failures in a row are an error
-/// that says what the check printed.
+/// that says what the check printed. Its health is recorded for `lab ps` as it goes.
 pub(super) async fn wait_healthy(
     lab_binary: &Path,
     plan: &Plan,
+    dir: &LabDir,
+    progress: Option<&ProgressFn>,
     node: &NodePlan,
     hc: &Healthcheck,
 ) -> Result<(), Error> {
     let name = node.name.as_str();
+    let started = Instant::now();
+    Health::Starting.write(dir, name);
     let mut failures = 0;
     let mut interval = tokio::time::interval(Duration::from_millis(hc.interval_ms));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let why = match run(lab_binary, plan, name, &hc.cmd, Duration::from_millis(hc.timeout_ms)).await? {
-            Some((0, _)) => return Ok(()),
+        let why = match run(lab_binary, plan, name, None, &hc.cmd, Duration::from_millis(hc.timeout_ms)).await? {
+            Some((0, _)) => {
+                Health::Healthy.write(dir, name);
+                if let Some(p) = progress {
+                    p(&Progress::Healthy { node: name.to_string(), elapsed: started.elapsed() });
+                }
+                return Ok(());
+            }
             Some((code, out)) => {
                 format!("exit {code}{}", if out.is_empty() { String::new() } else { format!(": {out}") })
             }
@@ -95,7 +185,17 @@ pub(super) async fn wait_healthy(
         };
         failures += 1;
         tracing::debug!(node = name, failures, why, "health check failed");
+        if let Some(p) = progress {
+            p(&Progress::Checking {
+                node: name.to_string(),
+                check: hc.cmd.join(" "),
+                failures,
+                elapsed: started.elapsed(),
+                why: why.clone(),
+            });
+        }
         if failures >= hc.retries {
+            Health::Unhealthy.write(dir, name);
             return Err(Error::node(
                 name,
                 Error::Service(format!(
@@ -107,11 +207,12 @@ pub(super) async fn wait_healthy(
     }
 }
 
-/// Runs the node's `exec` hooks in order, each by `/bin/sh -c`; the first failure is an error.
+/// Runs the node's `exec` hooks in order, each by `/bin/sh -c` as the node's root (they set
+/// the node up, whoever its command runs as); the first failure is an error.
 pub(super) async fn hooks(lab_binary: &Path, plan: &Plan, node: &NodePlan) -> Result<(), Error> {
     for hook in &node.service.exec {
         let argv = ["/bin/sh".to_string(), "-c".to_string(), hook.clone()];
-        match run(lab_binary, plan, node.name.as_str(), &argv, Duration::from_secs(300)).await? {
+        match run(lab_binary, plan, node.name.as_str(), Some("0"), &argv, Duration::from_secs(300)).await? {
             Some((0, _)) => {}
             Some((code, out)) => {
                 return Err(Error::node(

@@ -35,6 +35,8 @@ pub(super) struct Builder<'a> {
     pub lab_binary: &'a std::path::Path,
     /// Wait for every node's health check, not only those others depend on.
     pub wait: bool,
+    /// Told what bring-up waits for.
+    pub progress: Option<&'a services::ProgressFn>,
     /// What nodes do without, as their monitors say when they start.
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
@@ -89,7 +91,12 @@ impl Builder<'_> {
         self.save_processes(&processes)?;
         // Commands start in dependency order: a node's waits for those it depends on to run
         // and pass their health checks.
-        for wave in services::waves(self.plan) {
+        let waves = services::waves(self.plan);
+        for (k, wave) in waves.iter().enumerate() {
+            if let (Some(p), Some(next)) = (self.progress, waves.get(k + 1)) {
+                let names = |w: &[usize]| w.iter().map(|&i| self.plan.nodes[i].name.to_string()).collect();
+                p(&services::Progress::Waiting { nodes: names(next), on: names(wave) });
+            }
             try_join_all(nodes.iter_mut().filter(|n| wave.contains(&n.index)).map(|n| {
                 let name = self.plan.nodes[n.index].name.to_string();
                 async move { n.node.go().await.map_err(|e| Error::node(&name, e)) }
@@ -108,14 +115,16 @@ impl Builder<'_> {
     }
 
     /// Once a node's command runs: its hooks, then its health check if anything waits for it.
+    /// Then it is ready (`lab ps` shows it running rather than starting).
     async fn serve(&self, node: &NodePlan) -> Result<(), Error> {
         services::hooks(self.lab_binary, self.plan, node).await?;
         if let Some(hc) = &node.service.healthcheck {
             if self.wait || services::depended_on(self.plan, node) {
-                services::wait_healthy(self.lab_binary, self.plan, node, hc).await?;
+                services::wait_healthy(self.lab_binary, self.plan, self.dir, self.progress, node, hc).await?;
             }
         }
-        Ok(())
+        let ready = self.dir.node_dir(node.name.as_str()).join("ready");
+        std::fs::write(&ready, b"").map_err(|e| Error::Io(format!("writing {}", ready.display()), e))
     }
 
     /// The lab's nftables table: masquerade for NAT networks (both IP versions), DNAT for
@@ -432,6 +441,7 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         workdir: node.service.workdir.clone(),
         user: node.service.user.clone(),
         restart: node.service.restart,
+        stop_signal: Some(node.service.stop_signal),
     }
 }
 

@@ -67,6 +67,10 @@ pub struct RawNode {
     pub workdir: Option<Str>,
     pub user: Option<Str>,
     pub restart: Option<Str>,
+    /// The signal `lab stop` and `lab down` send the command first: "SIGTERM", "INT", "9".
+    pub stop_signal: Option<Str>,
+    /// How long the command has to end after its stop signal before it is killed: "10s".
+    pub stop_timeout: Option<Str>,
     pub depends_on: Option<Spanned<Vec<Str>>>,
     pub healthcheck: Option<Spanned<RawHealthcheck>>,
     /// Commands run in the node once its network is up and its command started.

@@ -25,7 +25,7 @@ pub struct Healthcheck {
 }
 
 /// How a node's command is run and looked after (`[nodes.*]` service keys).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     /// Working directory of the command (and of `lab exec`); `None`: `/`.
     pub workdir: Option<String>,
@@ -40,6 +40,48 @@ pub struct Service {
     pub healthcheck: Option<Healthcheck>,
     /// Shell commands run in order once the node is up.
     pub exec: Vec<String>,
+    /// The signal that asks the command to stop (`stop_signal`, default SIGTERM).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
+    /// How long it has to stop before it is killed (`stop_timeout`, default 10 s, as Docker).
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout_ms: u64,
+}
+
+impl Default for Service {
+    fn default() -> Self {
+        Service {
+            workdir: None,
+            user: None,
+            restart: Restart::No,
+            depends_on: Vec::new(),
+            healthcheck: None,
+            exec: Vec::new(),
+            stop_signal: default_stop_signal(),
+            stop_timeout_ms: default_stop_timeout(),
+        }
+    }
+}
+
+fn default_stop_signal() -> i32 {
+    libc::SIGTERM
+}
+
+fn default_stop_timeout() -> u64 {
+    10_000
+}
+
+/// A signal by name (`SIGTERM`, `TERM`, `sigusr1`) or number (`15`), as Docker reads
+/// `--stop-signal`.
+pub fn parse_signal(s: &str) -> Result<i32, String> {
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) { Ok(n) } else { Err(format!("signal {n} is not between 1 and 64")) };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| format!("`{s}` is not a signal; write e.g. SIGTERM, INT or 15"))
 }
 
 impl Validator {
@@ -90,7 +132,21 @@ impl Validator {
             }
         }
         let depends_on = node.depends_on.iter().flat_map(|d| d.get_ref()).map(|d| d.get_ref().clone()).collect();
-        Service { workdir, user, restart, depends_on, healthcheck, exec }
+        let stop_signal = match node.stop_signal.as_ref().or(defaults.stop_signal.as_ref()) {
+            None => default_stop_signal(),
+            Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|m| {
+                self.err(s.span(), m);
+                default_stop_signal()
+            }),
+        };
+        let stop_timeout_ms = match node.stop_timeout.as_ref().or(defaults.stop_timeout.as_ref()) {
+            None => default_stop_timeout(),
+            Some(t) => crate::units::parse_time(t.get_ref()).map(|us| us / 1000).unwrap_or_else(|m| {
+                self.err(t.span(), m);
+                default_stop_timeout()
+            }),
+        };
+        Service { workdir, user, restart, depends_on, healthcheck, exec, stop_signal, stop_timeout_ms }
     }
 
     fn healthcheck(&mut self, raw: &Spanned<RawHealthcheck>) -> Option<Healthcheck> {

@@ -65,7 +65,13 @@ addresses = ["10.0.12.1/30", "10.0.12.2/30"]
 fn lab_name_defaults_to_the_file_stem() {
     let t = Topology::parse(Source::new("dir/my-lab.toml", "[nodes.a]\n")).unwrap();
     assert_eq!(t.name.as_str(), "my-lab");
-    let err = Topology::parse(Source::new("My Lab.toml", "[nodes.a]\n")).unwrap_err();
+    // As Compose names projects: `.lab.toml` is one suffix; `lab.toml` takes its directory's
+    // name; what a name cannot hold becomes `-`.
+    let name = |path: &str| Topology::parse(Source::new(path, "[nodes.a]\n")).map(|t| t.name.to_string());
+    assert_eq!(name("ospf.lab.toml").unwrap(), "ospf");
+    assert_eq!(name("/home/Alice/Week_3 OSPF/lab.toml").unwrap(), "week-3-ospf");
+    assert_eq!(name("My Lab.toml").unwrap(), "my-lab");
+    let err = name("/__/lab.toml").unwrap_err();
     assert!(err.diagnostics[0].message.contains("has no `name`"), "{err}");
 }
 
@@ -145,21 +151,30 @@ fn bad_topology_files_give_their_expected_errors() {
     }
 }
 
-/// Every TOML example in the README parses (so that the README stays true).
-#[test]
-fn readme_examples_parse() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let mut blocks = 0;
-    for block in readme.split("```toml\n").skip(1) {
-        let text = block.split("```").next().unwrap();
-        if let Err(e) = parse_named("readme.toml", text) {
-            panic!("a README example does not parse:\n{text}\n{e}");
+/// The TOML examples of the README, in order.
+fn readme_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(_), l) if l.starts_with("```") => out.extend(current.take()),
+            (Some(block), l) => *block += &format!("{l}\n"),
+            (None, _) => {}
         }
-        blocks += 1;
     }
-    assert!(blocks >= 6, "expected the README's examples, found {blocks}");
+    out
 }
 
-fn parse_named(name: &str, text: &str) -> Result<Topology, TopologyError> {
-    Topology::parse(Source::new(name, text))
+#[test]
+fn every_toml_example_in_the_readme_parses_and_plans() {
+    let examples = readme_examples();
+    assert!(examples.len() >= 8, "{} examples", examples.len());
+    for (i, text) in examples.iter().enumerate() {
+        let t = Topology::parse(Source::new(format!("readme-{i}.toml"), text.clone()))
+            .unwrap_or_else(|e| panic!("README example {i} does not parse:\n{e}\n{text}"));
+        crate::plan::Plan::new(&t, &crate::plan::Facts::default())
+            .unwrap_or_else(|e| panic!("README example {i} does not plan:\n{e}\n{text}"));
+    }
 }

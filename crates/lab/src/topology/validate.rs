@@ -38,7 +38,7 @@ impl Validator {
         let name = match &raw.name {
             Some(n) => self.name(n),
             None => {
-                let stem = source.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = default_name(&source.path);
                 match Name::parse(&stem) {
                     Ok(n) => Some(n),
                     Err(m) => {
@@ -67,6 +67,9 @@ impl Validator {
             self.err(h.span(), "`hostname` is per node; it cannot be a default");
         }
         self.node_only_keys(&raw.defaults);
+        if raw.nodes.is_empty() {
+            self.err_hint(0..0, "the topology has no nodes", "add one: `[nodes.node1]` and a line `networks = [...]`");
+        }
         let pairs: Vec<(Str, &raw::RawNode)> = raw.nodes.iter().map(|(k, n)| (k.clone(), n)).collect();
         self.dependencies(&pairs);
         let default_sysctls = self.sysctls(&raw.defaults);
@@ -226,4 +229,27 @@ pub(super) fn placeholder() -> Name {
 pub(super) fn sorted(mut v: Vec<&str>) -> Vec<&str> {
     v.sort_unstable();
     v
+}
+
+/// The name of a lab whose file has no `name`, as Compose names a project: the file's name
+/// without `.toml` (and `.lab`), or its directory's when the file is `lab.toml`; lowercased,
+/// with anything a name cannot hold turned into `-`.
+pub(super) fn default_name(path: &std::path::Path) -> String {
+    let file = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let base = if file == "lab.toml" {
+        let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(std::path::Path::to_path_buf));
+        dir.and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default()
+    } else {
+        let stem = file.strip_suffix(".toml").unwrap_or(&file);
+        stem.strip_suffix(".lab").unwrap_or(stem).to_string()
+    };
+    let mut name = String::new();
+    for c in base.to_lowercase().chars() {
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' };
+        if !(c == '-' && (name.is_empty() || name.ends_with('-'))) {
+            name.push(c);
+        }
+    }
+    name.truncate(Name::MAX_LEN);
+    name.trim_end_matches('-').to_string()
 }

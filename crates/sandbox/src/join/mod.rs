@@ -62,6 +62,10 @@ pub struct JoinRequest {
     pub tty: bool,
     /// Pass our stdin to the command (`-i`); otherwise it reads /dev/null.
     pub interactive: bool,
+    /// `uid[:gid]` or `name[:group]` to run as, from the node's /etc/passwd and /etc/group
+    /// (`None`: the node's root).
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Runs `req` in its node. Returns the exit code to pass on (128 + signal if the command was

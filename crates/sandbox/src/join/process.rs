@@ -99,8 +99,14 @@ fn command(req: &JoinRequest, master: Option<&OwnedFd>) -> ! {
         die(126, &format!("cannot change to directory {}: {}", req.cwd, e.desc()));
     }
     let cstrings = |items: Vec<String>| items.into_iter().map(CString::new).collect::<std::result::Result<Vec<_>, _>>();
-    // The command runs as the node's root: its HOME, unless the request names one.
-    let env = crate::user::with_home(&req.env, 0);
+    // Who it runs as, from the node's own files (we are in its mount namespace).
+    let user = match req.user.as_deref().map(crate::user::resolve) {
+        None => None,
+        Some(Ok(u)) => Some(u),
+        Some(Err(e)) => die(126, &format!("{e}")),
+    };
+    // Its HOME, unless the request names one.
+    let env = crate::user::with_home(&req.env, user.as_ref().map_or(0, |u| u.uid));
     let (Ok(argv), Ok(envp)) =
         (cstrings(req.argv.clone()), cstrings(env.iter().map(|(k, v)| format!("{k}={v}")).collect()))
     else {
@@ -112,8 +118,18 @@ fn command(req: &JoinRequest, master: Option<&OwnedFd>) -> ! {
     if let Err(e) = crate::fd::close_from(3) {
         die(FAILED, &format!("closing lab's fds: {e}"));
     }
-    if let Err(e) = req.security.apply() {
+    // Capabilities and no_new_privs as root; then the user (a non-root one keeps no
+    // capabilities); the seccomp filter last.
+    if let Err(e) = req.security.restrict() {
         die(FAILED, &format!("applying the node's security settings: {e}"));
+    }
+    if let Some(u) = &user {
+        if let Err(e) = u.become_it() {
+            die(126, &format!("becoming user {}: {e}", req.user.as_deref().unwrap_or_default()));
+        }
+    }
+    if let Err(e) = req.security.load_seccomp() {
+        die(FAILED, &format!("loading the node's seccomp filter: {e}"));
     }
     let err = exec_search(&argv, &envp, path);
     let prog = &req.argv[0];

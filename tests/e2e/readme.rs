@@ -1,0 +1,73 @@
+//! Every TOML example of the README, brought up for real and taken down again (the README's
+//! command lines are checked to parse by the CLI's unit tests, the topologies to parse and
+//! plan by lab's). What is particular to the machine the README imagines (`/srv/shared`, a
+//! profile of yours, an Alpine rootfs, your worker binary, free ports) is given here.
+
+use crate::report::{with_or_without, Feature};
+use crate::support::*;
+
+fn readme_examples() -> Vec<String> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README");
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    for line in readme.lines() {
+        match (&mut current, line) {
+            (None, "```toml") => current = Some(String::new()),
+            (Some(_), l) if l.starts_with("```") => out.extend(current.take()),
+            (Some(block), l) => *block += &format!("{l}\n"),
+            (None, _) => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
+    let _host = shared();
+    let netem = with_or_without(Feature::Netem);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared_dir = dir.path().join("shared");
+    std::fs::create_dir(&shared_dir).expect("shared dir");
+    let rootfs = dir.path().join("alpine");
+    std::fs::create_dir(&rootfs).expect("rootfs dir");
+    crate::isolation::make_rootfs(&rootfs, &["/bin/sh", "/bin/sleep"]);
+    let profile = "/var/cache/lab-test/profiles/moby-default.json";
+    assert!(std::path::Path::new(profile).exists(), "{profile}: scripts/install-deps puts Docker's profile there");
+    let port = 20_000 + std::process::id() % 20_000;
+    let mut ran = 0;
+    for (i, example) in readme_examples().iter().enumerate() {
+        let topology = example
+            .replace("/srv/shared", shared_dir.to_str().unwrap())
+            .replace("profiles/allow-ptrace.json", profile)
+            .replace("/srv/rootfs/alpine", rootfs.to_str().unwrap())
+            .replace("\"/srv/worker\"", "\"/bin/true\"")
+            .replace("\"8080:80\"", &format!("\"{port}:80\""))
+            .replace("\"5353:53/udp\"", &format!("\"{}:53/udp\"", port + 1));
+        let file = dir.path().join(format!("example-{i}.toml"));
+        std::fs::write(&file, &topology).expect("writing the example");
+        let name = unique(&format!("readme{i}"));
+        let out = lab(&["up", file.to_str().unwrap(), "--name", &name]);
+        let guard = Lab::adopt(&name, &file, tempfile::tempdir().expect("temp dir"));
+        let wants_netem =
+            ["delay", "loss", "jitter", "corrupt", "duplicate"].iter().any(|k| topology.contains(&format!("{k} = ")));
+        if wants_netem && !netem {
+            assert!(
+                !out.status.success() && text_of(&out).contains("sch_netem"),
+                "example {i}:\n{topology}\n{}",
+                show(&out)
+            );
+            assert_eq!(leftovers(&name), Vec::<String>::new());
+            continue;
+        }
+        assert!(out.status.success(), "README example {i} does not come up:\n{topology}\n{}", show(&out));
+        let ps = text(&lab(&["ps", &name]).stdout);
+        assert!(ps.contains("running"), "example {i}: {ps}");
+        guard.down();
+        ran += 1;
+    }
+    assert!(ran >= 8, "only {ran} examples came up");
+}
+
+fn text_of(out: &std::process::Output) -> String {
+    text(&out.stdout) + &text(&out.stderr)
+}
