@@ -1,7 +1,7 @@
 //! Every TOML example of the README, brought up for real and taken down again (the README's
-//! command lines are checked to parse by the CLI's unit tests, the topologies to parse and
-//! plan by lab's). What is particular to the machine the README imagines (`/srv/shared`, a
-//! profile of yours, an Alpine rootfs, your worker binary, free ports) is given here.
+//! command lines are checked to parse by the CLI's unit tests). What is particular to the
+//! machine the README imagines (`/srv/shared`, a profile of yours, an Alpine rootfs, your
+//! worker binary, free ports) is given here.
 
 use crate::report::{with_or_without, Feature};
 use crate::support::*;

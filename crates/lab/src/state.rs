@@ -257,26 +257,23 @@ pub struct Lock {
 impl Lock {
     /// Waits for an exclusive lock on `path` (created if missing).
     pub fn exclusive(path: &Path) -> Result<Lock, Error> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::Io(format!("opening lock {}", path.display()), e))?;
-        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::Io(format!("locking {}", path.display()), e.into()))?;
-        Ok(Lock { _file: file })
+        Lock::take(path, nix::fcntl::FlockArg::LockExclusive)?
+            .ok_or_else(|| Error::Io(format!("locking {}", path.display()), io::Error::other("not taken")))
     }
 
     /// An exclusive lock on `path` if nobody else holds one.
     pub fn try_exclusive(path: &Path) -> Result<Option<Lock>, Error> {
+        Lock::take(path, nix::fcntl::FlockArg::LockExclusiveNonblock)
+    }
+
+    fn take(path: &Path, how: nix::fcntl::FlockArg) -> Result<Option<Lock>, Error> {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(path)
             .map_err(|e| Error::Io(format!("opening lock {}", path.display()), e))?;
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match nix::fcntl::Flock::lock(file, how) {
             Ok(file) => Ok(Some(Lock { _file: file })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, e)) => Err(Error::Io(format!("locking {}", path.display()), e.into())),

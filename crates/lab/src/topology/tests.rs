@@ -150,31 +150,3 @@ fn bad_topology_files_give_their_expected_errors() {
         );
     }
 }
-
-/// The TOML examples of the README, in order.
-fn readme_examples() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).expect("README");
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for line in readme.lines() {
-        match (&mut current, line) {
-            (None, "```toml") => current = Some(String::new()),
-            (Some(_), l) if l.starts_with("```") => out.extend(current.take()),
-            (Some(block), l) => *block += &format!("{l}\n"),
-            (None, _) => {}
-        }
-    }
-    out
-}
-
-#[test]
-fn every_toml_example_in_the_readme_parses_and_plans() {
-    let examples = readme_examples();
-    assert!(examples.len() >= 8, "{} examples", examples.len());
-    for (i, text) in examples.iter().enumerate() {
-        let t = Topology::parse(Source::new(format!("readme-{i}.toml"), text.clone()))
-            .unwrap_or_else(|e| panic!("README example {i} does not parse:\n{e}\n{text}"));
-        crate::plan::Plan::new(&t, &crate::plan::Facts::default())
-            .unwrap_or_else(|e| panic!("README example {i} does not plan:\n{e}\n{text}"));
-    }
-}
