@@ -6,6 +6,7 @@
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod api;
+mod check;
 mod cli;
 mod conventions;
 mod errors;

@@ -62,6 +62,10 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
         assert!(out.status.success(), "README example {i} does not come up:\n{topology}\n{}", show(&out));
         let ps = text(&lab(&["ps", &name]).stdout);
         assert!(ps.contains("running"), "example {i}: {ps}");
+        if topology.contains("[[checks]]") {
+            let out = lab(&["check", &name]);
+            assert!(out.status.success(), "example {i}'s checks fail:\n{}", show(&out));
+        }
         guard.down();
         ran += 1;
     }

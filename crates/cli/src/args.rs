@@ -56,12 +56,30 @@ pub(crate) enum Command {
     Capture(CaptureArgs),
     /// Show a node's output (or all of a lab's nodes', interleaved).
     Logs(LogsArgs),
+    /// Run a lab's checks (its [[checks]], or a checks file's): ping, route, a command's
+    /// output, a process; exit 0 only when all pass.
+    Check(CheckArgs),
     /// Print a shell completion script: `lab completion bash > /etc/bash_completion.d/lab`.
     Completion(CompletionArgs),
     /// Print lab's man page (roff): `lab man | man -l -`.
     Man,
     /// Print lab's version, the version of its JSON, and what this machine gives it.
     Version(VersionArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    /// The lab [default: the only lab that is up].
+    pub(crate) lab: Option<String>,
+    /// Run the [[checks]] of this file instead of the topology's.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) file: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the results as JUnit XML, for CI.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -6,8 +6,9 @@ mod args;
 mod output;
 
 use args::{
-    CaptureArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs, InspectArgs,
-    LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StatsArgs, StopArgs, UpArgs, VersionArgs,
+    CaptureArgs, CheckArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs,
+    InspectArgs, LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StatsArgs, StopArgs, UpArgs,
+    VersionArgs,
 };
 use clap::Parser;
 use lab::runtime::{self, ExecRequest, Options};
@@ -72,6 +73,7 @@ fn main() -> ExitCode {
             (output::Command::Other, Ok(ExitCode::SUCCESS))
         }
         Command::Man => (output::Command::Other, man()),
+        Command::Check(a) => (output::Command::Other, run_async(check(a))),
         Command::Version(a) => (output::Command::Other, version(a)),
     };
     match result {
@@ -202,6 +204,26 @@ fn inspect(a: InspectArgs) -> Result<ExitCode, Error> {
         print!("{}", output::inspect(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn check(a: CheckArgs) -> Result<ExitCode, Error> {
+    let lab = a.lab.as_deref().map(runtime::lab_name_from_arg).transpose()?;
+    let binary = Options::default().lab_binary;
+    let (name, results) = runtime::check(lab.as_ref(), a.file.as_deref(), &binary).await?;
+    if let Some(f) = &a.junit {
+        std::fs::write(f, runtime::junit(&name, &results))
+            .map_err(|e| Error::Io(format!("writing {}", f.display()), e))?;
+    }
+    let failed = results.iter().filter(|r| !r.passed).count();
+    if a.json {
+        output::json(
+            &serde_json::json!({ "version": 1, "lab": name.as_str(), "passed": failed == 0, "checks": results }),
+        );
+    } else {
+        output::checks_table(&results);
+        eprintln!("{} of {} passed", results.len() - failed, output::count(results.len(), "check"));
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// The man page, from the same definitions as `--help`: lab(1), with every subcommand's

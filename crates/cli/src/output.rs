@@ -205,6 +205,16 @@ fn visible_width(s: &str) -> usize {
     width
 }
 
+/// CHECK RESULT TIME DETAIL, one row per check.
+pub fn checks_table(results: &[lab::runtime::CheckResult]) {
+    let mut rows = vec![["CHECK".to_string(), "RESULT".into(), "TIME".into(), "DETAIL".into()]];
+    for r in results {
+        let result = if r.passed { paint("pass", GREEN) } else { paint("FAIL", RED) };
+        rows.push([r.name.clone(), result, format!("{:.1}s", r.seconds), r.detail.clone()]);
+    }
+    print!("{}", table(&rows));
+}
+
 /// LAB NODE CPU% MEMORY / LIMIT PIDS / LIMIT.
 pub fn stats_table(labs: &[LabStatus]) {
     let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);

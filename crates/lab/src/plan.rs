@@ -70,6 +70,9 @@ pub struct Plan {
     /// Host ports forwarded to nodes.
     #[serde(default)]
     pub ports: Vec<PortPlan>,
+    /// What `lab check` checks (the topology's `[[checks]]`).
+    #[serde(default)]
+    pub checks: Vec<crate::topology::Check>,
 }
 
 /// A network: a bridge on the host that the nodes' host ends are ports of.
@@ -282,7 +285,8 @@ impl Plan {
             .map(|l| LinkPlan { endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)), mtu: l.mtu })
             .collect();
         hosts::fill(&mut nodes, &networks);
-        Ok(Plan { nft_table: identity::nft_table(&lab), lab, id, group, networks, nodes, links, ports })
+        let checks = topology.checks.clone();
+        Ok(Plan { nft_table: identity::nft_table(&lab), lab, id, group, networks, nodes, links, ports, checks })
     }
 
     /// The node named `name`.

@@ -4,6 +4,7 @@
 //! `lifecycle` (`stop`, `start`) and `capture`.
 
 mod capture;
+mod check;
 mod copy;
 mod exec;
 mod facts;
@@ -22,6 +23,7 @@ mod up;
 mod which;
 
 pub use capture::{capture, CaptureRequest};
+pub use check::{check, junit, CheckResult};
 pub use copy::{copy, parse_place, Copied, Place};
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{heal, impair, partition, set_link};

@@ -6,6 +6,7 @@
 //! per part of the file format (`validate.rs` walks the file and calls them).
 
 mod attach;
+mod checks;
 mod links;
 mod names;
 mod netcfg;
@@ -15,6 +16,7 @@ mod services;
 mod settings;
 mod validate;
 
+pub use checks::{expect_regex, parse_checks, Check, CheckKind};
 pub use lab_net::nat::Protocol;
 pub use lab_net::tc::Impairment;
 pub use names::{Hostname, IfName, Name};
@@ -42,6 +44,8 @@ pub struct Topology {
     pub nodes: Vec<Node>,
     /// `[[links]]`, in file order.
     pub links: Vec<Link>,
+    /// `[[checks]]`, in file order (what `lab check` checks).
+    pub checks: Vec<Check>,
     /// The file it came from, to point later errors (a subnet that is taken) at it.
     pub source: Source,
 }

@@ -22,6 +22,9 @@ pub struct RawTopology {
     pub nodes: IndexMap<Str, RawNode>,
     #[serde(default)]
     pub links: Vec<Spanned<RawLink>>,
+    /// What `lab check` checks.
+    #[serde(default)]
+    pub checks: Vec<Spanned<super::checks::RawCheck>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -145,8 +145,10 @@ impl Validator {
             node.impairments = self.impairments(key, rn, &node.interfaces);
         }
         self.report_duplicate_addresses();
+        let names: Vec<&str> = raw.nodes.keys().map(|k| k.get_ref().as_str()).collect();
+        let checks = self.checks(&raw.checks, &names);
 
-        Some(Topology { name: name?, networks, nodes, links, source: source.clone() })
+        Some(Topology { name: name?, networks, nodes, links, checks, source: source.clone() })
     }
 
     pub(super) fn rootfs(&mut self, s: &Str) -> Option<Rootfs> {
