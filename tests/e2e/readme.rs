@@ -43,7 +43,18 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
             .replace("\"/srv/worker\"", "\"/bin/true\"")
             .replace("\"8080:80\"", &format!("\"{port}:80\""))
             .replace("\"5353:53/udp\"", &format!("\"{}:53/udp\"", port + 1));
-        let file = dir.path().join(format!("example-{i}.toml"));
+        // Each example in a folder of its own, with what its relative paths name.
+        let folder = dir.path().join(format!("example-{i}"));
+        std::fs::create_dir(&folder).expect("example folder");
+        if topology.contains("files = \"{node}\"") {
+            for node in ["r1", "r2"] {
+                std::fs::create_dir_all(folder.join(node).join("etc")).expect("node files");
+                std::fs::write(folder.join(format!("{node}.startup")), "true\n").expect("startup");
+                std::fs::create_dir_all(folder.join(format!("data-{node}"))).expect("data");
+            }
+            std::fs::create_dir_all(folder.join("shared")).expect("shared");
+        }
+        let file = folder.join("lab.toml");
         std::fs::write(&file, &topology).expect("writing the example");
         let name = unique(&format!("readme{i}"));
         let out = lab(&["up", file.to_str().unwrap(), "--name", &name]);

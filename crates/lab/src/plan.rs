@@ -144,6 +144,12 @@ pub struct NodePlan {
     pub limits: Limits,
     /// Bind mounts from the host.
     pub mounts: Vec<BindMount>,
+    /// A host directory whose tree is copied over the node's root when it starts (`files`).
+    #[serde(default)]
+    pub files_from: Option<std::path::PathBuf>,
+    /// A host script copied to `/etc/lab/startup` and run as the first hook (`startup`).
+    #[serde(default)]
+    pub startup: Option<std::path::PathBuf>,
     /// How the node's view of its rootfs differs from it (host secrets hidden), and the
     /// files that come with that (a fresh /var's directories).
     #[serde(default)]

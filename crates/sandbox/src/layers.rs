@@ -440,6 +440,14 @@ impl Layer {
                 std::os::unix::fs::symlink(&file.contents, &at)
                     .ctx(|| format!("creating the symlink {}", at.display()))?;
             }
+            FileKind::Copy => {
+                // A copy in the node's own layer, not a bind mount: an editor's (or FRR's
+                // `write memory`) rename over it works.
+                if fs::symlink_metadata(&at).is_ok_and(|m| !m.is_dir()) {
+                    fs::remove_file(&at).ctx(|| format!("replacing {}", at.display()))?;
+                }
+                fs::copy(&file.contents, &at).ctx(|| format!("copying {} to {}", file.contents, at.display()))?;
+            }
         }
         let (uid, gid) = self.owners.root();
         std::os::unix::fs::lchown(&at, Some(uid), Some(gid)).ctx(|| format!("chown {}", at.display()))?;

@@ -143,6 +143,8 @@ pub enum FileKind {
     Dir,
     /// A symlink to `contents`.
     Symlink,
+    /// A copy of the host file at path `contents` (the topology's `files` and `startup`).
+    Copy,
 }
 
 /// Whether `path` is absolute with plain components only (no `.`, `..` or empty ones).

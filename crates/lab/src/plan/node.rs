@@ -74,10 +74,19 @@ impl<'a> Planner<'a> {
             policy: policy::decide(sec),
             userns,
             limits: node.limits,
-            mounts: node.mounts.clone(),
+            mounts: node.mounts_of(lab),
+            files_from: node.files.as_ref().map(|f| node.fill(f, lab)),
+            startup: node.startup.as_ref().map(|f| node.fill(f, lab)),
             sysctls,
             impairments: node.impairments.clone(),
-            service: node.service.clone(),
+            service: {
+                // The startup script runs first of the hooks, once the network is up.
+                let mut s = node.service.clone();
+                if node.startup.is_some() {
+                    s.exec.insert(0, crate::topology::STARTUP_PATH.to_string());
+                }
+                s
+            },
             netns,
             cgroup: identity::cgroup(lab, &node.name),
             name: node.name.clone(),

@@ -233,9 +233,19 @@ fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
                 return Err(at(format!("rootfs {} is not a directory on this host", dir.display())));
             }
         }
-        for m in &node.mounts {
+        for m in node.mounts_of(&topology.name) {
             if !m.source.exists() {
                 return Err(at(format!("mount source {} does not exist on this host", m.source.display())));
+            }
+        }
+        if let Some(f) = node.files.as_ref().map(|f| node.fill(f, &topology.name)) {
+            if !f.is_dir() {
+                return Err(at(format!("files: {} is not a directory on this host", f.display())));
+            }
+        }
+        if let Some(f) = node.startup.as_ref().map(|f| node.fill(f, &topology.name)) {
+            if !f.is_file() {
+                return Err(at(format!("startup: {} is not a file on this host", f.display())));
             }
         }
         up::load_profile(&mut profiles, node.name.as_str(), &node.security.seccomp)?;

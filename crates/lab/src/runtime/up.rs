@@ -15,7 +15,7 @@ use lab_net::{firewall, nat, netns, sysctl, Netlink, VethEnd};
 use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::Cgroups;
 use lab_sandbox::seccomp::{self, Bpf, Profile};
-use lab_sandbox::{NodeFile, NodeSpec, SealedExe, Security, StartingNode};
+use lab_sandbox::{FileKind, NodeFile, NodeSpec, SealedExe, Security, StartingNode};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fs::File;
@@ -212,6 +212,25 @@ impl Builder<'_> {
                 NodeFile::new("/etc/hostname", format!("{}\n", node.hostname), 0o644)?,
                 NodeFile::new("/etc/resolv.conf", resolv, 0o644)?,
             ]);
+            // The topology's own files for the node, over all of that.
+            if let Some(dir) = &node.files_from {
+                tree(dir, "", &mut files)?;
+            }
+            if let Some(script) = &node.startup {
+                let script = script.to_string_lossy().into_owned();
+                files.push(NodeFile {
+                    path: "/etc/lab".into(),
+                    contents: String::new(),
+                    mode: 0o755,
+                    kind: FileKind::Dir,
+                });
+                files.push(NodeFile {
+                    path: crate::topology::STARTUP_PATH.into(),
+                    contents: script,
+                    mode: 0o755,
+                    kind: FileKind::Copy,
+                });
+            }
             let seccomp = self.filters.get(node);
             let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
             spec.prepare()?;
@@ -470,4 +489,30 @@ fn resolv_conf() -> String {
         return upstream.join("\n") + "\n";
     }
     "# lab: the host has no resolver a node can reach\n".to_string()
+}
+
+/// The entries of host directory `dir` as files of the node, below node path `at`: parents
+/// before children, symlinks as symlinks, modes kept (set-id bits too: the topology's author
+/// put them there).
+fn tree(dir: &std::path::Path, at: &str, out: &mut Vec<NodeFile>) -> Result<(), lab_sandbox::Error> {
+    let io = |e: std::io::Error| lab_sandbox::Error::os(format!("reading {}", dir.display()), e);
+    let mut entries: Vec<std::fs::DirEntry> =
+        std::fs::read_dir(dir).map_err(io)?.collect::<Result<_, _>>().map_err(io)?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = format!("{at}/{name}");
+        let meta = std::fs::symlink_metadata(e.path()).map_err(io)?;
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(e.path()).map_err(io)?.to_string_lossy().into_owned();
+            out.push(NodeFile { path, contents: target, mode, kind: FileKind::Symlink });
+        } else if meta.is_dir() {
+            out.push(NodeFile { path: path.clone(), contents: String::new(), mode, kind: FileKind::Dir });
+            tree(&e.path(), &path, out)?;
+        } else if meta.is_file() {
+            out.push(NodeFile { path, contents: e.path().to_string_lossy().into_owned(), mode, kind: FileKind::Copy });
+        }
+    }
+    Ok(())
 }

@@ -94,6 +94,11 @@ pub struct Node {
     pub limits: lab_sandbox::cgroup::Limits,
     /// `mounts`: bind mounts from the host.
     pub mounts: Vec<lab_sandbox::BindMount>,
+    /// `files`: a host directory whose tree is laid over the node's root (`{lab}` and
+    /// `{node}` in it are substituted in the plan, as in mount sources).
+    pub files: Option<PathBuf>,
+    /// `startup`: a script run in the node once its network is up, before its hooks.
+    pub startup: Option<PathBuf>,
     /// Host paths shown although the default view of the host hides them.
     pub reveal: Vec<String>,
     /// Static routes, in the order written.
@@ -165,6 +170,23 @@ pub struct Endpoint {
     pub interface: IfName,
     /// At most one per IP version.
     pub addresses: Vec<IpNetwork>,
+}
+
+/// Where the startup script goes in a node, and how its hook runs it.
+pub const STARTUP_PATH: &str = "/etc/lab/startup";
+
+impl Node {
+    /// A path of this node's with `{lab}` and `{node}` filled in (mount sources, `files`,
+    /// `startup`): so that `--name` copies of one lab, and nodes sharing a `[defaults]`
+    /// entry, each get their own.
+    pub fn fill(&self, path: &Path, lab: &Name) -> PathBuf {
+        PathBuf::from(path.to_string_lossy().replace("{lab}", lab.as_str()).replace("{node}", self.name.as_str()))
+    }
+
+    /// Its bind mounts, sources filled in.
+    pub fn mounts_of(&self, lab: &Name) -> Vec<lab_sandbox::BindMount> {
+        self.mounts.iter().map(|m| lab_sandbox::BindMount { source: self.fill(&m.source, lab), ..m.clone() }).collect()
+    }
 }
 
 impl Topology {

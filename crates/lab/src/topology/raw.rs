@@ -58,6 +58,12 @@ pub struct RawNode {
     pub pids: Option<Spanned<RawScalar>>,
     pub io_weight: Option<Spanned<RawScalar>>,
     pub mounts: Option<Spanned<Vec<Str>>>,
+    /// A directory (beside the topology file) laid over the node's root at start.
+    pub files: Option<Str>,
+    /// A script run in the node once its network is up, before its `exec` hooks.
+    pub startup: Option<Str>,
+    /// A directory mounted at /shared.
+    pub shared: Option<Str>,
     /// Host paths the node's default view of the host hides, shown after all.
     pub reveal: Option<Spanned<Vec<Str>>>,
     pub routes: Option<Spanned<Vec<Str>>>,

@@ -165,11 +165,25 @@ impl Validator {
         out
     }
 
-    pub(super) fn mounts(&mut self, node: &RawNode, defaults: &RawNode) -> Vec<BindMount> {
-        let Some(list) = node.mounts.as_ref().or(defaults.mounts.as_ref()) else { return Vec::new() };
+    /// `mounts` and `shared` (at /shared), sources relative to the topology's directory `base`.
+    /// A path of the topology (files, startup): relative to its directory `base`.
+    pub(super) fn path_of(&mut self, v: Option<&Str>, base: &Path) -> Option<PathBuf> {
+        let v = v?;
+        if v.get_ref().is_empty() || v.get_ref().contains('\0') {
+            self.err(v.span(), "a path cannot be empty");
+            return None;
+        }
+        Some(base.join(v.get_ref()))
+    }
+
+    pub(super) fn mounts(&mut self, node: &RawNode, defaults: &RawNode, base: &Path) -> Vec<BindMount> {
         let mut out: Vec<BindMount> = Vec::new();
+        if let Some(shared) = node.shared.as_ref().or(defaults.shared.as_ref()) {
+            out.push(BindMount { source: base.join(shared.get_ref()), target: "/shared".into(), read_only: false });
+        }
+        let Some(list) = node.mounts.as_ref().or(defaults.mounts.as_ref()) else { return out };
         for m in list.get_ref() {
-            match parse_mount(m.get_ref()) {
+            match parse_mount(m.get_ref()).map(|b| BindMount { source: base.join(&b.source), ..b }) {
                 Ok(bind) if out.iter().any(|o| o.target == bind.target) => {
                     self.err(m.span(), format!("two mounts on {}", bind.target));
                 }
@@ -177,7 +191,7 @@ impl Validator {
                 Err(msg) => self.err_hint(
                     m.span(),
                     msg,
-                    "write mounts as \"/host/path:/node/path\" or \"/host/path:/node/path:ro\"",
+                    "write mounts as \"host/path:/node/path\" or \"/host/path:/node/path:ro\" (a relative host path is from the topology's directory)",
                 ),
             }
         }
@@ -195,12 +209,12 @@ fn parse_mount(s: &str) -> Result<BindMount, String> {
         [_, _, opt] => return Err(format!("mount option `{opt}` is neither ro nor rw")),
         _ => return Err(format!("`{s}` is not a mount")),
     };
-    if !source.starts_with('/') || !target.starts_with('/') {
-        return Err(format!("`{s}`: both paths must be absolute"));
+    if source.is_empty() || !target.starts_with('/') {
+        return Err(format!("`{s}`: the path in the node must be absolute"));
     }
     let plain = |p: &str| p.split('/').all(|c| c != "." && c != "..");
-    if !plain(source) || !plain(target) {
-        return Err(format!("`{s}`: paths cannot contain `.` or `..`"));
+    if !plain(target) {
+        return Err(format!("`{s}`: the path in the node cannot contain `.` or `..`"));
     }
     let target = format!("/{}", target.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"));
     let first = target.split('/').nth(1).unwrap_or("");
@@ -219,10 +233,12 @@ mod tests {
         let m = parse_mount("/srv/data:/data:ro").unwrap();
         assert_eq!((m.source.to_str().unwrap(), m.target.as_str(), m.read_only), ("/srv/data", "/data", true));
         assert_eq!(parse_mount("/a:/b//c/").unwrap().target, "/b/c");
-        assert!(parse_mount("relative:/x").is_err());
+        // A relative host path is the topology's to resolve (from its directory).
+        assert_eq!(parse_mount("data/{node}:/x").unwrap().source.to_str(), Some("data/{node}"));
+        assert!(parse_mount("/a:relative").is_err());
         assert!(parse_mount("/a:/proc/sys").is_err());
         assert!(parse_mount("/a:/").is_err());
         assert!(parse_mount("/a:/b:rx").unwrap_err().contains("neither ro nor rw"));
-        assert!(parse_mount("/a/../etc:/b").is_err());
+        assert!(parse_mount("/a:/b/../etc").is_err());
     }
 }

@@ -106,7 +106,9 @@ impl Validator {
             if_spans.push(spans);
             let security = self.security(rn, &raw.defaults, &base);
             let limits = self.limits(rn, &raw.defaults);
-            let mounts = self.mounts(rn, &raw.defaults);
+            let mounts = self.mounts(rn, &raw.defaults, &base);
+            let files = self.path_of(rn.files.as_ref().or(raw.defaults.files.as_ref()), &base);
+            let startup = self.path_of(rn.startup.as_ref().or(raw.defaults.startup.as_ref()), &base);
             let reveal = self.reveal(rn, &raw.defaults, rootfs.as_ref());
             let routes = self.routes(rn);
             let service = self.service(rn, &raw.defaults);
@@ -129,6 +131,8 @@ impl Validator {
                 security,
                 limits,
                 mounts,
+                files,
+                startup,
                 reveal,
                 routes,
                 sysctls,

@@ -1,0 +1,78 @@
+//! The coursework kit, Kathará style: a lab folder with a directory per node laid over its
+//! root, a startup script per node, a shared folder, mounts relative to the file, and
+//! `{lab}`/`{node}` in paths so that copies of a lab and nodes of one default stay apart.
+
+use crate::support::*;
+
+#[test]
+fn node_files_startup_scripts_shared_and_relative_paths_make_a_movable_lab_folder() {
+    let _host = shared();
+    let root = tempfile::tempdir().unwrap();
+    let folder = root.path().join("ospf");
+    for d in ["r1/etc/frr", "r2/etc/frr", "shared", "data-r1", "data-r2"] {
+        std::fs::create_dir_all(folder.join(d)).unwrap();
+    }
+    std::fs::write(folder.join("r1/etc/frr/frr.conf"), "hostname r1\n").unwrap();
+    std::fs::write(folder.join("r2/etc/frr/frr.conf"), "hostname r2\n").unwrap();
+    std::fs::write(
+        folder.join("r1.startup"),
+        "#!/bin/sh\necho \"up $(hostname) $(cat /sys/class/net/eth0/operstate)\" > /tmp/started\n",
+    )
+    .unwrap();
+    std::fs::write(folder.join("r2.startup"), "echo \"up $(hostname)\" > /tmp/started\n").unwrap();
+    std::fs::write(folder.join("shared/notes"), "for everyone\n").unwrap();
+    let name = unique("kit");
+    std::fs::write(
+        folder.join("lab.toml"),
+        format!(
+            "name = \"{name}\"\n[networks.lan]\n[defaults]\nfiles = \"{{node}}\"\nstartup = \"{{node}}.startup\"\n\
+             shared = \"shared\"\nmounts = [\"data-{{node}}:/data\"]\n\
+             [nodes.r1]\nnetworks = [\"lan\"]\nexec = [\"cat /tmp/started > /tmp/after-startup\"]\n\
+             [nodes.r2]\nnetworks = [\"lan\"]\n"
+        ),
+    )
+    .unwrap();
+    // The folder moves: every path is relative to the file.
+    let moved = root.path().join("course/week3");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&folder, &moved).unwrap();
+    let out = lab(&["up", moved.to_str().unwrap()]);
+    let l = Lab::adopt(&name, &moved.join("lab.toml"), tempfile::tempdir().unwrap());
+    assert!(out.status.success(), "{}", show(&out));
+    // r1/etc/frr/frr.conf is at /etc/frr/frr.conf, the node root's own, in its layer.
+    assert_eq!(l.sh("r1", "cat /etc/frr/frr.conf; stat -c %u:%g /etc/frr/frr.conf"), "hostname r1\n0:0\n");
+    assert_eq!(l.sh("r2", "cat /etc/frr/frr.conf"), "hostname r2\n");
+    // An editor's rename over it works (a bind-mounted file would be busy).
+    assert_eq!(
+        l.sh("r1", "echo new > /etc/frr/x && mv /etc/frr/x /etc/frr/frr.conf && cat /etc/frr/frr.conf"),
+        "new\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(moved.join("r1/etc/frr/frr.conf")).unwrap(),
+        "hostname r1\n",
+        "a copy, not the host's file"
+    );
+    // The startup script ran once the network was up, before the exec hooks.
+    assert_eq!(l.sh("r1", "cat /tmp/started"), "up r1 up\n");
+    assert_eq!(l.sh("r1", "cat /tmp/after-startup"), "up r1 up\n");
+    assert_eq!(l.sh("r2", "cat /tmp/started"), "up r2\n");
+    // One shared folder; one data folder per node.
+    assert_eq!(l.sh("r2", "cat /shared/notes"), "for everyone\n");
+    l.sh("r1", "echo from-r1 > /data/x");
+    assert_eq!(std::fs::read_to_string(moved.join("data-r1/x")).unwrap(), "from-r1\n");
+    assert!(!moved.join("data-r2/x").exists());
+    l.down();
+    // A missing node folder is refused before anything is made, naming it.
+    std::fs::remove_dir_all(moved.join("r2")).unwrap();
+    let (l2, out) = (
+        Lab::adopt(&name, &moved.join("lab.toml"), tempfile::tempdir().unwrap()),
+        lab(&["up", moved.to_str().unwrap()]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("node r2: files:") && text(&out.stderr).contains("week3/r2 is not a directory"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(leftovers(&l2.name), Vec::<String>::new());
+}
