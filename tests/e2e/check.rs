@@ -34,7 +34,7 @@ process = "sleep"
 name = "a reaches c"
 from = "a"
 ping = "c"
-within = "1s"
+within = "10s"
 "#;
 
 #[test]

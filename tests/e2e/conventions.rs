@@ -422,8 +422,10 @@ fn colour_and_a_live_progress_line_on_a_terminal_only() {
     .unwrap();
     let _guard = Lab::adopt(&name, &file, tempfile::tempdir().unwrap());
     let up = on_a_terminal(&format!("{} up {}", lab_bin(), file.display()), &[]);
-    // One line, rewritten in place, then cleared before the table.
-    assert!(up.contains("\r\x1b[Kdb: health check"), "{up:?}");
+    // One line, rewritten in place (what waits for what, each failed check), then cleared.
+    assert!(up.contains("\r\x1b[Kapp waiting for db"), "{up:?}");
+    assert!(up.contains("\r\x1b[Kdb: healthy after"), "{up:?}");
+    assert!(up.contains("\r\x1b[K") && !up.contains("lab: app waiting"), "no log lines on a terminal: {up:?}");
     assert!(up.contains("\x1b[32mrunning\x1b[0m"), "states in colour on a terminal: {up:?}");
     let plain = on_a_terminal(&format!("{} ps {name}", lab_bin()), &[("NO_COLOR", "1")]);
     assert!(plain.contains("running") && !plain.contains('\x1b'), "NO_COLOR: {plain:?}");
