@@ -76,3 +76,59 @@ fn node_files_startup_scripts_shared_and_relative_paths_make_a_movable_lab_folde
     );
     assert_eq!(leftovers(&l2.name), Vec::<String>::new());
 }
+
+#[test]
+fn a_failing_up_or_start_shows_the_nodes_last_log_lines_and_start_waits_for_health() {
+    let _host = shared();
+    // up --wait: the node's log goes with the rolled-back lab; its last lines come in the error.
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("lastlines");
+    let file = dir.path().join("l.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"{name}\"\n[nodes.db]\ncommand = \"echo starting; echo 'fatal: no config' >&2; exit 3\"\n\
+             healthcheck = {{ cmd = \"false\", interval = \"100ms\", retries = 2 }}\n"
+        ),
+    )
+    .unwrap();
+    let _guard = Lab::adopt(&name, &file, tempfile::tempdir().unwrap());
+    let up = crate::support::lab(&["up", file.to_str().unwrap(), "--wait"]);
+    assert_eq!(up.status.code(), Some(1), "{}", show(&up));
+    let err = text(&up.stderr);
+    assert!(err.contains("node db") && err.contains("the last lines of node db's log"), "{err}");
+    assert!(err.contains("stderr fatal: no config"), "{err}");
+    assert_eq!(leftovers(&name), Vec::<String>::new());
+    // start returns once the node is healthy again.
+    let l = Lab::up(
+        "startwaits",
+        "[nodes.db]\ncommand = \"sleep 1; touch /tmp/ok; exec sleep infinity\"\n\
+         healthcheck = { cmd = \"test -e /tmp/ok\", interval = \"100ms\", retries = 100 }\n",
+    );
+    let node = format!("{}/db", l.name);
+    assert!(crate::support::lab(&["stop", &node]).status.success());
+    let out = crate::support::lab(&["start", &node]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(node_json(&l.name, "db")["health"], "healthy", "start returned before the node was healthy");
+    l.down();
+    // A command that dies while it starts again: start fails, naming the node, with its last
+    // words (a host folder remembers the first start).
+    let data = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(data.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let l = Lab::up(
+        "startdies",
+        &format!(
+            "[nodes.db]\nmounts = [\"{}:/data\"]\n\
+             command = \"test -e /data/ran && {{ echo 'second start: giving up' >&2; exit 1; }}; touch /data/ran; exec sleep infinity\"\n\
+             healthcheck = {{ cmd = \"test -e /data/ran\", interval = \"100ms\", retries = 5 }}\n",
+            data.path().display()
+        ),
+    );
+    let node = format!("{}/db", l.name);
+    assert!(crate::support::lab(&["stop", &node]).status.success());
+    let out = crate::support::lab(&["start", &node]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("node db") && err.contains("stderr second start: giving up"), "{err}");
+    l.down();
+}

@@ -209,6 +209,17 @@ pub enum Error {
     /// SIGINT or SIGTERM arrived while a lab was being brought up.
     #[error("interrupted")]
     Interrupted,
+    /// An error about a node, with the last lines its command wrote (its log goes with a
+    /// rolled-back lab: this is what is left of it).
+    #[error("{source}\n  the last lines of node {node}'s log:\n{}", .log.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"))]
+    WithLog {
+        /// The node.
+        node: String,
+        /// The error.
+        source: Box<Error>,
+        /// Its log's last lines (stream and text).
+        log: Vec<String>,
+    },
     /// `lab up` failed after it had made something, and removed all of it again.
     #[error(transparent)]
     RolledBack(Box<Error>),
@@ -260,6 +271,15 @@ fn names(n: &[Name]) -> String {
 }
 
 impl Error {
+    /// The node this error is about, if it names one.
+    pub fn node_name(&self) -> Option<&str> {
+        match self {
+            Error::Node { node, .. } => Some(node),
+            Error::RolledBack(e) | Error::WithLog { source: e, .. } => e.node_name(),
+            _ => None,
+        }
+    }
+
     /// `e`, about node `node`.
     pub fn node(node: &str, e: impl Into<Error>) -> Error {
         Error::Node { node: node.to_string(), source: Box::new(e.into()) }
@@ -279,6 +299,7 @@ impl Error {
         match self {
             Error::Node { source, .. } | Error::InLab { source, .. } => source.root(),
             Error::RolledBack(e) => e.root(),
+            Error::WithLog { source, .. } => source.root(),
             e => e,
         }
     }

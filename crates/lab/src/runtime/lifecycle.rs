@@ -116,8 +116,19 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
                 }
             }
             l.save()?;
-            // Hooks run in the node as `lab exec` does, so after the state says it runs.
-            services::hooks(&options.lab_binary, &l.state.plan, l.node(node)?).await
+            // Hooks run in the node as `lab exec` does, so after the state says it runs; then
+            // its health check, if it has one: `start` returns once it is healthy.
+            let plan = l.node(node)?;
+            let served = async {
+                services::hooks(&options.lab_binary, &l.state.plan, plan).await?;
+                match &plan.service.healthcheck {
+                    Some(hc) => {
+                        services::wait_healthy(&options.lab_binary, &l.state.plan, &l.dir, None, plan, hc).await
+                    }
+                    None => Ok(()),
+                }
+            };
+            served.await.map_err(|e| super::logs::with_log(&l.dir, e))
         }
         Err(e) => {
             if let Err(cleanup) =

@@ -211,6 +211,31 @@ fn emit(out: &mut impl Write, err: &mut impl Write, prefix: &str, line: &[u8], t
     }
 }
 
+/// The last `n` lines of node `node`'s log, without their times (`stderr oops`), for an
+/// error about it: nothing if it wrote nothing.
+pub(super) fn last_lines(dir: &LabDir, node: &str, n: usize) -> Vec<String> {
+    let text = std::fs::read(dir.node_dir(node).join("log")).unwrap_or_default();
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let skip = lines.len().saturating_sub(n);
+    lines[skip..]
+        .iter()
+        .map(|l| {
+            let s = String::from_utf8_lossy(l);
+            s.split_once(' ').map_or(s.to_string(), |(_, rest)| rest.to_string())
+        })
+        .collect()
+}
+
+/// Adds node `e`'s log's last lines to an error about a node, if it has any.
+pub(super) fn with_log(dir: &LabDir, e: Error) -> Error {
+    let Some(node) = e.node_name().map(str::to_string) else { return e };
+    let log = last_lines(dir, &node, 10);
+    if log.is_empty() {
+        return e;
+    }
+    Error::WithLog { node, source: Box::new(e), log }
+}
+
 /// The RFC 3339 time `--since` means: a time as the log writes it (a prefix of one, like
 /// `2026-11-23T10:45`, works too), or a duration back from now (`10m`, `1h30m`, `90s`).
 pub fn since(arg: &str) -> Result<String, String> {

@@ -188,7 +188,8 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
         Err(e) => {
             let e = match e {
                 Error::Interrupted if dir.taken_down_path().exists() => Error::TakenDown(topology.name.clone()),
-                e => e,
+                // The node's log goes with the lab: what it said last comes with the error.
+                e => logs::with_log(&dir, e),
             };
             if let Err(rollback) =
                 remove(&topology.name, &dir, &host, cgroups.as_ref(), None, Some(Duration::ZERO)).await
