@@ -132,3 +132,35 @@ fn a_failing_up_or_start_shows_the_nodes_last_log_lines_and_start_waits_for_heal
     assert!(err.contains("node db") && err.contains("stderr second start: giving up"), "{err}");
     l.down();
 }
+
+#[test]
+fn loopback_addresses_are_on_lo_in_hosts_ps_inspect_and_graph() {
+    let _host = shared();
+    let l = Lab::up(
+        "loopback",
+        r#"
+[nodes.r1]
+loopback = ["10.255.0.1/32", "fd00:255::1/128"]
+[nodes.r2]
+routes = ["10.255.0.1/32 via 10.77.8.1"]
+[[links]]
+endpoints = ["r1:eth1", "r2:eth1"]
+addresses = ["10.77.8.1/30", "10.77.8.2/30"]
+"#,
+    );
+    assert!(l.sh("r1", "ip -br addr show lo").contains("10.255.0.1/32"), "on r1's lo");
+    // By name: r1's loopback as r1-lo, the link's ends as r1-eth1 and r2-eth1.
+    let hosts = l.sh("r2", "cat /etc/hosts");
+    for want in ["10.255.0.1\tr1-lo", "fd00:255::1\tr1-lo", "10.77.8.1\tr1-eth1", "10.77.8.2\tr2-eth1"] {
+        assert!(hosts.contains(want), "{want} in:\n{hosts}");
+    }
+    let out = l.exec("r2", &["ping", "-c1", "-W2", "r1-lo"]);
+    assert!(out.status.success(), "r2 reaches r1's loopback over the link: {}", show(&out));
+    assert!(text(&crate::support::lab(&["ps", &l.name]).stdout).contains("lo=10.255.0.1/32"));
+    let r1 = node_json(&l.name, "r1");
+    assert_eq!(r1["loopback"][0]["address"], "10.255.0.1", "{r1}");
+    assert_eq!(r1["loopback"][1]["family"], "ipv6", "{r1}");
+    let dot = text(&crate::support::lab(&["graph", &l.name, "--format", "dot"]).stdout);
+    assert!(dot.contains("label=\"r1\\nlo 10.255.0.1/32\\nlo fd00:255::1/128\""), "{dot}");
+    l.down();
+}

@@ -148,11 +148,12 @@ pub fn node_state(n: &NodeStatus) -> String {
     s
 }
 
-/// `eth0=10.42.0.2/24 eth1=fd00::2/64`.
+/// `eth0=10.42.0.2/24 eth1=fd00::2/64 lo=10.255.0.1/32`.
 fn addresses(n: &NodeStatus) -> String {
     n.interfaces
         .iter()
         .flat_map(|i| i.addresses.iter().map(move |a| format!("{}={}/{}", i.name, a.address, a.prefix)))
+        .chain(n.loopback.iter().map(|a| format!("lo={}/{}", a.address, a.prefix)))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -293,6 +294,10 @@ pub fn inspect(lab: &LabStatus) -> String {
                 if addrs.is_empty() { "-".to_string() } else { addrs.join(" ") },
                 i.host_end
             );
+        }
+        if !n.loopback.is_empty() {
+            let lo: Vec<String> = n.loopback.iter().map(|a| format!("{}/{}", a.address, a.prefix)).collect();
+            let _ = writeln!(o, "  lo {}", lo.join(" "));
         }
         for p in &n.ports {
             let _ = writeln!(o, "  port {}->{}/{} ({})", p.host_port, p.node_port, p.protocol, p.address);

@@ -99,7 +99,7 @@ pub fn mermaid(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
         out += &format!("  {}([\"{}\"])\n", net_id(n), network_label(n).join("<br/>"));
     }
     for node in &plan.nodes {
-        out += &format!("  {}[\"{}\"]\n", node_id(node.name.as_str()), node.name);
+        out += &format!("  {}[\"{}\"]\n", node_id(node.name.as_str()), node_label(node).join("<br/>"));
     }
     let mut faulty = Vec::new();
     for (k, e) in edges(plan).iter().enumerate() {
@@ -159,7 +159,7 @@ pub fn dot(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
         out += &format!("  \"{}\" [shape=ellipse, label=\"{}\"];\n", net_id(n), network_label(n).join("\\n"));
     }
     for node in &plan.nodes {
-        out += &format!("  \"{}\" [label=\"{}\"];\n", node_id(node.name.as_str()), node.name);
+        out += &format!("  \"{}\" [label=\"{}\"];\n", node_id(node.name.as_str()), node_label(node).join("\\n"));
     }
     let red = |bad: bool| if bad { ", color=\"#d00000\", fontcolor=\"#d00000\", style=dashed" } else { "" };
     for e in edges(plan) {
@@ -206,6 +206,11 @@ pub fn dot(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
         }
     }
     out + "}\n"
+}
+
+/// A node's name, and its loopback addresses under it.
+fn node_label(n: &crate::plan::NodePlan) -> Vec<String> {
+    std::iter::once(n.name.to_string()).chain(n.loopback.iter().map(|a| format!("lo {a}"))).collect()
 }
 
 fn network_label(n: &NetworkPlan) -> Vec<String> {

@@ -144,6 +144,9 @@ pub struct NodePlan {
     pub limits: Limits,
     /// Bind mounts from the host.
     pub mounts: Vec<BindMount>,
+    /// Addresses on its `lo` (`loopback`).
+    #[serde(default)]
+    pub loopback: Vec<IpNetwork>,
     /// A host directory whose tree is copied over the node's root when it starts (`files`).
     #[serde(default)]
     pub files_from: Option<std::path::PathBuf>,

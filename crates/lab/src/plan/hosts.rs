@@ -13,7 +13,8 @@ pub(super) fn fill(nodes: &mut [NodePlan], networks: &[NetworkPlan]) {
 }
 
 /// /etc/hosts for node `me`: every node by name, at the addresses of an interface `me` can
-/// reach directly when there is one; every address also as `<node>.<network>`.
+/// reach directly when there is one (else at its loopback addresses); every address also as
+/// `<node>.<network>` and `<node>-<interface>`, loopback addresses as `<node>-lo`.
 fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String {
     let segment = |i: &InterfacePlan| match &i.attach {
         Attach::Bridge { network, .. } => format!("net:{network}"),
@@ -35,16 +36,25 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
                     writeln!(out, "{}\t{}", a.ip(), names.join(" ")).expect("writing to a String");
                 }
             }
+            None if !node.loopback.is_empty() => {
+                for a in &node.loopback {
+                    writeln!(out, "{}\t{}", a.ip(), names.join(" ")).expect("writing to a String");
+                }
+            }
             None if i == me => writeln!(out, "127.0.1.1\t{}", names.join(" ")).expect("writing to a String"),
             None => {}
         }
         for iface in addressed {
+            let mut aliases = vec![format!("{}-{}", node.name, iface.name)];
             if let Attach::Bridge { network, .. } = &iface.attach {
-                for a in &iface.addresses {
-                    writeln!(qualified, "{}\t{}.{}", a.ip(), node.name, networks[*network].name)
-                        .expect("writing to a String");
-                }
+                aliases.insert(0, format!("{}.{}", node.name, networks[*network].name));
             }
+            for a in &iface.addresses {
+                writeln!(qualified, "{}\t{}", a.ip(), aliases.join(" ")).expect("writing to a String");
+            }
+        }
+        for a in &node.loopback {
+            writeln!(qualified, "{}\t{}-lo", a.ip(), node.name).expect("writing to a String");
         }
     }
     out + &qualified

@@ -76,6 +76,7 @@ impl<'a> Planner<'a> {
             limits: node.limits,
             mounts: node.mounts_of(lab),
             files_from: node.files.as_ref().map(|f| node.fill(f, lab)),
+            loopback: node.loopback.clone(),
             startup: node.startup.as_ref().map(|f| node.fill(f, lab)),
             sysctls,
             impairments: node.impairments.clone(),

@@ -54,7 +54,7 @@ fn three_node_plan() {
         n1.hosts,
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          10.42.0.3\tnode1\n10.42.0.2\tnode2\n10.42.0.4\tnode3\n\
-         10.42.0.3\tnode1.lan\n10.42.0.2\tnode2.lan\n10.42.0.4\tnode3.lan\n"
+         10.42.0.3\tnode1.lan node1-eth0\n10.42.0.2\tnode2.lan node2-eth0\n10.42.0.4\tnode3.lan node3-eth0\n"
     );
 }
 
@@ -168,7 +168,9 @@ addresses = ["10.9.0.1/30", "10.9.0.2/30"]
     let hosts = |n: usize| plan.nodes[n].hosts.clone();
     assert!(hosts(1).contains("10.1.0.2\tr router\n"), "{}", hosts(1));
     assert!(hosts(2).contains("10.2.0.2\tr router\n"), "{}", hosts(2));
-    assert!(hosts(2).contains("10.1.0.2\tr.a\n10.2.0.2\tr.b\n"), "{}", hosts(2));
+    assert!(hosts(2).contains("10.1.0.2\tr.a r-eth0\n10.2.0.2\tr.b r-eth1\n"), "{}", hosts(2));
+    // A link's ends by interface too.
+    assert!(hosts(1).contains("10.9.0.1\tisland-eth0\n"), "{}", hosts(1));
     // island reaches right over the link, so that is the address it gets for it.
     assert!(hosts(3).contains("10.9.0.2\tright\n"), "{}", hosts(3));
     assert!(hosts(3).contains("10.9.0.1\tisland\n"), "{}", hosts(3));

@@ -138,6 +138,8 @@ pub struct NodeStatus {
     pub uptime_seconds: Option<f64>,
     /// Its interfaces, in order.
     pub interfaces: Vec<InterfaceStatus>,
+    /// The addresses on its `lo` (`loopback`).
+    pub loopback: Vec<Address>,
     /// Host ports forwarded to it.
     pub ports: Vec<PortStatus>,
     /// Processes of the node the OOM killer killed (its memory limit was reached).

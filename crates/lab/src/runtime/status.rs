@@ -93,6 +93,7 @@ pub(super) fn of(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) 
                 started: started.map(lab_sandbox::monitor::timestamp),
                 uptime_seconds: started.and_then(|t| t.elapsed().ok()).map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
                 interfaces: n.interfaces.iter().map(|i| interface(state, index, n, i)).collect(),
+                loopback: n.loopback.iter().map(address).collect(),
                 ports: plan
                     .ports
                     .iter()
@@ -170,15 +171,7 @@ fn interface(state: &LabState, index: usize, node: &NodePlan, i: &InterfacePlan)
     InterfaceStatus {
         name: i.name.to_string(),
         mac: i.mac.map(|m| m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")),
-        addresses: i
-            .addresses
-            .iter()
-            .map(|a| Address {
-                family: if a.is_ipv4() { "ipv4" } else { "ipv6" },
-                address: a.ip().to_string(),
-                prefix: a.prefix(),
-            })
-            .collect(),
+        addresses: i.addresses.iter().map(address).collect(),
         network,
         bridge,
         peer,
@@ -194,6 +187,10 @@ fn interface(state: &LabState, index: usize, node: &NodePlan, i: &InterfacePlan)
             text: imp.to_string(),
         }),
     }
+}
+
+fn address(a: &ipnetwork::IpNetwork) -> Address {
+    Address { family: if a.is_ipv4() { "ipv4" } else { "ipv6" }, address: a.ip().to_string(), prefix: a.prefix() }
 }
 
 /// Parts per million as a percentage.

@@ -390,6 +390,9 @@ pub(super) async fn settle(node: &NodePlan, netns: &File) -> Result<(), Error> {
     });
     try_join_all(up).await.map_err(at)?;
     try_join_all(addresses).await.map_err(at)?;
+    if let Some(lo) = links.iter().find(|l| l.name == "lo") {
+        try_join_all(node.loopback.iter().map(|a| nl.add_address(lo.index, "lo", *a))).await.map_err(at)?;
+    }
     try_join_all(node.routes.iter().map(|r| nl.add_route(r.destination, r.via))).await.map_err(at)?;
     Ok(())
 }

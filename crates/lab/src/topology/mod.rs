@@ -99,6 +99,8 @@ pub struct Node {
     pub files: Option<PathBuf>,
     /// `startup`: a script run in the node once its network is up, before its hooks.
     pub startup: Option<PathBuf>,
+    /// `loopback`: addresses on its `lo` (a router's id, a service address).
+    pub loopback: Vec<IpNetwork>,
     /// Host paths shown although the default view of the host hides them.
     pub reveal: Vec<String>,
     /// Static routes, in the order written.

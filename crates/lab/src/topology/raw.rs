@@ -58,6 +58,8 @@ pub struct RawNode {
     pub pids: Option<Spanned<RawScalar>>,
     pub io_weight: Option<Spanned<RawScalar>>,
     pub mounts: Option<Spanned<Vec<Str>>>,
+    /// Addresses on the node's `lo`: `["10.255.0.1/32", "fd00::1/128"]`.
+    pub loopback: Option<Spanned<Vec<Str>>>,
     /// A directory (beside the topology file) laid over the node's root at start.
     pub files: Option<Str>,
     /// A script run in the node once its network is up, before its `exec` hooks.

@@ -166,6 +166,27 @@ impl Validator {
     }
 
     /// `mounts` and `shared` (at /shared), sources relative to the topology's directory `base`.
+    /// `loopback`: addresses with their prefix (`/32` and `/128` for a single address).
+    pub(super) fn loopback(&mut self, node: &RawNode) -> Vec<ipnetwork::IpNetwork> {
+        let Some(list) = &node.loopback else { return Vec::new() };
+        let mut out: Vec<ipnetwork::IpNetwork> = Vec::new();
+        for a in list.get_ref() {
+            match a.get_ref().parse::<ipnetwork::IpNetwork>() {
+                Ok(n) if n.ip().is_loopback() || n.ip().is_unspecified() => {
+                    self.err(a.span(), format!("{} is not an address a node can carry on lo", n.ip()));
+                }
+                Ok(n) if out.iter().any(|o| o.ip() == n.ip()) => self.err(a.span(), format!("{} twice", n.ip())),
+                Ok(n) => out.push(n),
+                Err(_) => self.err_hint(
+                    a.span(),
+                    format!("`{}` is not an address", a.get_ref()),
+                    "write e.g. \"10.255.0.1/32\"",
+                ),
+            }
+        }
+        out
+    }
+
     /// A path of the topology (files, startup): relative to its directory `base`.
     pub(super) fn path_of(&mut self, v: Option<&Str>, base: &Path) -> Option<PathBuf> {
         let v = v?;

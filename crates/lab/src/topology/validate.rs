@@ -109,6 +109,7 @@ impl Validator {
             let mounts = self.mounts(rn, &raw.defaults, &base);
             let files = self.path_of(rn.files.as_ref().or(raw.defaults.files.as_ref()), &base);
             let startup = self.path_of(rn.startup.as_ref().or(raw.defaults.startup.as_ref()), &base);
+            let loopback = self.loopback(rn);
             let reveal = self.reveal(rn, &raw.defaults, rootfs.as_ref());
             let routes = self.routes(rn);
             let service = self.service(rn, &raw.defaults);
@@ -133,6 +134,7 @@ impl Validator {
                 mounts,
                 files,
                 startup,
+                loopback,
                 reveal,
                 routes,
                 sysctls,
