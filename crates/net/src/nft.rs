@@ -47,6 +47,18 @@ pub fn delete_table(family: Family, table: &str) -> Result<()> {
 
 /// Names of every nftables table on the host, of any family.
 pub fn tables() -> Result<Vec<String>> {
+    // A dump that another process's change interrupted (NLM_F_DUMP_INTR, which libmnl reports
+    // as EINTR) is simply asked for again: the answer is only right once it was not.
+    let mut tries = 0;
+    loop {
+        match dump_tables() {
+            Err(e) if e.errno() == Some(libc::EINTR) && tries < 20 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+fn dump_tables() -> Result<Vec<String>> {
     let what = "listing nftables tables";
     let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| Error::os(what, e))?;
     let portid = socket.portid();

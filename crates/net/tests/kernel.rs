@@ -224,6 +224,31 @@ fn nat_table_lifecycle() {
 }
 
 #[test]
+fn listing_tables_while_another_process_changes_them_never_fails() {
+    require_root();
+    // A dump the kernel marks interrupted (another change meanwhile) is asked for again.
+    let table = tag("lab-test-churn-");
+    let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
+    let isolation = lab_net::firewall::Isolation::default();
+    let rules = [nat::Masquerade { subnet: "10.250.8.0/24".parse().unwrap(), bridge: "lb-test-8".into() }];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (table, stop) = (table.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                nat::create_table(&table, &rules, &[], &isolation).unwrap();
+                nat::delete_table(&table).unwrap();
+            }
+        })
+    };
+    for _ in 0..300 {
+        nat::tables().expect("listing tables while they change");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+}
+
+#[test]
 fn netns_names_are_bind_mounts_ip_netns_sees() {
     require_root();
     let name = tag("lab-test-ns-");
