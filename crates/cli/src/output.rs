@@ -412,7 +412,7 @@ fn hint(e: &Error, command: Command) -> Option<String> {
             "`lab ps` lists the labs and nodes that are up".into()
         }
         (Error::AmbiguousLab(labs), _) => match labs.first() {
-            Some(first) => format!("add --lab, e.g. --lab {first}"),
+            Some(first) => format!("name the lab (`lab ps` lists them), e.g. {first}"),
             None => return None,
         },
         (Error::AmbiguousNode { node, labs }, _) => match labs.first() {
