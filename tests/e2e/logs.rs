@@ -45,22 +45,40 @@ fn lab_cmd(args: &[&str]) -> std::process::Output {
 #[test]
 fn logs_of_a_lab_interleave_its_nodes_by_time_with_a_prefix() {
     let _host = shared();
+    // The two nodes take turns (a folder they share passes the turn), so that their lines are
+    // interleaved in time whatever the machine's pace.
+    let turns = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(turns.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let wait = |f: &str| format!("while [ ! -e /t/{f} ]; do sleep 0.02; done");
     let lab = Lab::up(
         "lablogs",
-        r#"
-[nodes.a]
-command = "echo a1; sleep 1; echo a2 >&2; sleep 1; echo a3"
-[nodes.bb]
-command = "sleep 0.5; echo b1; sleep 1; echo b2"
-"#,
+        &format!(
+            "[defaults]\nmounts = [\"{}:/t\"]\n[nodes.a]\ncommand = \"echo a1; touch /t/1; {}; echo a2 >&2; sleep 0.3; echo a3\"\n\
+             [nodes.bb]\ncommand = \"{}; sleep 0.3; echo b1; touch /t/2\"\n",
+            turns.path().display(),
+            wait("2"),
+            wait("1"),
+        ),
     );
-    // Until every node has ended.
-    let out = lab_cmd(&["logs", "-f", &lab.name]);
+    // Until every node has ended; with the times, to check the order.
+    let out = lab_cmd(&["logs", "-f", "-t", &lab.name]);
     assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(text(&out.stdout), "a  | a1\nbb | b1\nbb | b2\na  | a3\n", "{}", show(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<(&str, &str, &str)> = stdout
+        .lines()
+        .map(|l| {
+            let (node, rest) = l.split_once(" | ").unwrap_or_else(|| panic!("no node in front: {l:?}"));
+            let (time, said) = rest.split_once(' ').unwrap_or_else(|| panic!("no time: {l:?}"));
+            (node.trim_end(), time, said)
+        })
+        .collect();
+    let said: Vec<(&str, &str)> = lines.iter().map(|(n, _, s)| (*n, *s)).collect();
+    assert_eq!(said, [("a", "a1"), ("bb", "b1"), ("a", "a3")], "{stdout}");
+    assert!(lines.windows(2).all(|w| w[0].1 <= w[1].1), "in the order of time: {stdout}");
+    assert!(stdout.starts_with("a  | "), "names padded to one width: {stdout}");
     let err = text(&out.stderr);
-    assert!(err.starts_with("a  | a2\n"), "{err}");
-    assert!(err.contains("a  | lab: node exited: exit code 0") && err.contains("bb | lab: node exited"), "{err}");
+    assert!(err.lines().any(|l| l.starts_with("a  | ") && l.ends_with(" a2")), "{err}");
+    assert!(err.contains("lab: node exited: exit code 0") && err.contains("bb | "), "{err}");
     // Not following: the same lines, each node's tail.
     let out = lab_cmd(&["logs", &lab.name, "--tail", "1"]);
     assert_eq!(text(&out.stdout), "", "{}", show(&out));
