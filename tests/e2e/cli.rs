@@ -393,3 +393,40 @@ endpoints = ["a", "b"]
     let ps_text = text(&lab(&["ps", &name]).stdout);
     assert!(ps_text.contains("running (healthy)") && ps_text.contains("->80/tcp"), "{ps_text}");
 }
+
+#[test]
+fn choices_lab_cannot_make_for_you_are_usage_errors_that_say_what_to_name() {
+    let _host = shared();
+    // Two *.lab.toml in one directory: which one?
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.lab.toml", "b.lab.toml"] {
+        std::fs::write(dir.path().join(f), "[nodes.n]\n").unwrap();
+    }
+    let out = lab_in(dir.path(), &["up"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("several topology files") && text(&out.stderr).contains("b.lab.toml"),
+        "{}",
+        show(&out)
+    );
+    // Two labs up from one file under other names: down of the file asks which.
+    let file = dir.path().join("a.lab.toml");
+    let (one, two) = (unique("from"), unique("from"));
+    let _guards: Vec<Lab> = [&one, &two]
+        .iter()
+        .map(|n| {
+            let out = lab(&["up", file.to_str().unwrap(), "--name", n]);
+            assert!(out.status.success(), "{}", show(&out));
+            Lab::adopt(n, &file, tempfile::tempdir().unwrap())
+        })
+        .collect();
+    let out = lab(&["down", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("several labs are up from") && err.contains(&one) && err.contains("--name"), "{err}");
+    assert!(lab_json(&one)["nodes"][0]["state"] == "running", "nothing was taken down");
+    // lab cp between two host paths.
+    let out = lab(&["cp", "/etc/hostname", "/tmp/x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("NODE:PATH"), "{}", show(&out));
+}

@@ -259,11 +259,8 @@ pub(crate) struct NodeArgs {
 
 #[derive(Args)]
 pub(crate) struct StopArgs {
-    /// The node: NODE, or LAB/NODE when several labs have one of that name.
-    pub(crate) node: String,
-    /// The lab, when several have a node of this name.
-    #[arg(short, long)]
-    pub(crate) lab: Option<String>,
+    #[command(flatten)]
+    pub(crate) target: NodeArgs,
     /// Seconds (or a duration: 500ms) the command has after its stop signal before it is
     /// killed [default: the node's stop_timeout, 10s].
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_timeout)]

@@ -420,7 +420,7 @@ async fn heal(a: HealArgs) -> Result<ExitCode, Error> {
 }
 
 async fn stop(a: StopArgs) -> Result<ExitCode, Error> {
-    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    let (lab, node) = node_arg(a.target.lab.as_deref(), &a.target.node)?;
     match runtime::stop(lab.as_ref(), &node, a.timeout).await {
         // As `docker stop` of a stopped container: nothing to do.
         Err(Error::AlreadyStopped(_)) => eprintln!("node {node} is already stopped"),
@@ -445,7 +445,7 @@ async fn start(a: NodeArgs) -> Result<ExitCode, Error> {
 }
 
 async fn restart(a: StopArgs) -> Result<ExitCode, Error> {
-    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
+    let (lab, node) = node_arg(a.target.lab.as_deref(), &a.target.node)?;
     match runtime::stop(lab.as_ref(), &node, a.timeout).await {
         Err(Error::AlreadyStopped(_)) => {}
         r => r?,

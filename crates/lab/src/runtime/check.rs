@@ -83,10 +83,8 @@ async fn run(lab: &Name, check: &Check, lab_binary: &Path) -> CheckResult {
 
 /// One try: whether it held, and what it found.
 async fn once(lab: &Name, what: &CheckKind, lab_binary: &Path) -> (bool, String) {
-    if let CheckKind::Process { node, name } = what {
-        return process(lab, node, name, lab_binary).await;
-    }
     let (node, argv): (&str, Vec<String>) = match what {
+        CheckKind::Process { node, name } => return process(lab, node, name, lab_binary).await,
         CheckKind::Ping { from, to, ipv6 } => {
             let family = if *ipv6 { "-6" } else { "-4" };
             (from, ["ping", family, "-c", "1", "-W", "1", to].map(String::from).to_vec())
@@ -96,7 +94,6 @@ async fn once(lab: &Name, what: &CheckKind, lab_binary: &Path) -> (bool, String)
             (node, ["ip", family, "route", "show", destination.as_str()].map(String::from).to_vec())
         }
         CheckKind::Output { node, cmd, .. } => (node, vec!["/bin/sh".into(), "-c".into(), cmd.clone()]),
-        CheckKind::Process { .. } => return (false, String::new()),
     };
     let Some((code, out)) = exec(lab, node, &argv, lab_binary).await else {
         return (false, format!("no answer within {} s", TRY_TIMEOUT.as_secs()));

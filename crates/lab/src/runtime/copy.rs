@@ -140,13 +140,7 @@ fn copy_out(dir: BorrowedFd, name: &str, dst: &Path, c: &mut Copied) -> Result<(
         std::os::unix::fs::symlink(&target, dst).map_err(host)?;
         c.entries += 1;
     } else if kind == SFlag::S_IFDIR {
-        let sub = openat(
-            dir,
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| os(format!("opening {name}"), e))?;
+        let sub = open_sub(dir, name).map_err(|e| os(format!("opening {name}"), e))?;
         if !dst.is_dir() {
             std::fs::create_dir(dst).map_err(host)?;
             c.entries += 1;
@@ -198,6 +192,11 @@ impl ModeOf for std::fs::OpenOptions {
     fn mode_of(&mut self, mode: u32) -> &mut Self {
         std::os::unix::fs::OpenOptionsExt::mode(self, mode & 0o777)
     }
+}
+
+/// Subdirectory `name` of `dir`, never through a symlink.
+fn open_sub(dir: BorrowedFd, name: &str) -> nix::Result<OwnedFd> {
+    openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
 }
 
 /// The names in directory `dir`, but `.` and `..`.
@@ -277,12 +276,7 @@ fn copy_in(
                 mkdirat(dir, name, Mode::from_bits_truncate(0o700))?;
                 c.entries += 1;
             }
-            openat(
-                dir,
-                name,
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
+            open_sub(dir, name)
         })
         .map_err(node)?;
         for entry in entries {

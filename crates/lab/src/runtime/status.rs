@@ -37,23 +37,15 @@ pub fn list() -> Vec<LabStatus> {
 /// Lab `lab` (or the only one up) with every detail of its nodes (or of node `node`), as
 /// `lab inspect` shows it.
 pub fn inspect(lab: Option<&Name>, node: Option<&str>) -> Result<LabStatus, Error> {
-    let (name, state) = match node {
-        Some(n) => find_node(lab, n)?,
-        None => {
-            let name = super::locked::the_lab(lab)?;
-            let state = LabDir::new(&name).read_state()?.ok_or_else(|| Error::LabNotUp(name.clone()))?;
-            (name, state)
-        }
+    let name = match node {
+        Some(n) => find_node(lab, n)?.0,
+        None => super::locked::the_lab(lab)?,
     };
-    let used = stats(Some(&name), node, Duration::from_millis(100))?.pop().map(|l| l.nodes).unwrap_or_default();
-    let cgroups = cgroup::detect().ok();
-    let mut status = of(&LabDir::new(&name), &state, cgroups.as_deref());
-    status.nodes.retain(|n| node.is_none_or(|want| n.name == want));
+    let state = LabDir::new(&name).read_state()?.ok_or_else(|| Error::LabNotUp(name.clone()))?;
+    // What `stats` shows (the lab, only that node, each with its use), plus the details.
+    let mut status = stats(Some(&name), node, Duration::from_millis(100))?.pop().ok_or(Error::LabNotUp(name))?;
     for n in &mut status.nodes {
-        if let Some(plan) = state.plan.node(&n.name) {
-            n.details = Some(details(plan));
-        }
-        n.usage = used.iter().find(|u| u.name == n.name).and_then(|u| u.usage.clone());
+        n.details = state.plan.node(&n.name).map(details);
     }
     Ok(status)
 }
