@@ -8,6 +8,7 @@
 mod attach;
 mod checks;
 mod links;
+mod merge;
 mod names;
 mod netcfg;
 mod networks;

@@ -37,23 +37,20 @@ pub struct Port {
 impl Validator {
     /// Keys that only make sense for one node, refused in `[defaults]`.
     pub(super) fn node_only_keys(&mut self, defaults: &RawNode) {
-        let spans = [
-            ("routes", defaults.routes.as_ref().map(|r| r.span())),
-            ("ports", defaults.ports.as_ref().map(|p| p.span())),
-            ("impair", defaults.impair.first().map(|(k, _)| k.span())),
-            ("depends_on", defaults.depends_on.as_ref().map(|d| d.span())),
-            ("healthcheck", defaults.healthcheck.as_ref().map(|h| h.span())),
-            ("exec", defaults.exec.as_ref().map(|e| e.span())),
-        ];
+        let spans = [("ports", defaults.ports.span()), ("loopback", defaults.loopback.span())];
         for (key, span) in spans {
             if let Some(span) = span {
-                self.err(span, format!("`{key}` is per node; it cannot be a default"));
+                self.err_hint(
+                    span,
+                    format!("`{key}` is per node; it cannot be a default"),
+                    "two nodes cannot have the same one: set it in each node",
+                );
             }
         }
     }
 
     pub(super) fn routes(&mut self, node: &RawNode) -> Vec<Route> {
-        let Some(list) = &node.routes else { return Vec::new() };
+        let Some(list) = node.routes.get() else { return Vec::new() };
         let mut out: Vec<Route> = Vec::new();
         for r in list.get_ref() {
             match parse_route(r.get_ref()) {
@@ -101,7 +98,7 @@ impl Validator {
         interfaces: &[Interface],
         networks: &[Network],
     ) -> Vec<Port> {
-        let Some(list) = &raw.ports else { return Vec::new() };
+        let Some(list) = raw.ports.get() else { return Vec::new() };
         let on_nat = interfaces
             .iter()
             .any(|i| matches!(i.kind, InterfaceKind::Network { network, .. } if networks[network].nat));
@@ -135,11 +132,16 @@ impl Validator {
         &mut self,
         node: &Str,
         raw: &RawNode,
+        defaults: &RawNode,
         interfaces: &[Interface],
     ) -> Vec<(IfName, Impairment)> {
         let mut out = Vec::new();
         for (ifname, imp) in &raw.impair {
             let Some(iface) = interfaces.iter().find(|i| i.name.as_str() == ifname.get_ref()) else {
+                // A default impairment is for the nodes that have that interface.
+                if defaults.impair.get(ifname).is_some_and(|d| d.span() == imp.span()) {
+                    continue;
+                }
                 let names: Vec<&str> = interfaces.iter().map(|i| i.name.as_str()).collect();
                 self.err_hint(
                     ifname.span(),

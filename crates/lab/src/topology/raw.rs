@@ -39,57 +39,171 @@ pub struct RawNetwork {
     pub nat: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A node's keys. Every key but `networks`, `hostname` and the flags may be `false` in a node
+/// to clear what `[defaults]` set ([`Opt`]); see `merge` for how a node and the defaults combine.
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNode {
     pub networks: Option<Spanned<RawAttachments>>,
-    pub command: Option<Spanned<RawCommand>>,
+    #[serde(default)]
+    pub command: Opt<RawCommand>,
     #[serde(default)]
     pub env: IndexMap<Str, Str>,
-    pub rootfs: Option<Str>,
+    #[serde(default)]
+    pub rootfs: Opt<String>,
     pub hostname: Option<Str>,
-    pub seccomp: Option<Str>,
-    pub cap_add: Option<Spanned<Vec<Str>>>,
-    pub cap_drop: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub seccomp: Opt<String>,
+    #[serde(default)]
+    pub cap_add: Opt<Vec<Str>>,
+    #[serde(default)]
+    pub cap_drop: Opt<Vec<Str>>,
     pub privileged: Option<Spanned<bool>>,
     pub userns: Option<Spanned<bool>>,
-    pub memory: Option<Spanned<RawScalar>>,
-    pub cpus: Option<Spanned<RawScalar>>,
-    pub pids: Option<Spanned<RawScalar>>,
-    pub io_weight: Option<Spanned<RawScalar>>,
-    pub mounts: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub memory: Opt<RawScalar>,
+    #[serde(default)]
+    pub cpus: Opt<RawScalar>,
+    #[serde(default)]
+    pub pids: Opt<RawScalar>,
+    #[serde(default)]
+    pub io_weight: Opt<RawScalar>,
+    #[serde(default)]
+    pub mounts: Opt<Vec<Str>>,
     /// Addresses on the node's `lo`: `["10.255.0.1/32", "fd00::1/128"]`.
-    pub loopback: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub loopback: Opt<Vec<Str>>,
     /// A directory (beside the topology file) laid over the node's root at start.
-    pub files: Option<Str>,
+    #[serde(default)]
+    pub files: Opt<String>,
     /// A script run in the node once its network is up, before its `exec` hooks.
-    pub startup: Option<Str>,
+    #[serde(default)]
+    pub startup: Opt<String>,
     /// A directory mounted at /shared.
-    pub shared: Option<Str>,
+    #[serde(default)]
+    pub shared: Opt<String>,
     /// Host paths the node's default view of the host hides, shown after all.
-    pub reveal: Option<Spanned<Vec<Str>>>,
-    pub routes: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub reveal: Opt<Vec<Str>>,
+    #[serde(default)]
+    pub routes: Opt<Vec<Str>>,
     #[serde(default)]
     pub sysctls: IndexMap<Str, Spanned<RawScalar>>,
-    pub ports: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub ports: Opt<Vec<Str>>,
     /// Impairments by interface name.
     #[serde(default)]
     pub impair: IndexMap<Str, Spanned<RawImpair>>,
-    pub workdir: Option<Str>,
-    pub user: Option<Str>,
-    pub restart: Option<Str>,
+    #[serde(default)]
+    pub workdir: Opt<String>,
+    #[serde(default)]
+    pub user: Opt<String>,
+    #[serde(default)]
+    pub restart: Opt<String>,
     /// The signal `lab stop` and `lab down` send the command first: "SIGTERM", "INT", "9".
-    pub stop_signal: Option<Str>,
+    #[serde(default)]
+    pub stop_signal: Opt<String>,
     /// How long the command has to end after its stop signal before it is killed: "10s".
-    pub stop_timeout: Option<Str>,
-    pub depends_on: Option<Spanned<Vec<Str>>>,
-    pub healthcheck: Option<Spanned<RawHealthcheck>>,
+    #[serde(default)]
+    pub stop_timeout: Opt<String>,
+    #[serde(default)]
+    pub depends_on: Opt<Vec<Str>>,
+    #[serde(default)]
+    pub healthcheck: Opt<RawHealthcheck>,
     /// Commands run in the node once its network is up and its command started.
-    pub exec: Option<Spanned<Vec<Str>>>,
+    #[serde(default)]
+    pub exec: Opt<Vec<Str>>,
+}
+
+/// A key a node may set, leave to `[defaults]`, or clear with `false`.
+#[derive(Debug, Clone, Default)]
+pub enum Opt<T> {
+    /// Not written: the default's, if any.
+    #[default]
+    Unset,
+    /// `false`: neither the node's nor the default's.
+    Off(std::ops::Range<usize>),
+    /// A value, where it is written.
+    Set(Spanned<T>),
+}
+
+impl<T> Opt<T> {
+    /// The value, if one is set.
+    pub fn get(&self) -> Option<&Spanned<T>> {
+        match self {
+            Opt::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Where the key is written, set or cleared.
+    pub fn span(&self) -> Option<std::ops::Range<usize>> {
+        match self {
+            Opt::Unset => None,
+            Opt::Off(span) => Some(span.clone()),
+            Opt::Set(v) => Some(v.span()),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Opt<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Spanned::<FalseOr<T>>::deserialize(d)?;
+        let span = v.span();
+        Ok(match v.into_inner() {
+            FalseOr::False => Opt::Off(span),
+            FalseOr::Value(t) => Opt::Set(Spanned::new(span, t)),
+        })
+    }
+}
+
+/// `false`, or what `T` reads: the other values are handed to `T` as they come.
+enum FalseOr<T> {
+    False,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for FalseOr<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use de::value::{F64Deserializer, I64Deserializer, MapAccessDeserializer, SeqAccessDeserializer};
+        use de::value::{StrDeserializer, U64Deserializer};
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = FalseOr<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a value, or false to clear the default")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                if v {
+                    return Err(E::custom("`true` means nothing here: write a value, or false to clear the default"));
+                }
+                Ok(FalseOr::False)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(StrDeserializer::<E>::new(v)).map(FalseOr::Value)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                T::deserialize(I64Deserializer::<E>::new(v)).map(FalseOr::Value)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(U64Deserializer::<E>::new(v)).map(FalseOr::Value)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                T::deserialize(F64Deserializer::<E>::new(v)).map(FalseOr::Value)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(SeqAccessDeserializer::new(seq)).map(FalseOr::Value)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(FalseOr::Value)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
 }
 
 /// `healthcheck = { cmd = [...], interval = "1s", timeout = "5s", retries = 3 }`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthcheck {
     pub cmd: Spanned<RawCommand>,
@@ -99,7 +213,7 @@ pub struct RawHealthcheck {
 }
 
 /// `rate = "10mbit"`, `delay = "50ms"`, `jitter = "5ms"`, `loss = "1%"`, `corrupt`, `duplicate`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawImpair {
     pub rate: Option<Str>,
@@ -154,7 +268,7 @@ pub struct RawLink {
 }
 
 /// `networks = ["lan", "wan"]` or `networks = { lan = "10.0.0.5", wan = "auto" }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RawAttachments {
     List(Vec<Str>),
     Table(Vec<(Str, Spanned<RawAttach>)>),
@@ -162,7 +276,7 @@ pub enum RawAttachments {
 
 /// One network of a node's table: `"10.0.0.5"`, `["10.0.0.5", "fd00::5"]`, or
 /// `{ ifname = "uplink", addresses = [...] }`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RawAttach {
     /// One address, written as a plain string (its span is the value's).
     One(String),
@@ -238,7 +352,7 @@ impl<'de> Deserialize<'de> for RawAttachments {
 }
 
 /// `command = ["sleep", "infinity"]` or `command = "nc -l -p 80"` (run by `/bin/sh -c`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum RawCommand {
     Shell(String),
     Argv(Vec<Str>),

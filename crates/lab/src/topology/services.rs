@@ -85,15 +85,15 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
 }
 
 impl Validator {
-    pub(super) fn service(&mut self, node: &RawNode, defaults: &RawNode) -> Service {
-        let workdir = node.workdir.as_ref().or(defaults.workdir.as_ref()).and_then(|w| {
+    pub(super) fn service(&mut self, node: &RawNode) -> Service {
+        let workdir = node.workdir.get().and_then(|w| {
             if !w.get_ref().starts_with('/') || w.get_ref().contains('\0') {
                 self.err(w.span(), format!("workdir `{}` must be an absolute path", w.get_ref()));
                 return None;
             }
             Some(w.get_ref().clone())
         });
-        let user = node.user.as_ref().or(defaults.user.as_ref()).and_then(|u| {
+        let user = node.user.get().and_then(|u| {
             let ok = !u.get_ref().is_empty()
                 && u.get_ref().split(':').count() <= 2
                 && u.get_ref().split(':').all(|p| !p.is_empty() && !p.contains(['\0', '/', ' ']));
@@ -106,7 +106,7 @@ impl Validator {
             }
             Some(u.get_ref().clone())
         });
-        let restart = match node.restart.as_ref().or(defaults.restart.as_ref()) {
+        let restart = match node.restart.get() {
             None => Restart::No,
             Some(r) => match r.get_ref().as_str() {
                 "no" => Restart::No,
@@ -122,24 +122,25 @@ impl Validator {
                 }
             },
         };
-        let healthcheck = node.healthcheck.as_ref().and_then(|h| self.healthcheck(h));
+        let healthcheck = node.healthcheck.get().and_then(|h| self.healthcheck(h));
         let mut exec = Vec::new();
-        for e in node.exec.iter().flat_map(|e| e.get_ref()) {
+        for e in node.exec.get().into_iter().flat_map(|e| e.get_ref()) {
             if e.get_ref().trim().is_empty() || e.get_ref().contains('\0') {
                 self.err(e.span(), "an exec hook must be a non-empty command");
             } else {
                 exec.push(e.get_ref().clone());
             }
         }
-        let depends_on = node.depends_on.iter().flat_map(|d| d.get_ref()).map(|d| d.get_ref().clone()).collect();
-        let stop_signal = match node.stop_signal.as_ref().or(defaults.stop_signal.as_ref()) {
+        let depends_on =
+            node.depends_on.get().into_iter().flat_map(|d| d.get_ref()).map(|d| d.get_ref().clone()).collect();
+        let stop_signal = match node.stop_signal.get() {
             None => default_stop_signal(),
             Some(s) => parse_signal(s.get_ref()).unwrap_or_else(|m| {
                 self.err(s.span(), m);
                 default_stop_signal()
             }),
         };
-        let stop_timeout_ms = match node.stop_timeout.as_ref().or(defaults.stop_timeout.as_ref()) {
+        let stop_timeout_ms = match node.stop_timeout.get() {
             None => default_stop_timeout(),
             Some(t) => crate::units::parse_time(t.get_ref()).map(|us| us / 1000).unwrap_or_else(|m| {
                 self.err(t.span(), m);
@@ -185,7 +186,7 @@ impl Validator {
         let mut edges: Vec<Vec<usize>> = vec![Vec::new(); raw.len()];
         let mut spans: Vec<Option<Range<usize>>> = vec![None; raw.len()];
         for (i, (key, node)) in raw.iter().enumerate() {
-            let Some(deps) = &node.depends_on else { continue };
+            let Some(deps) = node.depends_on.get() else { continue };
             spans[i] = Some(deps.span());
             for d in deps.get_ref() {
                 match index.get(d.get_ref().as_str()) {
@@ -282,7 +283,5 @@ exec = ["ip addr", "touch /tmp/hooked"]
         assert!(e.starts_with("s.toml:2:15") && e.contains("node `ghost`, which is not defined"), "{e}");
         let e = parse("[nodes.a]\nworkdir = \"srv\"\n").unwrap_err();
         assert!(e.contains("must be an absolute path"), "{e}");
-        let e = parse("[defaults]\nexec = [\"true\"]\n[nodes.a]\n").unwrap_err();
-        assert!(e.contains("`exec` is per node"), "{e}");
     }
 }

@@ -43,8 +43,8 @@ pub struct NodeSecurity {
 const MIN_MEMORY: u64 = 4 << 20;
 
 impl Validator {
-    pub(super) fn security(&mut self, node: &RawNode, defaults: &RawNode, base: &Path) -> NodeSecurity {
-        let seccomp = match node.seccomp.as_ref().or(defaults.seccomp.as_ref()) {
+    pub(super) fn security(&mut self, node: &RawNode, base: &Path) -> NodeSecurity {
+        let seccomp = match node.seccomp.get() {
             None => SeccompChoice::Default,
             Some(s) => match s.get_ref().as_str() {
                 "default" => SeccompChoice::Default,
@@ -74,18 +74,18 @@ impl Validator {
                 })
                 .collect()
         };
-        let cap_add = caps(self, node.cap_add.as_ref().or(defaults.cap_add.as_ref()));
-        let cap_drop = caps(self, node.cap_drop.as_ref().or(defaults.cap_drop.as_ref()));
+        let cap_add = caps(self, node.cap_add.get());
+        let cap_drop = caps(self, node.cap_drop.get());
         let flag = |v: Option<&Spanned<bool>>| v.map(|b| *b.get_ref());
-        let privileged = flag(node.privileged.as_ref().or(defaults.privileged.as_ref())).unwrap_or(false);
+        let privileged = flag(node.privileged.as_ref()).unwrap_or(false);
         // A user namespace of its own unless privileged (as Docker's privileged containers
         // have the host's) or told otherwise.
-        let userns = flag(node.userns.as_ref().or(defaults.userns.as_ref())).unwrap_or(!privileged);
+        let userns = flag(node.userns.as_ref()).unwrap_or(!privileged);
         NodeSecurity { seccomp, cap_add, cap_drop, privileged, userns }
     }
 
-    pub(super) fn limits(&mut self, node: &RawNode, defaults: &RawNode) -> Limits {
-        let memory = node.memory.as_ref().or(defaults.memory.as_ref()).and_then(|m| {
+    pub(super) fn limits(&mut self, node: &RawNode) -> Limits {
+        let memory = node.memory.get().and_then(|m| {
             let bytes = match m.get_ref() {
                 RawScalar::Int(n) if *n > 0 => Ok(*n as u64),
                 RawScalar::Str(s) => crate::units::parse_size(s),
@@ -103,7 +103,7 @@ impl Validator {
                 }
             }
         });
-        let millicpus = node.cpus.as_ref().or(defaults.cpus.as_ref()).and_then(|c| {
+        let millicpus = node.cpus.get().and_then(|c| {
             let cpus = match c.get_ref() {
                 RawScalar::Int(n) => Some(*n as f64),
                 RawScalar::Float(f) => Some(*f),
@@ -130,15 +130,19 @@ impl Validator {
                 }
             }
         };
-        let pids = int(self, node.pids.as_ref().or(defaults.pids.as_ref()), "pids", 1..=4_194_304).map(|n| n as u64);
-        let io_weight = int(self, node.io_weight.as_ref().or(defaults.io_weight.as_ref()), "io_weight", 10..=1000);
+        let pids = int(self, node.pids.get(), "pids", 1..=4_194_304).map(|n| n as u64);
+        let io_weight = int(self, node.io_weight.get(), "io_weight", 10..=1000);
         Limits { memory, millicpus, pids, io_weight: io_weight.map(|w| w as u16) }
     }
 
     /// Host paths to show after all, checked against what the default view hides.
-    pub(super) fn reveal(&mut self, node: &RawNode, defaults: &RawNode, rootfs: Option<&Rootfs>) -> Vec<String> {
-        let Some(list) = node.reveal.as_ref().or(defaults.reveal.as_ref()) else { return Vec::new() };
-        if !matches!(rootfs, Some(Rootfs::Host)) && node.reveal.is_some() {
+    pub(super) fn reveal(&mut self, node: &RawNode, own: bool, rootfs: Option<&Rootfs>) -> Vec<String> {
+        let Some(list) = node.reveal.get() else { return Vec::new() };
+        if !matches!(rootfs, Some(Rootfs::Host)) {
+            if !own {
+                // A default's reveal is for the nodes on the host's root.
+                return Vec::new();
+            }
             self.err_hint(
                 list.span(),
                 "reveal is for nodes on the host's root file system",
@@ -168,7 +172,7 @@ impl Validator {
     /// `mounts` and `shared` (at /shared), sources relative to the topology's directory `base`.
     /// `loopback`: addresses with their prefix (`/32` and `/128` for a single address).
     pub(super) fn loopback(&mut self, node: &RawNode) -> Vec<ipnetwork::IpNetwork> {
-        let Some(list) = &node.loopback else { return Vec::new() };
+        let Some(list) = node.loopback.get() else { return Vec::new() };
         let mut out: Vec<ipnetwork::IpNetwork> = Vec::new();
         for a in list.get_ref() {
             match a.get_ref().parse::<ipnetwork::IpNetwork>() {
@@ -188,7 +192,7 @@ impl Validator {
     }
 
     /// A path of the topology (files, startup): relative to its directory `base`.
-    pub(super) fn path_of(&mut self, v: Option<&Str>, base: &Path) -> Option<PathBuf> {
+    pub(super) fn path_of(&mut self, v: Option<&Spanned<String>>, base: &Path) -> Option<PathBuf> {
         let v = v?;
         if v.get_ref().is_empty() || v.get_ref().contains('\0') {
             self.err(v.span(), "a path cannot be empty");
@@ -197,12 +201,12 @@ impl Validator {
         Some(base.join(v.get_ref()))
     }
 
-    pub(super) fn mounts(&mut self, node: &RawNode, defaults: &RawNode, base: &Path) -> Vec<BindMount> {
+    pub(super) fn mounts(&mut self, node: &RawNode, base: &Path) -> Vec<BindMount> {
         let mut out: Vec<BindMount> = Vec::new();
-        if let Some(shared) = node.shared.as_ref().or(defaults.shared.as_ref()) {
+        if let Some(shared) = node.shared.get() {
             out.push(BindMount { source: base.join(shared.get_ref()), target: "/shared".into(), read_only: false });
         }
-        let Some(list) = node.mounts.as_ref().or(defaults.mounts.as_ref()) else { return out };
+        let Some(list) = node.mounts.get() else { return out };
         for m in list.get_ref() {
             match parse_mount(m.get_ref()).map(|b| BindMount { source: base.join(&b.source), ..b }) {
                 Ok(bind) if out.iter().any(|o| o.target == bind.target) => {

@@ -57,9 +57,6 @@ impl Validator {
         let net_index: HashMap<&str, usize> =
             raw.networks.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
 
-        let defaults_rootfs = raw.defaults.rootfs.as_ref().and_then(|r| self.rootfs(r));
-        let defaults_command = raw.defaults.command.as_ref().and_then(|c| self.command(c));
-        let defaults_env = self.env(&raw.defaults.env);
         if let Some(n) = &raw.defaults.networks {
             self.err(n.span(), "`networks` is per node; it cannot be a default");
         }
@@ -70,17 +67,19 @@ impl Validator {
         if raw.nodes.is_empty() {
             self.err_hint(0..0, "the topology has no nodes", "add one: `[nodes.node1]` and a line `networks = [...]`");
         }
-        let pairs: Vec<(Str, &raw::RawNode)> = raw.nodes.iter().map(|(k, n)| (k.clone(), n)).collect();
+        // Each node with the defaults applied: what every check below reads.
+        let merged: Vec<(Str, raw::RawNode)> =
+            raw.nodes.iter().map(|(k, n)| (k.clone(), super::merge::merged(&raw.defaults, n, k.get_ref()))).collect();
+        let pairs: Vec<(Str, &raw::RawNode)> = merged.iter().map(|(k, n)| (k.clone(), n)).collect();
         self.dependencies(&pairs);
-        let default_sysctls = self.sysctls(&raw.defaults);
-        // Relative seccomp profile paths are relative to the topology file.
+        // Relative paths (seccomp profiles, files, mounts) are relative to the topology file.
         let base = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
 
         let node_index: HashMap<&str, usize> =
             raw.nodes.keys().enumerate().map(|(i, k)| (k.get_ref().as_str(), i)).collect();
         let mut nodes = Vec::new();
         let mut if_spans: Vec<HashMap<IfName, Range<usize>>> = Vec::new();
-        for (key, rn) in &raw.nodes {
+        for ((key, rn), own) in merged.iter().zip(raw.nodes.values()) {
             let name = self.name(key);
             if key.get_ref() == "localhost" {
                 self.err(key.span(), "`localhost` cannot be a node name: every node already has one");
@@ -89,35 +88,25 @@ impl Validator {
                 Some(h) => Hostname::parse(h.get_ref()).map_err(|m| self.err(h.span(), m)).ok(),
                 None => name.as_ref().map(Hostname::from),
             };
-            let rootfs = match &rn.rootfs {
+            let rootfs = match rn.rootfs.get() {
                 Some(r) => self.rootfs(r),
-                None => defaults_rootfs.clone().or(Some(Rootfs::Host)),
+                None => Some(Rootfs::Host),
             };
-            let command = match &rn.command {
-                Some(c) => self.command(c),
-                None => defaults_command.clone(),
-            };
-            let mut env = defaults_env.clone();
-            for (k, v) in self.env(&rn.env) {
-                env.insert(k, v);
-            }
+            let command = rn.command.get().and_then(|c| self.command(c));
+            let env = self.env(&rn.env);
             let mut spans = HashMap::new();
             let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
             if_spans.push(spans);
-            let security = self.security(rn, &raw.defaults, &base);
-            let limits = self.limits(rn, &raw.defaults);
-            let mounts = self.mounts(rn, &raw.defaults, &base);
-            let files = self.path_of(rn.files.as_ref().or(raw.defaults.files.as_ref()), &base);
-            let startup = self.path_of(rn.startup.as_ref().or(raw.defaults.startup.as_ref()), &base);
+            let security = self.security(rn, &base);
+            let limits = self.limits(rn);
+            let mounts = self.mounts(rn, &base);
+            let files = self.path_of(rn.files.get(), &base);
+            let startup = self.path_of(rn.startup.get(), &base);
             let loopback = self.loopback(rn);
-            let reveal = self.reveal(rn, &raw.defaults, rootfs.as_ref());
+            let reveal = self.reveal(rn, own.reveal.get().is_some(), rootfs.as_ref());
             let routes = self.routes(rn);
-            let service = self.service(rn, &raw.defaults);
-            let mut sysctls = default_sysctls.clone();
-            for (k, v) in self.sysctls(rn) {
-                sysctls.retain(|(key, _)| *key != k);
-                sysctls.push((k, v));
-            }
+            let service = self.service(rn);
+            let sysctls = self.sysctls(rn);
             // Keep one node per table even when it is invalid, so that indexes stay aligned;
             // the errors already recorded make the whole topology invalid.
             let name = name.unwrap_or_else(placeholder);
@@ -146,18 +135,21 @@ impl Validator {
 
         let links = self.links(&raw.links, &node_index, &networks, &mut nodes, &mut if_spans);
         // Interfaces are all known now, links' included.
-        for ((key, rn), node) in raw.nodes.iter().zip(&mut nodes) {
+        for ((key, rn), node) in merged.iter().zip(&mut nodes) {
             node.ports = self.ports(key, rn, &node.interfaces, &networks);
-            node.impairments = self.impairments(key, rn, &node.interfaces);
+            node.impairments = self.impairments(key, rn, &raw.defaults, &node.interfaces);
         }
         self.report_duplicate_addresses();
         let names: Vec<&str> = raw.nodes.keys().map(|k| k.get_ref().as_str()).collect();
         let checks = self.checks(&raw.checks, &names);
+        // A mistake in `[defaults]` is found once per node: tell it once.
+        let mut seen = HashSet::new();
+        self.diags.retain(|d| seen.insert((d.span.clone(), d.message.clone())));
 
         Some(Topology { name: name?, networks, nodes, links, checks, source: source.clone() })
     }
 
-    pub(super) fn rootfs(&mut self, s: &Str) -> Option<Rootfs> {
+    pub(super) fn rootfs(&mut self, s: &Spanned<String>) -> Option<Rootfs> {
         let v = s.get_ref();
         if v == "host" {
             return Some(Rootfs::Host);
