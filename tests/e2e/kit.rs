@@ -164,3 +164,37 @@ addresses = ["10.77.8.1/30", "10.77.8.2/30"]
     assert!(dot.contains("label=\"r1\\nlo 10.255.0.1/32\\nlo fd00:255::1/128\""), "{dot}");
     l.down();
 }
+
+#[test]
+fn a_secondary_address_answers_and_is_named_but_the_node_goes_by_its_primary() {
+    let _host = shared();
+    let l = Lab::up(
+        "secondary",
+        r#"
+[networks.lan]
+subnet = "10.77.9.0/24"
+subnet6 = "fd00:77:9::/64"
+[nodes.web]
+networks = { lan = ["10.77.9.10", "10.77.9.100", "fd00:77:9::10", "fd00:77:9::100"] }
+[nodes.client]
+networks = ["lan"]
+"#,
+    );
+    let addrs = l.sh("web", "ip -br addr show eth0");
+    for a in ["10.77.9.10/24", "10.77.9.100/24", "fd00:77:9::100/64"] {
+        assert!(addrs.contains(a), "{a} on web's eth0: {addrs}");
+    }
+    let out = l.exec("client", &["ping", "-c1", "-W2", "10.77.9.100"]);
+    assert!(out.status.success(), "the secondary address answers: {}", show(&out));
+    let hosts = l.sh("client", "cat /etc/hosts");
+    assert!(hosts.contains("10.77.9.10\tweb\n") && !hosts.contains("10.77.9.100\tweb\n"), "{hosts}");
+    assert!(hosts.contains("10.77.9.100\tweb.lan web-eth0"), "{hosts}");
+    let ps = text(&crate::support::lab(&["ps", &l.name]).stdout);
+    assert!(ps.contains("eth0=10.77.9.100/24"), "{ps}");
+    let web = node_json(&l.name, "web");
+    let json = web["interfaces"][0]["addresses"].to_string();
+    assert!(json.contains("10.77.9.100") && json.contains("fd00:77:9::100"), "{web}");
+    let dot = text(&crate::support::lab(&["graph", &l.name, "--format", "dot"]).stdout);
+    assert!(dot.contains("10.77.9.100/24"), "{dot}");
+    l.down();
+}

@@ -177,7 +177,8 @@ pub struct NodePlan {
 pub struct InterfacePlan {
     /// Name inside the node.
     pub name: IfName,
-    /// At most one per IP version, IPv4 first.
+    /// Its addresses with their prefixes: the primary IPv4, the primary IPv6, then the
+    /// secondary ones.
     pub addresses: Vec<IpNetwork>,
     /// Where its veth's other end is.
     pub attach: Attach,

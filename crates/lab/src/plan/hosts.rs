@@ -32,7 +32,10 @@ fn hosts_file(me: usize, nodes: &[NodePlan], networks: &[NetworkPlan]) -> String
         }
         match best {
             Some(iface) => {
-                for a in &iface.addresses {
+                // Its primary addresses (the first of each version); secondary ones go by
+                // `<node>-<interface>` only.
+                let v4 = iface.addresses.iter().find(|a| a.is_ipv4());
+                for a in v4.into_iter().chain(iface.addresses.iter().find(|a| a.is_ipv6())) {
                     writeln!(out, "{}\t{}", a.ip(), names.join(" ")).expect("writing to a String");
                 }
             }

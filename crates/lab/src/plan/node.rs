@@ -9,6 +9,7 @@ use crate::TopologyError;
 use ipnetwork::IpNetwork;
 use lab_sandbox::IdMap;
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 /// Decides nodes one after the other: they share the networks' free addresses, the host
 /// ends' numbering and the user namespace ranges.
@@ -122,14 +123,26 @@ impl<'a> Planner<'a> {
                     Some(ip) => *ip,
                     None => self.addresses.next_v4(*network).ok_or_else(|| exhausted(net.subnet))?,
                 };
-                let mut addrs = vec![IpNetwork::new(v4, net.subnet.prefix()).expect("prefix of a valid subnet")];
+                let mut primary = vec![v4];
                 if let Some(subnet6) = net.subnet6 {
                     let v6 = match addresses.iter().find(|a| a.is_ipv6()) {
                         Some(ip) => *ip,
                         None => self.addresses.next_v6(*network).ok_or_else(|| exhausted(subnet6))?,
                     };
-                    addrs.push(IpNetwork::new(v6, subnet6.prefix()).expect("prefix of a valid subnet"));
+                    primary.push(v6);
                 }
+                // Primary addresses first, then the secondary ones as written.
+                let secondary = addresses.iter().filter(|a| !primary.contains(a)).copied();
+                let prefix = |ip: &IpAddr| match ip {
+                    IpAddr::V4(_) => net.subnet.prefix(),
+                    IpAddr::V6(_) => net.subnet6.map_or(128, |s| s.prefix()),
+                };
+                let addrs = primary
+                    .clone()
+                    .into_iter()
+                    .chain(secondary)
+                    .map(|ip| IpNetwork::new(ip, prefix(&ip)).expect("prefix of a valid subnet"))
+                    .collect();
                 let host_veth = HostIf::Port.name(self.id, host_end);
                 (addrs, Attach::Bridge { network: *network, host_veth, alias }, net.mtu)
             }

@@ -76,19 +76,12 @@ impl Validator {
         out
     }
 
-    /// A node's static addresses on one network: at most one per IP version, or "auto".
+    /// A node's static addresses on one network, or "auto". The first of each IP version is
+    /// its primary address; the others are secondary addresses on the same interface.
     pub(super) fn node_addresses(&mut self, texts: &[(&str, Range<usize>)], network: &Network) -> Vec<IpAddr> {
         let mut out: Vec<IpAddr> = Vec::new();
         for (text, span) in texts {
             let Some(ip) = self.node_address(text, span.clone(), network) else { continue };
-            if out.iter().any(|o| o.is_ipv4() == ip.is_ipv4()) {
-                let v = if ip.is_ipv4() { "IPv4" } else { "IPv6" };
-                self.err(
-                    span.clone(),
-                    format!("a second {v} address on network `{}`: one per IP version", network.name),
-                );
-                continue;
-            }
             self.addresses.entry(ip).or_default().push(span.clone());
             out.push(ip);
         }

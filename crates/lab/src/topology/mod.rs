@@ -139,11 +139,12 @@ pub struct Interface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InterfaceKind {
     /// A port on network `network` (index into `Topology::networks`) with its static
-    /// addresses, at most one per IP version; the others are allocated.
+    /// addresses; a version it has none of gets the next free address.
     Network {
         /// Index of the network in [`Topology::networks`].
         network: usize,
-        /// Its static addresses.
+        /// Its static addresses, in the network's subnets: the first of each version is the
+        /// interface's primary address, the others secondary ones.
         addresses: Vec<IpAddr>,
     },
     /// One end of point-to-point link `link` (index into `Topology::links`).
