@@ -46,8 +46,7 @@ fn a_node_sees_only_itself() {
     let sys = lab.exec("node1", &["sh", "-c", "echo 1 > /sys/kernel/lab-test"]);
     assert!(!sys.status.success() && text(&sys.stderr).contains("Read-only file system"), "{}", show(&sys));
     assert_eq!(lab.sh("node1", "echo hi > /dev/null && head -c 4 /dev/zero | wc -c"), "4\n");
-    let host_mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(!host_mounts.contains(&format!("/run/lab/{}/", lab.name)), "node mounts leak to the host");
+    assert_eq!(host_mounts_of(&lab.name), layers(&lab.name, &["node1", "node2"]), "node mounts leak to the host");
 
     // cgroup namespace: the node's cgroup is its root.
     let cgroup = lab.sh("node1", "cat /proc/self/cgroup");
@@ -85,14 +84,40 @@ fn writes_go_to_a_private_layer_that_down_discards() {
     assert_eq!(lab.sh("node2", "cat /etc/hostname"), "node2\n");
     // The host's files are there, read-only underneath.
     assert!(lab.sh("node1", "cat /etc/os-release").contains("ID="));
-    // The layer is the node's own tmpfs: nothing of it shows on the host.
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(!mounts.contains(&format!("/run/lab/{}", lab.name)), "{mounts}");
+    // The layer is a tmpfs of the node's own, kept until down under the lab's state, where
+    // only root can look (mode 0700, no setuid, no devices); nothing else of the node shows.
+    assert_eq!(host_mounts_of(&lab.name), layers(&lab.name, &["node1", "node2"]));
+    let layer = format!("/run/lab/{}/nodes/node1/layer", lab.name);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&layer).expect("the layer").permissions());
+    assert_eq!(mode & 0o777, 0o700, "{layer}");
     // Down and up again under the same name: the write is gone.
     lab.recreate();
     let gone = lab.exec("node1", &["cat", &file]);
     assert!(!gone.status.success(), "the write survived down:\n{}", show(&gone));
     lab.down();
+}
+
+/// The host's mounts under lab `name`'s state directory: mount point, type and options.
+fn host_mounts_of(name: &str) -> Vec<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
+    let state = format!("/run/lab/{name}/");
+    let mut out: Vec<String> = mounts
+        .lines()
+        .filter(|l| l.contains(&state))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let opts: Vec<&str> =
+                f[3].split(',').filter(|o| ["rw", "nosuid", "nodev", "mode=700"].contains(o)).collect();
+            format!("{} {} {}", f[1], f[2], opts.join(","))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What `host_mounts_of` shows for the kept writable layers of `nodes`.
+fn layers(name: &str, nodes: &[&str]) -> Vec<String> {
+    nodes.iter().map(|n| format!("/run/lab/{name}/nodes/{n}/layer tmpfs rw,nosuid,nodev,mode=700")).collect()
 }
 
 /// Copies `binaries` and the libraries they load into `root`, at the same paths.

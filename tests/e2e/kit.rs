@@ -198,3 +198,50 @@ networks = ["lan"]
     assert!(dot.contains("10.77.9.100/24"), "{dot}");
     l.down();
 }
+
+#[test]
+fn stop_start_and_restart_keep_a_nodes_files_start_fresh_and_recreate_do_not() {
+    let _host = shared();
+    let l = Lab::up(
+        "keep",
+        r#"
+[nodes.db]
+command = ["sleep", "infinity"]
+"#,
+    );
+    let write = |what: &str| l.sh("db", &format!("echo {what} > /var/lib/mine && rm /etc/hostname && echo done"));
+    let read = || l.sh("db", "cat /var/lib/mine 2>&1; if test -e /etc/hostname; then echo hostname-back; fi");
+    assert_eq!(write("one").trim(), "done");
+    let ok = |args: &[&str]| {
+        let out = crate::support::lab(args);
+        assert!(out.status.success(), "lab {args:?}: {}", show(&out));
+        text_of(&out)
+    };
+    ok(&["stop", &format!("{}/db", l.name)]);
+    ok(&["start", &format!("{}/db", l.name)]);
+    assert_eq!(read().trim(), "one", "stop and start keep what the node wrote, and what it removed");
+    ok(&["restart", &format!("{}/db", l.name), "-t", "0"]);
+    assert_eq!(read().trim(), "one", "restart keeps it too");
+    // A node killed from the host (not stopped) comes back with its files as well.
+    let init = node_json(&l.name, "db")["pid"].as_i64().expect("db's pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // The monitor records the end at once; ps reads it.
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        node_json(&l.name, "db")["state"] == "exited"
+    });
+    assert!(exited, "db exits when its init is killed");
+    ok(&["start", &format!("{}/db", l.name)]);
+    assert_eq!(read().trim(), "one", "a killed node keeps its layer");
+    // A running node is not started fresh by mistake.
+    let out = crate::support::lab(&["start", "--fresh", &format!("{}/db", l.name)]);
+    assert!(!out.status.success() && text_of(&out).contains("running"), "{}", show(&out));
+    assert!(ok(&["recreate", &format!("{}/db", l.name), "-t", "0"]).contains("recreated"));
+    let fresh = read();
+    assert!(fresh.contains("No such file") && fresh.contains("hostname-back"), "recreate starts clean: {fresh}");
+    write("two");
+    ok(&["stop", &format!("{}/db", l.name)]);
+    ok(&["start", "--fresh", &format!("{}/db", l.name)]);
+    assert!(read().contains("No such file"), "start --fresh starts clean");
+    l.down();
+}

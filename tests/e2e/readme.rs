@@ -82,7 +82,3 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
     }
     assert!(ran >= 8, "only {ran} examples came up");
 }
-
-fn text_of(out: &std::process::Output) -> String {
-    text(&out.stdout) + &text(&out.stderr)
-}

@@ -51,6 +51,11 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// What a command printed, stdout then stderr.
+pub fn text_of(out: &Output) -> String {
+    text(&out.stdout) + &text(&out.stderr)
+}
+
 /// Runs a shell command on the host (to check the product from outside).
 pub fn host(cmd: &str) -> Output {
     Command::new("sh").arg("-c").arg(cmd).output().expect("running sh")

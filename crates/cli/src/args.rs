@@ -46,10 +46,14 @@ pub(crate) enum Command {
     /// Stop a node: its command gets its stop signal (SIGTERM) and a grace period, then its
     /// processes and interfaces go; its addresses stay reserved.
     Stop(StopArgs),
-    /// Start a stopped node again, with the same addresses, links and faults.
-    Start(NodeArgs),
-    /// Stop a node (gracefully, as `stop`) and start it again.
+    /// Start a stopped node again, with the same addresses, links and faults, and the files
+    /// it had (its writable layer is kept, as `docker start` keeps a container's).
+    Start(StartArgs),
+    /// Stop a node (gracefully, as `stop`) and start it again, keeping its files.
     Restart(StopArgs),
+    /// Stop a node (if it runs) and start it again with a new writable layer: its files as
+    /// at `lab up`.
+    Recreate(StopArgs),
     /// Draw a lab (or a topology file) as Mermaid, Graphviz DOT or SVG.
     Graph(GraphArgs),
     /// Capture an interface's packets as pcap (to a file, or to a pipe into Wireshark).
@@ -255,6 +259,15 @@ pub(crate) struct NodeArgs {
     /// The lab, when several have a node of this name.
     #[arg(short, long)]
     pub(crate) lab: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct StartArgs {
+    #[command(flatten)]
+    pub(crate) target: NodeArgs,
+    /// Throw away what the node wrote: start it with a new writable layer, as at `lab up`.
+    #[arg(long)]
+    pub(crate) fresh: bool,
 }
 
 #[derive(Args)]

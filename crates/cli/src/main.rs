@@ -7,8 +7,8 @@ mod output;
 
 use args::{
     CaptureArgs, CheckArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs,
-    InspectArgs, LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StatsArgs, StopArgs, UpArgs,
-    VersionArgs,
+    InspectArgs, LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StartArgs, StatsArgs,
+    StopArgs, UpArgs, VersionArgs,
 };
 use clap::Parser;
 use lab::runtime::{self, ExecRequest, Options};
@@ -63,7 +63,8 @@ fn main() -> ExitCode {
         Command::Heal(a) => (output::Command::Other, run_async(heal(a))),
         Command::Stop(a) => (output::Command::Other, run_async(stop(a))),
         Command::Start(a) => (output::Command::Other, run_async(start(a))),
-        Command::Restart(a) => (output::Command::Other, run_async(restart(a))),
+        Command::Restart(a) => (output::Command::Other, run_async(restart(a, false))),
+        Command::Recreate(a) => (output::Command::Other, run_async(restart(a, true))),
         Command::Graph(a) => (output::Command::Other, graph(a)),
         Command::Capture(a) => (output::Command::Other, capture(a)),
         Command::Logs(a) => (output::Command::Other, logs(a)),
@@ -432,10 +433,10 @@ async fn stop(a: StopArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn start(a: NodeArgs) -> Result<ExitCode, Error> {
-    let (lab, node) = node_arg(a.lab.as_deref(), &a.node)?;
-    match runtime::start(lab.as_ref(), &node, &Options::default()).await {
-        Err(Error::Running(_)) => eprintln!("node {node} is already running"),
+async fn start(a: StartArgs) -> Result<ExitCode, Error> {
+    let (lab, node) = node_arg(a.target.lab.as_deref(), &a.target.node)?;
+    match runtime::start(lab.as_ref(), &node, a.fresh, &Options::default()).await {
+        Err(Error::Running(_)) if !a.fresh => eprintln!("node {node} is already running"),
         r => {
             r?;
             eprintln!("node {node} is running again");
@@ -444,14 +445,15 @@ async fn start(a: NodeArgs) -> Result<ExitCode, Error> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn restart(a: StopArgs) -> Result<ExitCode, Error> {
+/// `restart` keeps the node's writable layer, `recreate` starts it with a new one.
+async fn restart(a: StopArgs, fresh: bool) -> Result<ExitCode, Error> {
     let (lab, node) = node_arg(a.target.lab.as_deref(), &a.target.node)?;
     match runtime::stop(lab.as_ref(), &node, a.timeout).await {
         Err(Error::AlreadyStopped(_)) => {}
         r => r?,
     }
-    runtime::start(lab.as_ref(), &node, &Options::default()).await?;
-    eprintln!("node {node} restarted");
+    runtime::start(lab.as_ref(), &node, fresh, &Options::default()).await?;
+    eprintln!("node {node} {}", if fresh { "recreated" } else { "restarted" });
     Ok(ExitCode::SUCCESS)
 }
 

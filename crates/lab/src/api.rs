@@ -100,7 +100,7 @@ impl RunningLab {
 
     /// Starts a stopped node again (`lab start`), with the same addresses, links and faults.
     pub fn start(&self, node: &str) -> Result<(), Error> {
-        self.rt.block_on(runtime::start(Some(&self.name), node, &self.options))
+        self.rt.block_on(runtime::start(Some(&self.name), node, false, &self.options))
     }
 
     /// The node command's output so far, stdout and stderr in the order written, one

@@ -210,13 +210,34 @@ impl LabDir {
         text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
     }
 
-    /// Removes the directory and everything in it. Already gone is success.
+    /// Removes the directory and everything in it, the nodes' kept writable layers (tmpfs
+    /// mounts in it) unmounted first. Already gone is success.
     pub fn remove(&self) -> Result<(), Error> {
+        for at in self.mounts() {
+            if let Err(e) = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
+                return Err(Error::Io(format!("unmounting {}", at.display()), e.into()));
+            }
+        }
         match fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::Io(format!("removing {}", self.path.display()), e)),
         }
+    }
+}
+
+impl LabDir {
+    /// The mount points in the directory, deepest first.
+    fn mounts(&self) -> Vec<PathBuf> {
+        let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return Vec::new() };
+        let mut out: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(&self.path) && *p != self.path)
+            .collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        out
     }
 }
 

@@ -58,27 +58,45 @@ pub(crate) fn build(spec: &NodeSpec, userns: Option<BorrowedFd<'_>>) -> Result<R
         .ctx(|| "making the helper's mounts private".into())?;
     // The node's directory is a convenient place every host has for it: the tmpfs over it
     // exists only in this mount namespace.
+    // The kept layer (see `keep_layer`), taken along before the tmpfs below covers it.
+    let kept = open_tree(&spec.dir.join(LAYER), false).ctx(|| "opening the node's writable layer".into())?;
     let work = spec.dir.clone();
     mount(Some("tmpfs"), &work, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
-        .ctx(|| "mounting the node's writable layer (tmpfs)".into())?;
-    let dirs = ["lower", "upper", "work", "root"].map(|d| work.join(d));
+        .ctx(|| "mounting a tmpfs for the node's mount points".into())?;
+    let dirs = ["lower", "root", LAYER].map(|d| work.join(d));
     for d in &dirs {
         fs::DirBuilder::new().mode(0o755).create(d).ctx(|| format!("creating {}", d.display()))?;
     }
-    let [lower, upper, workdir, root] = dirs;
+    let [lower, root, layer_dir] = dirs;
+    move_to(&kept, &layer_dir).ctx(|| "attaching the node's writable layer".into())?;
+    let (upper, workdir) = (layer_dir.join("upper"), layer_dir.join("work"));
     load_tun(&work);
     let mut warnings = Vec::new();
     let idmapped = attach_lower(&spec.rootfs, &lower, userns, &mut warnings)?;
-    let layer =
-        Layer { lower: open_dir(&lower)?, upper: upper.clone(), owners: Owners { userns: spec.userns, idmapped } };
-    layer.mirror_dir(Path::new(""), &upper)?;
-    for cover in &spec.covers {
-        layer.cover(cover).map_err(|e| Error::Other(format!("covering {} in the node: {e}", cover.path())))?;
+    // A layer a node ran on holds what the node wrote (hostile, then): nothing of lab's is
+    // written through it again; it is mounted as it is. A new one (or one whose laying out
+    // failed, which no node ever saw) is laid out from scratch.
+    if !layer_dir.join(LAID).exists() {
+        for d in [&upper, &workdir] {
+            match fs::remove_dir_all(d) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::os(format!("clearing {}", d.display()), e));
+                }
+                _ => {}
+            }
+            fs::DirBuilder::new().mode(0o755).create(d).ctx(|| format!("creating {}", d.display()))?;
+        }
+        let layer =
+            Layer { lower: open_dir(&lower)?, upper: upper.clone(), owners: Owners { userns: spec.userns, idmapped } };
+        layer.mirror_dir(Path::new(""), &upper)?;
+        for cover in &spec.covers {
+            layer.cover(cover).map_err(|e| Error::Other(format!("covering {} in the node: {e}", cover.path())))?;
+        }
+        for file in &spec.files {
+            layer.write(file).map_err(|e| Error::Other(format!("writing {} in the node: {e}", file.path)))?;
+        }
+        fs::write(layer_dir.join(LAID), "").ctx(|| "marking the node's layer laid out".into())?;
     }
-    for file in &spec.files {
-        layer.write(file).map_err(|e| Error::Other(format!("writing {} in the node: {e}", file.path)))?;
-    }
-    drop(layer);
     let data = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), workdir.display());
     let mounted = mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(data.as_str()));
     match mounted {
@@ -165,7 +183,13 @@ fn attach_lower(rootfs: &Path, at: &Path, userns: Option<BorrowedFd<'_>>, warnin
     if !idmapped {
         set_attr(&tree, MOUNT_ATTR_RDONLY, None, false).ctx(|| format!("making {} read-only", rootfs.display()))?;
     }
-    let target = cstr(at)?;
+    move_to(&tree, at).ctx(|| format!("attaching {}", rootfs.display()))?;
+    Ok(idmapped)
+}
+
+/// Attaches detached mount `tree` on directory `at`.
+fn move_to(tree: &OwnedFd, at: &Path) -> std::io::Result<()> {
+    let target = cstr(at).map_err(|e| std::io::Error::other(e.to_string()))?;
     // SAFETY: move_mount of a detached mount we own onto a directory path.
     let r = unsafe {
         libc::syscall(
@@ -178,10 +202,57 @@ fn attach_lower(rootfs: &Path, at: &Path, userns: Option<BorrowedFd<'_>>, warnin
         )
     };
     if r != 0 {
-        return Err(Error::os(format!("attaching {}", rootfs.display()), std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error());
     }
-    Ok(idmapped)
+    Ok(())
 }
+
+/// The node's writable layer is kept from its first start to `lab down` (or a fresh start),
+/// as a container's is from `create` to `rm`: on a tmpfs of its own, mounted on the host at
+/// `<node dir>/layer` (mode 0700, nosuid, nodev), whose pages are charged to the node's
+/// memory cgroup as it writes them. Mounts it unless it is there; runs on the host's side.
+pub fn keep_layer(node_dir: &Path) -> Result<()> {
+    let at = node_dir.join(LAYER);
+    match fs::DirBuilder::new().mode(0o700).create(&at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::os(format!("creating {}", at.display()), e)),
+    }
+    let dev = |p: &Path| fs::symlink_metadata(p).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+    let (outer, inner) = (dev(node_dir), dev(&at));
+    if let (Ok(outer), Ok(inner)) = (&outer, &inner) {
+        if outer != inner {
+            return Ok(());
+        }
+    }
+    mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
+        .ctx(|| format!("mounting the node's writable layer (tmpfs) on {}", at.display()))
+}
+
+/// Throws the node's kept writable layer away (`lab start --fresh`, `lab down`): the next
+/// start makes a new one. Already gone is success.
+pub fn discard_layer(node_dir: &Path) -> Result<()> {
+    let at = node_dir.join(LAYER);
+    loop {
+        match nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
+            Ok(()) => continue,
+            // Not (or no longer) a mount point, or not there.
+            Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => break,
+            Err(e) => return Err(Error::os(format!("unmounting {}", at.display()), std::io::Error::from(e))),
+        }
+    }
+    match fs::remove_dir(&at) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::os(format!("removing {}", at.display()), e)),
+    }
+}
+
+/// The name of the kept layer's mount point in the node's directory.
+const LAYER: &str = "layer";
+/// Written in the kept layer (beside, never in, its upper directory) once lab has laid its
+/// files there: a layer without it never ran a node and is laid again.
+const LAID: &str = "laid";
 
 /// A detached copy of the mount at `path` (open_tree with OPEN_TREE_CLONE), with the mounts
 /// below it if `recursive`.

@@ -29,6 +29,7 @@ pub mod sync;
 mod user;
 
 pub use error::{Error, Result};
+pub use layers::{discard_layer, keep_layer};
 pub use process::{PidFd, ProcessRef};
 pub use seal::SealedExe;
 pub use spec::{BindMount, Cover, ExitStatus, FileKind, IdMap, NodeFile, NodeSpec, Restart, Security};

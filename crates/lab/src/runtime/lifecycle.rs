@@ -70,8 +70,9 @@ async fn take_down(
 
 /// Starts a stopped (or exited) node again, as the plan has it: same addresses, interfaces,
 /// routes; the impairments, links down and partitions set since `up`; links to running
-/// peers made again. Its writable layer starts fresh, as a container's would.
-pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<(), Error> {
+/// peers made again. Its writable layer is the one it had, as `docker start` keeps a
+/// container's, unless `fresh`: then a new one, as at `lab up`.
+pub async fn start(lab: Option<&Name>, node: &str, fresh: bool, options: &Options) -> Result<(), Error> {
     ensure_root()?;
     let mut l = Locked::of_node(lab, node)?;
     let index = l.state.plan.nodes.iter().position(|n| n.name.as_str() == node).expect("of_node found the node");
@@ -85,6 +86,9 @@ pub async fn start(lab: Option<&Name>, node: &str, options: &Options) -> Result<
         take_down(&l.state, l.node(node)?, &host, cgroups.as_ref(), Some(Duration::ZERO)).await?;
         l.state.runtime.stopped.insert(node.to_string());
         l.save()?;
+    }
+    if fresh {
+        lab_sandbox::discard_layer(&l.dir.node_dir(node)).map_err(|e| Error::node(node, Error::from(e)))?;
     }
     let mut profiles = Profiles::new();
     up::load_profile(&mut profiles, node, &l.node(node)?.policy.seccomp)?;
