@@ -245,3 +245,43 @@ command = ["sleep", "infinity"]
     assert!(read().contains("No such file"), "start --fresh starts clean");
     l.down();
 }
+
+#[test]
+fn volumes_outlive_stop_start_and_recreate_go_with_down_unless_kept() {
+    let _host = shared();
+    let l = Lab::up(
+        "volumes",
+        r#"
+[defaults]
+volumes = ["scratch:/var/tmp"]
+[nodes.db]
+volumes = ["pgdata:/var/lib/pgdata", "conf:/etc/app:ro"]
+[nodes.web]
+"#,
+    );
+    let db = format!("{}/db", l.name);
+    let ok = |args: &[&str]| {
+        let out = crate::support::lab(args);
+        assert!(out.status.success(), "lab {args:?}: {}", show(&out));
+    };
+    l.sh("db", "echo rows > /var/lib/pgdata/table && echo mine > /var/tmp/db-scratch");
+    // Each node its own: web's scratch is not db's; a new volume has its path's mode in
+    // the rootfs (the host's /var/tmp is 1777).
+    assert_eq!(l.sh("web", "ls -A /var/tmp; stat -c %a /var/tmp"), "1777\n");
+    let ro = l.exec("db", &["sh", "-c", "touch /etc/app/x"]);
+    assert!(!ro.status.success() && text_of(&ro).contains("Read-only"), "{}", show(&ro));
+    ok(&["stop", &db]);
+    ok(&["start", &db]);
+    assert_eq!(l.sh("db", "cat /var/lib/pgdata/table"), "rows\n", "a volume lasts across stop/start");
+    ok(&["recreate", &db, "-t", "0"]);
+    assert_eq!(l.sh("db", "cat /var/lib/pgdata/table /var/tmp/db-scratch"), "rows\nmine\n", "and recreate");
+    // Kept past down, found again by the next up of the lab.
+    let out = crate::support::lab(&["down", &l.name, "--keep-volumes"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let kept = format!("/var/lib/lab/volumes/{}/db/pgdata/table", l.name);
+    assert!(std::path::Path::new(&kept).exists(), "--keep-volumes keeps {kept}");
+    let out = crate::support::lab(&["up", l.file.to_str().expect("utf-8"), "--name", &l.name]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(l.sh("db", "cat /var/lib/pgdata/table"), "rows\n", "the next up finds it");
+    l.down();
+}

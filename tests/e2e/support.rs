@@ -183,6 +183,10 @@ pub fn leftovers(name: &str) -> Vec<String> {
     if Path::new(&state).exists() {
         out.push(format!("state {state}"));
     }
+    let volumes = format!("/var/lib/lab/volumes/{name}");
+    if Path::new(&volumes).exists() {
+        out.push(format!("volumes {volumes}"));
+    }
     for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         if text(&cmdline).contains(&state) {

@@ -382,6 +382,9 @@ pub(crate) struct DownArgs {
     /// Take down every lab on this machine.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Keep the nodes' volumes: the next `lab up` of the lab finds them as they were.
+    #[arg(long)]
+    pub(crate) keep_volumes: bool,
 }
 
 #[cfg(test)]

@@ -126,7 +126,7 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
 
 async fn down(a: DownArgs) -> Result<ExitCode, Error> {
     if a.all {
-        for (name, report) in runtime::down_all(a.timeout).await? {
+        for (name, report) in runtime::down_all(a.timeout, a.keep_volumes).await? {
             output::down_report(&name, &report);
         }
         return Ok(ExitCode::SUCCESS);
@@ -137,7 +137,7 @@ async fn down(a: DownArgs) -> Result<ExitCode, Error> {
         eprintln!("lab: {note}");
     }
     for name in &target.labs {
-        let report = runtime::down(name, a.timeout).await?;
+        let report = runtime::down(name, a.timeout, a.keep_volumes).await?;
         if report.found_anything() {
             output::down_report(name, &report);
         } else {

@@ -121,14 +121,14 @@ impl RunningLab {
     /// Takes the lab down now, and says what was removed.
     pub fn down(mut self) -> Result<DownReport, Error> {
         self.down = true;
-        self.rt.block_on(runtime::down(&self.name, None))
+        self.rt.block_on(runtime::down(&self.name, None, false))
     }
 }
 
 impl Drop for RunningLab {
     fn drop(&mut self) {
         if !self.down {
-            if let Err(e) = self.rt.block_on(runtime::down(&self.name, None)) {
+            if let Err(e) = self.rt.block_on(runtime::down(&self.name, None, false)) {
                 eprintln!("lab: taking lab {} down: {e}", self.name);
             }
         }

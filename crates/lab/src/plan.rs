@@ -142,8 +142,11 @@ pub struct NodePlan {
     pub userns: Option<IdMap>,
     /// CPU, memory, pid and I/O limits of its cgroup.
     pub limits: Limits,
-    /// Bind mounts from the host.
+    /// Bind mounts from the host, its volumes' last.
     pub mounts: Vec<BindMount>,
+    /// Its volumes (their directories are in `mounts` too).
+    #[serde(default)]
+    pub volumes: Vec<crate::topology::Volume>,
     /// Addresses on its `lo` (`loopback`).
     #[serde(default)]
     pub loopback: Vec<IpNetwork>,

@@ -17,6 +17,15 @@ use std::sync::Mutex;
 /// the kernel objects do).
 pub const STATE_ROOT: &str = "/run/lab";
 
+/// Where nodes' volumes are kept: on disk, as Docker keeps them, since they may outlive the
+/// lab (`lab down --keep-volumes`).
+pub const VOLUME_ROOT: &str = "/var/lib/lab/volumes";
+
+/// Volume `volume` of node `node` of lab `lab`.
+pub fn volume_dir(lab: &Name, node: &str, volume: &str) -> PathBuf {
+    Path::new(VOLUME_ROOT).join(lab.as_str()).join(node).join(volume)
+}
+
 /// One thing `lab up` made that `lab down` must undo. Recorded before it is made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -45,6 +54,11 @@ pub enum Resource {
     Cgroup {
         /// The path.
         path: String,
+    },
+    /// A volume's directory, recorded when `lab up` makes it (not when it was kept).
+    Volume {
+        /// Its path.
+        path: PathBuf,
     },
     /// A node's processes, recorded as soon as they exist.
     Node {

@@ -75,7 +75,16 @@ impl<'a> Planner<'a> {
             policy: policy::decide(sec),
             userns,
             limits: node.limits,
-            mounts: node.mounts_of(lab),
+            mounts: {
+                let mut mounts = node.mounts_of(lab);
+                mounts.extend(node.volumes.iter().map(|v| lab_sandbox::BindMount {
+                    source: crate::state::volume_dir(lab, node.name.as_str(), &v.name),
+                    target: v.target.clone(),
+                    read_only: v.read_only,
+                }));
+                mounts
+            },
+            volumes: node.volumes.clone(),
             files_from: node.files.as_ref().map(|f| node.fill(f, lab)),
             loopback: node.loopback.clone(),
             startup: node.startup.as_ref().map(|f| node.fill(f, lab)),

@@ -192,7 +192,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
                 e => logs::with_log(&dir, e),
             };
             if let Err(rollback) =
-                remove(&topology.name, &dir, &host, cgroups.as_ref(), None, Some(Duration::ZERO)).await
+                remove(&topology.name, &dir, &host, cgroups.as_ref(), None, Some(Duration::ZERO), None).await
             {
                 return Err(Error::UndoFailed { cause: Box::new(e), what: "rolling back", undo: Box::new(rollback) });
             }
@@ -280,7 +280,7 @@ fn check_ports(plan: &Plan) -> Result<(), Error> {
 /// file it made. Safe to repeat, and works after a crash or with its state deleted. Each
 /// node's command gets its stop signal and `timeout` (else its own `stop_timeout`) to end,
 /// all nodes at once, before everything left is killed.
-pub async fn down(name: &Name, timeout: Option<Duration>) -> Result<DownReport, Error> {
+pub async fn down(name: &Name, timeout: Option<Duration>, keep_volumes: bool) -> Result<DownReport, Error> {
     ensure_root()?;
     let dir = LabDir::new(name);
     // A lab without a directory may be one `lab up` is about to make: the global lock keeps
@@ -294,7 +294,7 @@ pub async fn down(name: &Name, timeout: Option<Duration>) -> Result<DownReport, 
     };
     let host = Netlink::host()?;
     let cgroups = cgroup::detect()?;
-    let mut report = remove(name, &dir, &host, cgroups.as_ref(), global, timeout).await?;
+    let mut report = remove(name, &dir, &host, cgroups.as_ref(), global, timeout, Some(!keep_volumes)).await?;
     report.stopped_up = lock.is_some_and(|(_, stopped)| stopped);
     Ok(report)
 }
@@ -319,7 +319,8 @@ fn lock_for_down(dir: &LabDir) -> Result<(Lock, bool), Error> {
     Ok((dir.lock()?, stopped))
 }
 
-/// Removes what lab `name` made; `global` is the global lock if the caller holds it.
+/// Removes what lab `name` made; `global` is the global lock if the caller holds it. Its
+/// volumes: all, none, or (`None`) those the journal says `up` made (see `with_volumes`).
 async fn remove(
     name: &Name,
     dir: &LabDir,
@@ -327,8 +328,10 @@ async fn remove(
     cgroups: &dyn Cgroups,
     global: Option<Lock>,
     timeout: Option<Duration>,
+    volumes: Option<bool>,
 ) -> Result<DownReport, Error> {
-    let found = resources::Found::collect(name, dir, host, cgroups).await?.with_timeout(timeout);
+    let found =
+        resources::Found::collect(name, dir, host, cgroups).await?.with_timeout(timeout).with_volumes(name, volumes);
     let (report, errors) = found.remove(host, cgroups).await;
     if !errors.is_empty() {
         return Err(Error::Several(errors));
@@ -357,12 +360,12 @@ pub async fn known_labs() -> Result<Vec<Name>, Error> {
 }
 
 /// Takes every lab down.
-pub async fn down_all(timeout: Option<Duration>) -> Result<Vec<(Name, DownReport)>, Error> {
+pub async fn down_all(timeout: Option<Duration>, keep_volumes: bool) -> Result<Vec<(Name, DownReport)>, Error> {
     ensure_root()?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for name in known_labs().await? {
-        match down(&name, timeout).await {
+        match down(&name, timeout, keep_volumes).await {
             Ok(r) => out.push((name, r)),
             Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
         }

@@ -29,6 +29,8 @@ pub(super) enum Kind {
     NftTables,
     Bridges,
     Cgroups,
+    /// Nodes' volumes (made with their cgroups, before their processes).
+    Volumes,
     /// Nodes' inits and monitors, and whatever else runs in their cgroups.
     Processes,
     /// Names of nodes' network namespaces under /run/netns.
@@ -39,8 +41,8 @@ pub(super) enum Kind {
 
 impl Kind {
     /// The order `lab up` makes them in.
-    pub const MADE: [Kind; 6] =
-        [Kind::NftTables, Kind::Bridges, Kind::Cgroups, Kind::Processes, Kind::Netns, Kind::HostLinks];
+    pub const MADE: [Kind; 7] =
+        [Kind::NftTables, Kind::Bridges, Kind::Cgroups, Kind::Volumes, Kind::Processes, Kind::Netns, Kind::HostLinks];
 }
 
 /// What `lab down` found and removed.
@@ -81,6 +83,10 @@ pub(super) struct Found {
     inits: Vec<ProcessRef>,
     monitors: Vec<ProcessRef>,
     nodes: BTreeSet<String>,
+    /// Volumes `lab up` made (a rollback removes those, and keeps volumes kept from before).
+    volumes: BTreeSet<std::path::PathBuf>,
+    /// Every volume of the lab, for `lab down` (unless `--keep-volumes`).
+    all_volumes: Option<std::path::PathBuf>,
     /// How each node's init is asked to stop before it is killed.
     stops: Vec<Stop>,
     /// The grace period for every node instead of its own (`--timeout`).
@@ -104,6 +110,7 @@ impl Found {
             Resource::Veth { name } => _ = self.host_links.insert(name),
             Resource::Netns { name } => _ = self.netns.insert(name),
             Resource::Cgroup { path } => _ = self.cgroups.insert(path),
+            Resource::Volume { path } => _ = self.volumes.insert(path),
             Resource::Node { name, init, monitor } => {
                 self.nodes.insert(name);
                 self.inits.push(init);
@@ -136,6 +143,19 @@ impl Found {
     /// `stop_timeout` (zero: killed at once).
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> Found {
         self.timeout = timeout;
+        self
+    }
+
+    /// Which of the lab's volumes go: every one (`lab down`), none (`--keep-volumes`), or
+    /// (`None`, a rollback) those the journal says this `up` made.
+    pub fn with_volumes(mut self, name: &Name, all: Option<bool>) -> Found {
+        match all {
+            Some(true) => {
+                self.all_volumes = Some(std::path::Path::new(crate::state::VOLUME_ROOT).join(name.as_str()));
+            }
+            Some(false) => self.volumes.clear(),
+            None => {}
+        }
         self
     }
 
@@ -232,6 +252,7 @@ impl Found {
                 Kind::Netns => self.remove_netns(&mut errors),
                 Kind::Processes => processes = self.kill_processes(cgroups, &mut errors).await,
                 Kind::Cgroups => self.remove_cgroups(cgroups, &mut errors),
+                Kind::Volumes => self.remove_volumes(&mut errors),
                 Kind::Bridges => self.remove_bridges(host, &mut errors).await,
                 Kind::NftTables => self.remove_tables(&mut errors),
             }
@@ -265,6 +286,22 @@ impl Found {
         let left = remaining(host, self.bridges.iter(), errors).await;
         let deleted = join_all(self.bridges.iter().filter(|n| left.contains(n.as_str())).map(|n| host.delete_link(n)));
         errors.extend(deleted.await.into_iter().filter_map(|r| r.err().map(Error::from)));
+    }
+
+    /// Volumes hold what nodes wrote: removed without following any symlink in them.
+    fn remove_volumes(&self, errors: &mut Vec<Error>) {
+        for path in self.volumes.iter().chain(&self.all_volumes) {
+            match std::fs::remove_dir_all(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    errors.push(Error::Io(format!("removing {}", path.display()), e));
+                }
+                _ => {}
+            }
+        }
+        if self.all_volumes.is_some() {
+            // Shared by every lab: goes when the last one's do.
+            let _ = std::fs::remove_dir(crate::state::VOLUME_ROOT);
+        }
     }
 
     fn remove_netns(&self, errors: &mut Vec<Error>) {

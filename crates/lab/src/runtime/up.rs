@@ -199,8 +199,44 @@ impl Builder<'_> {
         self.journal.record(&records)?;
         for node in &self.plan.nodes {
             self.make_cgroup(node)?;
+            self.make_volumes(node)?;
         }
         Ok(specs)
+    }
+
+    /// The node's volumes that are not there yet (kept ones are used as they are): each a
+    /// directory with the mode and owner its path has in the node's rootfs, if it has it
+    /// there (as Docker gives a new volume the image's), else root's 0755.
+    fn make_volumes(&self, node: &NodePlan) -> Result<(), Error> {
+        let lab = &self.plan.lab;
+        for v in &node.volumes {
+            let path = crate::state::volume_dir(lab, node.name.as_str(), &v.name);
+            if path.is_dir() {
+                continue;
+            }
+            self.journal.record(&[Resource::Volume { path: path.clone() }])?;
+            let made = || -> std::io::Result<()> {
+                use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+                std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path.parent().unwrap_or(&path))?;
+                std::fs::DirBuilder::new().mode(0o755).create(&path)?;
+                let root = match &node.rootfs {
+                    Rootfs::Host => std::path::PathBuf::from("/"),
+                    Rootfs::Dir(d) => d.clone(),
+                };
+                // Read without following a symlink at its end (the rootfs is trusted up to
+                // there: the host's, or a directory the topology names).
+                let image = std::fs::symlink_metadata(root.join(v.target.trim_start_matches('/')));
+                if let Some(m) = image.ok().filter(|m| m.is_dir()) {
+                    std::os::unix::fs::chown(&path, Some(m.uid()), Some(m.gid()))?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+                }
+                Ok(())
+            };
+            made().map_err(|e| {
+                Error::node(node.name.as_str(), Error::Io(format!("making volume {} at {}", v.name, path.display()), e))
+            })?;
+        }
+        Ok(())
     }
 
     /// A node's spec, written to its directory.
@@ -256,6 +292,7 @@ impl Builder<'_> {
         let _ = std::fs::remove_file(spec.status_file());
         self.journal.record(&[Resource::Cgroup { path: node.cgroup.clone() }])?;
         self.make_cgroup(node)?;
+        self.make_volumes(node)?;
         self.start(index, &spec).await
     }
 

@@ -44,6 +44,7 @@ pub(super) fn merged(defaults: &RawNode, node: &RawNode, name: &str) -> RawNode 
         pids: one(&d.pids, &node.pids),
         io_weight: one(&d.io_weight, &node.io_weight),
         mounts: list(&d.mounts, &node.mounts, |s| mount_target(s).to_string()),
+        volumes: list(&d.volumes, &node.volumes, |s| mount_target(s).to_string()),
         files: one(&d.files, &node.files),
         startup: one(&d.startup, &node.startup),
         shared: one(&d.shared, &node.shared),

@@ -95,6 +95,8 @@ pub struct Node {
     pub limits: lab_sandbox::cgroup::Limits,
     /// `mounts`: bind mounts from the host.
     pub mounts: Vec<lab_sandbox::BindMount>,
+    /// `volumes`: directories lab makes for the node, kept across stop/start.
+    pub volumes: Vec<Volume>,
     /// `files`: a host directory whose tree is laid over the node's root (`{lab}` and
     /// `{node}` in it are substituted in the plan, as in mount sources).
     pub files: Option<PathBuf>,
@@ -114,6 +116,19 @@ pub struct Node {
     pub impairments: Vec<(IfName, Impairment)>,
     /// `workdir`, `user`, `restart`, `depends_on`, `healthcheck`, `exec`.
     pub service: Service,
+}
+
+/// `volumes = ["pgdata:/var/lib/postgresql"]`: a directory lab makes for the node (under
+/// `/var/lib/lab/volumes/<lab>/<node>/<name>`) and mounts at `target`; it lasts until `lab
+/// down` (or longer, with `--keep-volumes`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Volume {
+    /// Its name: letters, digits, `_`, `.`, `-`.
+    pub name: String,
+    /// Where it is in the node.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// What a node runs on.

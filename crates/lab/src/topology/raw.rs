@@ -70,6 +70,9 @@ pub struct RawNode {
     pub io_weight: Opt<RawScalar>,
     #[serde(default)]
     pub mounts: Opt<Vec<Str>>,
+    /// Named volumes lab makes for the node: `["pgdata:/var/lib/postgresql"]`.
+    #[serde(default)]
+    pub volumes: Opt<Vec<Str>>,
     /// Addresses on the node's `lo`: `["10.255.0.1/32", "fd00::1/128"]`.
     #[serde(default)]
     pub loopback: Opt<Vec<Str>>,

@@ -224,6 +224,44 @@ impl Validator {
     }
 }
 
+impl Validator {
+    /// `volumes`: `"NAME:/node/path[:ro]"`, on paths no mount of `mounts` takes.
+    pub(super) fn volumes(&mut self, node: &RawNode, mounts: &mut [BindMount]) -> Vec<super::Volume> {
+        let Some(list) = node.volumes.get() else { return Vec::new() };
+        let mut out: Vec<super::Volume> = Vec::new();
+        for v in list.get_ref() {
+            let parsed = parse_mount(v.get_ref()).and_then(|m| {
+                let name = m.source.to_string_lossy().into_owned();
+                let ok = name.len() <= 64
+                    && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+                if ok {
+                    Ok(super::Volume { name, target: m.target, read_only: m.read_only })
+                } else if name.contains('/') {
+                    Err(format!("`{name}` is a path: a host directory is a mount, not a volume"))
+                } else {
+                    Err(format!("`{name}` is not a volume name: letters, digits, `_`, `.` and `-`"))
+                }
+            });
+            match parsed {
+                Ok(vol) if mounts.iter().any(|m| m.target == vol.target) || out.iter().any(|o| o.target == vol.target) => {
+                    self.err(v.span(), format!("two mounts on {}", vol.target));
+                }
+                Ok(vol) if out.iter().any(|o| o.name == vol.name) => {
+                    self.err(v.span(), format!("volume `{}` twice", vol.name));
+                }
+                Ok(vol) => out.push(vol),
+                Err(msg) => self.err_hint(
+                    v.span(),
+                    msg,
+                    "write volumes as \"NAME:/node/path\" or \"NAME:/node/path:ro\", e.g. \"pgdata:/var/lib/postgresql\"",
+                ),
+            }
+        }
+        out
+    }
+}
+
 /// `"/host/path:/node/path[:ro|rw]"`.
 fn parse_mount(s: &str) -> Result<BindMount, String> {
     let parts: Vec<&str> = s.split(':').collect();

@@ -99,7 +99,8 @@ impl Validator {
             if_spans.push(spans);
             let security = self.security(rn, &base);
             let limits = self.limits(rn);
-            let mounts = self.mounts(rn, &base);
+            let mut mounts = self.mounts(rn, &base);
+            let volumes = self.volumes(rn, &mut mounts);
             let files = self.path_of(rn.files.get(), &base);
             let startup = self.path_of(rn.startup.get(), &base);
             let loopback = self.loopback(rn);
@@ -121,6 +122,7 @@ impl Validator {
                 security,
                 limits,
                 mounts,
+                volumes,
                 files,
                 startup,
                 loopback,
