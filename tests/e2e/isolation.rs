@@ -41,7 +41,7 @@ fn a_node_sees_only_itself() {
     }
     assert!(!mounts.contains("/work"), "host mounts leak into the node:\n{mounts}");
     let dev = lab.sh("node1", "ls /dev | tr '\\n' ' '");
-    assert_eq!(dev.trim(), "fd full mqueue net null ptmx pts random shm stderr stdin stdout tty urandom zero");
+    assert_eq!(dev.trim(), "fd full log mqueue net null ptmx pts random shm stderr stdin stdout tty urandom zero");
     assert_eq!(lab.sh("node1", "ls /dev/net"), "tun\n");
     let sys = lab.exec("node1", &["sh", "-c", "echo 1 > /sys/kernel/lab-test"]);
     assert!(!sys.status.success() && text(&sys.stderr).contains("Read-only file system"), "{}", show(&sys));

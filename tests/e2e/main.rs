@@ -25,6 +25,7 @@ mod network;
 mod ps;
 mod readme;
 mod report;
+mod routing;
 mod security;
 mod services;
 mod support;

@@ -78,11 +78,21 @@ fn a_node_command_gets_no_file_descriptor_of_the_host() {
     assert_eq!(lab_.sh("a", "cat /proc/2/comm"), "sleep\n");
     let fds = lab_.sh("a", "ls /proc/2/fd | tr '\\n' ' '");
     assert_eq!(fds.trim(), "0 1 2", "the node's command inherited more than stdio: {fds}");
-    // The init, seen from the host: stdio, its signalfd, pipes to its monitor; no host file.
+    // The init, seen from the host: stdio, its signalfd, pipes to its monitor, the node's
+    // /dev/log socket; no host file.
     let pid = lab_json(&lab_.name)["nodes"][0]["pid"].as_i64().expect("a runs");
+    let unix = std::fs::read_to_string(format!("/proc/{pid}/net/unix")).unwrap();
+    let devlog: Vec<String> = unix
+        .lines()
+        .filter(|l| l.ends_with(" /dev/log"))
+        .filter_map(|l| l.split_whitespace().nth(6).map(|inode| format!("socket:[{inode}]")))
+        .collect();
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
         let target = std::fs::read_link(fd.path()).unwrap().to_string_lossy().into_owned();
-        let ok = target == "/dev/null" || target.starts_with("pipe:") || target.starts_with("anon_inode:");
+        let ok = target == "/dev/null"
+            || target.starts_with("pipe:")
+            || target.starts_with("anon_inode:")
+            || devlog.contains(&target);
         assert!(ok, "the init holds {target} as fd {:?}", fd.file_name());
     }
     // And from inside, the init is not dumpable: its exe and fds are out of reach.

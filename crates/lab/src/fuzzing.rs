@@ -35,7 +35,10 @@ mod tests {
         let mut n = 0;
         for dir in ["fuzz/regressions", "topologies", "tests/bad"] {
             for entry in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
-                let bytes = std::fs::read(entry.path()).unwrap();
+                // A lab folder's topology is its lab.toml.
+                let path = entry.path();
+                let path = if path.is_dir() { path.join("lab.toml") } else { path };
+                let bytes = std::fs::read(path).unwrap();
                 super::check(&String::from_utf8_lossy(&bytes));
                 n += 1;
             }

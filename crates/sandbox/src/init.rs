@@ -6,12 +6,15 @@ use crate::error::{Context, Error, Result};
 use crate::rootfs;
 use crate::spec::{ExitStatus, NodeSpec, Restart};
 use crate::sync::{self, Message, SYNC_FD};
+use crate::syslog::DevLog;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io::BufReader;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 
@@ -56,10 +59,15 @@ pub fn main() -> ! {
     if let Err(e) = crate::fd::close_from(SYNC_FD + 1 + rootfs::Sources::count(&spec)) {
         fail(&mut sync, Error::os("closing inherited fds", e));
     }
-    let signals = match setup(&spec, sources) {
+    let (signals, devlog) = match setup(&spec, sources) {
         Ok(s) => s,
         Err(e) => fail(&mut sync, e),
     };
+    for cmd in &spec.setup {
+        if let Err(e) = run_setup(cmd, &spec) {
+            fail(&mut sync, e);
+        }
+    }
     let child = match &spec.command {
         Some(argv) => match spawn(argv, &spec) {
             Ok(pid) => Some(pid),
@@ -69,7 +77,7 @@ pub fn main() -> ! {
     };
     let _ = sync::send(&mut sync, &Message::Ready);
     drop(sync);
-    let status = supervise(&signals, child, &spec);
+    let status = supervise(&signals, devlog.as_ref(), child, &spec);
     std::process::exit(status.code())
 }
 
@@ -80,14 +88,16 @@ fn fail(sync: &mut UnixStream, e: Error) -> ! {
 }
 
 /// Everything between Go and the command: cgroup namespace, root file system, host name,
-/// signals, and last the node's capabilities (its seccomp filter is the command's alone).
-fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
+/// /dev/log, signals, and last the node's capabilities (its seccomp filter is the
+/// command's alone).
+fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<(SignalFd, Option<DevLog>)> {
     // The monitor placed us in the node's cgroup; that becomes the root of our view.
     unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "creating the node's cgroup namespace".into())?;
     rootfs::setup(spec, sources)?;
     nix::unistd::sethostname(&spec.hostname).ctx(|| format!("setting the host name to {}", spec.hostname))?;
     // Nothing in the node may read the init's memory or reopen its files through /proc/1.
     nix::sys::prctl::set_dumpable(false).ctx(|| "making the init non-dumpable".into())?;
+    let devlog = DevLog::bind();
     let mut mask = SigSet::empty();
     for s in HANDLED.iter().copied().chain(stop_signal(spec)) {
         mask.add(s);
@@ -95,7 +105,7 @@ fn setup(spec: &NodeSpec, sources: rootfs::Sources) -> Result<SignalFd> {
     mask.thread_block().ctx(|| "blocking signals in the init".into())?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).ctx(|| "creating the init's signalfd".into())?;
     spec.security.restrict()?;
-    Ok(signals)
+    Ok((signals, devlog))
 }
 
 /// In a fresh user namespace the process is nobody until it takes uid and gid 0, which the
@@ -108,6 +118,26 @@ pub fn become_root() -> Result<()> {
     nix::unistd::setresuid(root, root, root).ctx(|| "becoming uid 0 in the node's user namespace".into())
 }
 
+/// Runs setup command `cmd` (`setup`) as the node's root, as the command will run but for
+/// its user, and waits for it: a failure is the start's.
+fn run_setup(cmd: &str, spec: &NodeSpec) -> Result<()> {
+    let argv = ["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
+    let pid = spawn_as(&argv, spec, None)?;
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => return Ok(()),
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Err(Error::Other(format!("setup command `{cmd}` failed (exit {code})")));
+            }
+            Ok(WaitStatus::Signaled(_, sig, _)) => {
+                return Err(Error::Other(format!("setup command `{cmd}` was killed by {sig}")));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(Error::os(format!("waiting for setup command `{cmd}`"), std::io::Error::from(e))),
+        }
+    }
+}
+
 /// Starts the node's command with a clean environment; an exec failure (missing program,
 /// not executable) is reported here, so `lab up` can name it.
 fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
@@ -115,6 +145,11 @@ fn spawn(argv: &[String], spec: &NodeSpec) -> Result<Pid> {
         Some(u) => Some(crate::user::resolve(u)?),
         None => None,
     };
+    spawn_as(argv, spec, user)
+}
+
+/// Starts `argv` as the command starts, as `user` (`None`: the node's root).
+fn spawn_as(argv: &[String], spec: &NodeSpec, user: Option<crate::user::User>) -> Result<Pid> {
     let env = crate::user::with_home(&spec.env, user.as_ref().map_or(0, |u| u.uid));
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]).env_clear().envs(env).current_dir(spec.workdir.as_deref().unwrap_or("/")).stdin(Stdio::null());
@@ -162,7 +197,7 @@ fn stop_signal(spec: &NodeSpec) -> Option<Signal> {
 /// Reaps children and forwards signals until the command exits (or, without a command, until
 /// asked to stop), starting it again as its restart policy says. Returns the status the init
 /// exits with.
-fn supervise(signals: &SignalFd, mut child: Option<Pid>, spec: &NodeSpec) -> ExitStatus {
+fn supervise(signals: &SignalFd, devlog: Option<&DevLog>, mut child: Option<Pid>, spec: &NodeSpec) -> ExitStatus {
     let mut restarts = 0u32;
     let mut started = std::time::Instant::now();
     let mut stopping = false;
@@ -171,6 +206,22 @@ fn supervise(signals: &SignalFd, mut child: Option<Pid>, spec: &NodeSpec) -> Exi
         matches!(s, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) || Some(s) == own_stop
     };
     loop {
+        // Syslog messages as they come, signals as they come.
+        if let Some(log) = devlog {
+            let mut fds =
+                [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(log.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    eprintln!("lab-init: waiting for signals: {e}");
+                    return ExitStatus::Code(1);
+                }
+            }
+            log.drain();
+            if !fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN)) {
+                continue;
+            }
+        }
         let info = match signals.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(nix::errno::Errno::EINTR) => continue,

@@ -26,6 +26,7 @@ pub mod seccomp;
 pub mod spec;
 mod start;
 pub mod sync;
+mod syslog;
 mod user;
 
 pub use error::{Error, Result};

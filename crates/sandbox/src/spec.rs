@@ -52,6 +52,10 @@ pub struct NodeSpec {
     pub user: Option<String>,
     #[serde(default)]
     pub restart: Restart,
+    /// Shell commands the init runs as root, in order, before the command; one that fails
+    /// fails the start.
+    #[serde(default)]
+    pub setup: Vec<String>,
     /// The signal that asks the command to stop (`lab stop`, `lab down`), besides SIGTERM,
     /// SIGINT, SIGHUP and SIGQUIT: the init forwards it and does not restart the command.
     #[serde(default)]
@@ -296,6 +300,7 @@ mod tests {
             workdir: Some("/srv".into()),
             user: Some("nobody".into()),
             restart: Restart::OnFailure,
+            setup: Vec::new(),
             stop_signal: None,
         };
         spec.prepare().unwrap();

@@ -310,10 +310,22 @@ fn example_topologies_plan_as_their_snapshots() {
     let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).collect();
     files.sort();
     assert!(!files.is_empty(), "no topologies in {}", dir.display());
-    for file in files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")) {
-        let topology = Topology::load(file).unwrap();
-        let plan = Plan::new(&topology, &Facts::default()).unwrap();
-        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+    // Files, and lab folders (their lab.toml).
+    let labs = files.iter().filter_map(|f| match f.extension() {
+        Some(e) if e == "toml" => Some((f.clone(), f.file_stem()?.to_string_lossy().into_owned())),
+        _ if f.join("lab.toml").is_file() => Some((f.join("lab.toml"), f.file_name()?.to_string_lossy().into_owned())),
+        _ => None,
+    });
+    for (file, name) in labs {
+        let topology = Topology::load(&file).unwrap();
+        let mut plan = Plan::new(&topology, &Facts::default()).unwrap();
+        // Paths from the topology's folder as the repository has them, wherever it is.
+        let from_repo =
+            |p: &std::path::Path| std::path::Path::new("topologies").join(p.strip_prefix(&dir).unwrap_or(p));
+        for node in &mut plan.nodes {
+            node.files_from = node.files_from.as_deref().map(from_repo);
+            node.startup = node.startup.as_deref().map(from_repo);
+        }
         insta::assert_yaml_snapshot!(name, plan);
     }
 }

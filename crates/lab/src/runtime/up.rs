@@ -500,6 +500,7 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         workdir: node.service.workdir.clone(),
         user: node.service.user.clone(),
         restart: node.service.restart,
+        setup: node.service.setup.clone(),
         stop_signal: Some(node.service.stop_signal),
     }
 }

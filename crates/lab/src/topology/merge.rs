@@ -39,6 +39,8 @@ pub(super) fn merged(defaults: &RawNode, node: &RawNode, name: &str) -> RawNode 
         cap_drop: list(&d.cap_drop, &node.cap_drop, |s| s.to_ascii_uppercase()),
         privileged: node.privileged.clone().or_else(|| d.privileged.clone()),
         userns: node.userns.clone().or_else(|| d.userns.clone()),
+        preset: one(&d.preset, &node.preset),
+        setup: list(&d.setup, &node.setup, |_| String::new()),
         memory: one(&d.memory, &node.memory),
         cpus: one(&d.cpus, &node.cpus),
         pids: one(&d.pids, &node.pids),

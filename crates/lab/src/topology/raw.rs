@@ -60,6 +60,12 @@ pub struct RawNode {
     pub cap_drop: Opt<Vec<Str>>,
     pub privileged: Option<Spanned<bool>>,
     pub userns: Option<Spanned<bool>>,
+    /// What a kind of node needs, by name: `"router"`.
+    #[serde(default)]
+    pub preset: Opt<String>,
+    /// Shell commands run as root in the node before its command starts.
+    #[serde(default)]
+    pub setup: Opt<Vec<Str>>,
     #[serde(default)]
     pub memory: Opt<RawScalar>,
     #[serde(default)]

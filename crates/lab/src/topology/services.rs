@@ -40,6 +40,9 @@ pub struct Service {
     pub healthcheck: Option<Healthcheck>,
     /// Shell commands run in order once the node is up.
     pub exec: Vec<String>,
+    /// Shell commands run as root in the node, in order, before its command starts.
+    #[serde(default)]
+    pub setup: Vec<String>,
     /// The signal that asks the command to stop (`stop_signal`, default SIGTERM).
     #[serde(default = "default_stop_signal")]
     pub stop_signal: i32,
@@ -57,6 +60,7 @@ impl Default for Service {
             depends_on: Vec::new(),
             healthcheck: None,
             exec: Vec::new(),
+            setup: Vec::new(),
             stop_signal: default_stop_signal(),
             stop_timeout_ms: default_stop_timeout(),
         }
@@ -123,14 +127,19 @@ impl Validator {
             },
         };
         let healthcheck = node.healthcheck.get().and_then(|h| self.healthcheck(h));
-        let mut exec = Vec::new();
-        for e in node.exec.get().into_iter().flat_map(|e| e.get_ref()) {
-            if e.get_ref().trim().is_empty() || e.get_ref().contains('\0') {
-                self.err(e.span(), "an exec hook must be a non-empty command");
-            } else {
-                exec.push(e.get_ref().clone());
+        let mut commands = |list: Option<&Spanned<Vec<Str>>>, what: &str| {
+            let mut out = Vec::new();
+            for e in list.into_iter().flat_map(|e| e.get_ref()) {
+                if e.get_ref().trim().is_empty() || e.get_ref().contains('\0') {
+                    self.err(e.span(), format!("{what} must be a non-empty command"));
+                } else {
+                    out.push(e.get_ref().clone());
+                }
             }
-        }
+            out
+        };
+        let exec = commands(node.exec.get(), "an exec hook");
+        let setup = commands(node.setup.get(), "a setup command");
         let depends_on =
             node.depends_on.get().into_iter().flat_map(|d| d.get_ref()).map(|d| d.get_ref().clone()).collect();
         let stop_signal = match node.stop_signal.get() {
@@ -147,7 +156,7 @@ impl Validator {
                 default_stop_timeout()
             }),
         };
-        Service { workdir, user, restart, depends_on, healthcheck, exec, stop_signal, stop_timeout_ms }
+        Service { workdir, user, restart, depends_on, healthcheck, exec, setup, stop_signal, stop_timeout_ms }
     }
 
     fn healthcheck(&mut self, raw: &Spanned<RawHealthcheck>) -> Option<Healthcheck> {

@@ -39,6 +39,38 @@ pub struct NodeSecurity {
     pub userns: bool,
 }
 
+/// What a kind of node needs, named once instead of spelled out in every lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    /// A routing daemon's node (FRR, bird): SYS_ADMIN, which FRR asks for at start (it exits
+    /// without it), confined to the node's own namespaces; NET_ADMIN, NET_RAW,
+    /// NET_BIND_SERVICE and NET_BROADCAST (bird keeps them when it drops root); IPv4 and IPv6 forwarding on.
+    Router,
+}
+
+impl Preset {
+    /// Its name in a topology.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Router => "router",
+        }
+    }
+
+    /// Capabilities it adds.
+    pub fn caps(self) -> &'static [&'static str] {
+        match self {
+            Preset::Router => &["SYS_ADMIN", "NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE", "NET_BROADCAST"],
+        }
+    }
+
+    /// Sysctls it sets (a node's own win).
+    pub fn sysctls(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Preset::Router => &[("net.ipv4.ip_forward", "1"), ("net.ipv6.conf.all.forwarding", "1")],
+        }
+    }
+}
+
 /// Smallest memory limit accepted: below it not even a shell starts.
 const MIN_MEMORY: u64 = 4 << 20;
 
@@ -81,7 +113,35 @@ impl Validator {
         // A user namespace of its own unless privileged (as Docker's privileged containers
         // have the host's) or told otherwise.
         let userns = flag(node.userns.as_ref()).unwrap_or(!privileged);
+        let mut cap_add = cap_add;
+        if let Some(preset) = self.preset(node) {
+            if !userns && !privileged {
+                let span = node.userns.as_ref().map(|u| u.span()).or(node.preset.span()).unwrap_or(0..0);
+                self.err_hint(
+                    span,
+                    format!("preset \"{}\" needs the node's own user namespace", preset.name()),
+                    "its SYS_ADMIN would be the host's without one: leave `userns` out",
+                );
+            }
+            for cap in preset.caps() {
+                if !cap_add.iter().any(|c| c == cap || c == "ALL") {
+                    cap_add.push(cap.to_string());
+                }
+            }
+        }
         NodeSecurity { seccomp, cap_add, cap_drop, privileged, userns }
+    }
+
+    /// `preset`, checked.
+    pub(super) fn preset(&mut self, node: &RawNode) -> Option<Preset> {
+        let p = node.preset.get()?;
+        match p.get_ref().as_str() {
+            "router" => Some(Preset::Router),
+            other => {
+                self.err_hint(p.span(), format!("`{other}` is not a preset"), "the presets: \"router\"");
+                None
+            }
+        }
     }
 
     pub(super) fn limits(&mut self, node: &RawNode) -> Limits {

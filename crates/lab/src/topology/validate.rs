@@ -107,7 +107,14 @@ impl Validator {
             let reveal = self.reveal(rn, own.reveal.get().is_some(), rootfs.as_ref());
             let routes = self.routes(rn);
             let service = self.service(rn);
-            let sysctls = self.sysctls(rn);
+            let mut sysctls = self.sysctls(rn);
+            if let Some(preset) = self.preset(rn) {
+                for (k, v) in preset.sysctls().iter().rev() {
+                    if !sysctls.iter().any(|(key, _)| key == k) {
+                        sysctls.insert(0, (k.to_string(), v.to_string()));
+                    }
+                }
+            }
             // Keep one node per table even when it is invalid, so that indexes stay aligned;
             // the errors already recorded make the whole topology invalid.
             let name = name.unwrap_or_else(placeholder);

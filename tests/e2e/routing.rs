@@ -1,0 +1,116 @@
+//! Routing daemons in nodes, as on a host: FRR (watchfrr, zebra, ospfd, staticd) and bird
+//! with `preset = "router"` and no privilege, their syslog in `lab logs`, `setup` commands
+//! as root before a command that is not.
+
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+/// FRR and bird come from the host's packages (scripts/install-deps installs them).
+fn need(program: &str) {
+    assert!(std::path::Path::new(program).exists(), "{program} is missing: scripts/install-deps installs it");
+}
+
+#[test]
+fn the_frr_ospf_lab_converges_in_unprivileged_nodes_and_reroutes_round_a_cut_link() {
+    let _host = shared();
+    need("/usr/lib/frr/watchfrr");
+    let l = Lab::up_file("ospf", &repo().join("topologies/frr-ospf/lab.toml"));
+    let out = lab(&["check", &l.name]);
+    assert!(out.status.success(), "OSPF converges within its checks' deadlines:\n{}", show(&out));
+    // Not privileged: its own user namespace (SYS_ADMIN there is over its own namespaces
+    // only), lab's seccomp filter, no capability beyond the preset's.
+    let out = lab(&["inspect", &format!("{}/r1", l.name), "--json"]);
+    let r1: serde_json::Value = serde_json::from_slice(&out.stdout).expect("inspect --json");
+    let sec = &r1["labs"][0]["nodes"][0]["details"]["security"];
+    assert_eq!((sec["userns"].as_bool(), sec["seccomp"].as_str()), (Some(true), Some("default")), "{sec}");
+    let caps = sec["capabilities"].to_string();
+    assert!(caps.contains("SYS_ADMIN") && !caps.contains("SYS_MODULE") && !caps.contains("SYS_PTRACE"), "{caps}");
+    // FRR logs to syslog: /dev/log reaches the node's log.
+    let logs = text_of(&lab(&["logs", &format!("{}/r1", l.name)]));
+    assert!(logs.contains("ospfd[") && logs.contains("zebra["), "{logs}");
+    // r1 reaches r3's loopback directly, then through r2 once their link is cut.
+    let via = |hop: &str| l.sh("r1", "ip route get 10.255.0.3").contains(hop);
+    assert!(via("via 10.0.13.2"), "{}", l.sh("r1", "ip route"));
+    let out = lab(&["link", &format!("{}/r1:eth2", l.name), "down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // Convergence has no event to wait on: look until OSPF's dead interval (4 s) and SPF have
+    // passed, with room for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !via("via 10.0.12.2") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(via("via 10.0.12.2"), "rerouted through r2: {}", l.sh("r1", "ip route"));
+    let out = l.exec("r1", &["ping", "-c1", "-W2", "r3-lo"]);
+    assert!(out.status.success(), "{}", show(&out));
+    l.down();
+}
+
+#[test]
+fn bird_runs_with_the_router_preset_and_setup_prepares_its_directory() {
+    let _host = shared();
+    need("/usr/sbin/bird");
+    let l = Lab::up(
+        "bird",
+        r#"
+[nodes.b1]
+preset = "router"
+loopback = ["10.255.9.1/32"]
+setup = ["install -d -o bird -g bird /run/bird"]
+command = "exec bird -f -u bird -g bird"
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = || text_of(&l.exec("b1", &["birdc", "show", "status"]));
+    while !status().contains("Daemon is up and running") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(status().contains("Router ID is 10.255.9.1"), "{}", status());
+    assert_eq!(l.sh("b1", "sysctl -n net.ipv4.ip_forward"), "1\n", "the preset forwards");
+    let logs = text_of(&lab(&["logs", &format!("{}/b1", l.name)]));
+    assert!(logs.contains("bird: Started"), "{logs}");
+    l.down();
+}
+
+#[test]
+fn setup_runs_as_root_before_a_command_that_is_not_and_a_failing_one_fails_up() {
+    let _host = shared();
+    let l = Lab::up(
+        "setup",
+        r#"
+[defaults]
+setup = ["install -d -o nobody /run/app"]
+[nodes.app]
+user = "nobody"
+setup = ["echo ready > /run/app/by-setup"]
+command = "echo $(id -un) > /run/app/by-command && logger -t app started && exec sleep infinity"
+"#,
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !l.sh("app", "ls /run/app").contains("by-command") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(l.sh("app", "cat /run/app/by-setup /run/app/by-command"), "ready\nnobody\n");
+    assert_eq!(l.sh("app", "stat -c %U /run/app/by-setup"), "root\n", "setup ran as root");
+    let logs = text_of(&lab(&["logs", &format!("{}/app", l.name)]));
+    assert!(logs.contains("app: started"), "logger's line reaches lab logs: {logs}");
+    l.down();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("lab.toml");
+    std::fs::write(
+        &file,
+        "[nodes.broken]\nsetup = [\"echo preparing; exit 3\"]\ncommand = [\"sleep\", \"infinity\"]\n",
+    )
+    .expect("topology");
+    let name = unique("setupfails");
+    let out = lab(&["up", file.to_str().expect("utf-8"), "--name", &name]);
+    let _guard = Lab::adopt(&name, &file, tempfile::tempdir().expect("temp dir"));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("node broken") && err.contains("setup command `echo preparing; exit 3` failed (exit 3)"),
+        "{err}"
+    );
+    assert!(err.contains("preparing"), "its log lines come with the error: {err}");
+    assert_eq!(leftovers(&name), Vec::<String>::new());
+}
