@@ -29,3 +29,4 @@ mod routing;
 mod security;
 mod services;
 mod support;
+mod vlan;

@@ -25,6 +25,7 @@ fn readme_examples() -> Vec<String> {
 fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
     let _host = shared();
     let netem = with_or_without(Feature::Netem);
+    let vlans = Feature::Vlans.present();
     let dir = tempfile::tempdir().expect("temp dir");
     let shared_dir = dir.path().join("shared");
     std::fs::create_dir(&shared_dir).expect("shared dir");
@@ -66,6 +67,15 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
         let guard = Lab::adopt(&name, &file, tempfile::tempdir().expect("temp dir"));
         let wants_netem =
             ["delay", "loss", "jitter", "corrupt", "duplicate"].iter().any(|k| topology.contains(&format!("{k} = ")));
+        if (topology.contains("vlan = ") || topology.contains("vlans = ")) && !vlans {
+            assert!(
+                !out.status.success() && text_of(&out).contains("CONFIG_BRIDGE_VLAN_FILTERING"),
+                "example {i}:\n{topology}\n{}",
+                show(&out)
+            );
+            assert_eq!(leftovers(&name), Vec::<String>::new());
+            continue;
+        }
         if wants_netem && !netem {
             assert!(
                 !out.status.success() && text_of(&out).contains("sch_netem"),

@@ -15,21 +15,33 @@ use std::sync::{Mutex, OnceLock};
 pub enum Feature {
     /// The netem qdisc: delay, jitter, loss, corruption, duplication.
     Netem,
+    /// Bridges that filter by VLAN, and 802.1Q devices in nodes.
+    Vlans,
 }
 
 impl Feature {
     fn name(self) -> &'static str {
         match self {
             Feature::Netem => "sch_netem (CONFIG_NET_SCH_NETEM)",
+            Feature::Vlans => "VLAN filtering bridges and 802.1Q (CONFIG_BRIDGE_VLAN_FILTERING, CONFIG_VLAN_8021Q)",
         }
     }
 
     /// Checked once, from outside lab, in a network namespace of its own.
-    fn present(self) -> bool {
+    pub fn present(self) -> bool {
         static NETEM: OnceLock<bool> = OnceLock::new();
+        static VLANS: OnceLock<bool> = OnceLock::new();
         match self {
             Feature::Netem => *NETEM.get_or_init(|| {
                 host("unshare --net sh -c 'tc qdisc add dev lo root netem delay 1ms'").status.success()
+            }),
+            Feature::Vlans => *VLANS.get_or_init(|| {
+                host(
+                    "unshare --net sh -c 'ip link add b type bridge vlan_filtering 1 && \
+                     ip link add v type veth peer name w && ip link add link v name v.10 type vlan id 10'",
+                )
+                .status
+                .success()
             }),
         }
     }
@@ -67,7 +79,8 @@ fn machine() -> String {
     const CGROUP2: i64 = 0x6367_7270;
     let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup").is_ok_and(|s| s.filesystem_type().0 == CGROUP2);
     let netem = if Feature::Netem.present() { "sch_netem" } else { "no sch_netem" };
-    format!("kernel {}, {}, {netem}", kernel.trim(), if v2 { "cgroup v2" } else { "cgroup v1/hybrid" })
+    let vlans = if Feature::Vlans.present() { "VLANs" } else { "no VLANs" };
+    format!("kernel {}, {}, {netem}, {vlans}", kernel.trim(), if v2 { "cgroup v2" } else { "cgroup v1/hybrid" })
 }
 
 fn record(outcome: &str) {

@@ -101,6 +101,12 @@ pub struct NetworkPlan {
     pub mtu: Option<u32>,
     /// Whether nodes reach beyond the host through the bridge, masqueraded.
     pub nat: bool,
+    /// The bridge runs spanning tree.
+    #[serde(default)]
+    pub stp: bool,
+    /// The bridge filters by VLAN (its ports' VLANs are in their `Attach::Bridge`).
+    #[serde(default)]
+    pub vlan_filtering: bool,
 }
 
 impl NetworkPlan {
@@ -207,6 +213,9 @@ pub enum Attach {
         host_veth: IfName,
         /// The host end's alias.
         alias: String,
+        /// Its VLANs on the bridge.
+        #[serde(default)]
+        vlans: crate::topology::PortVlans,
     },
     /// One end of point-to-point link `link`: the host end is wired (tc) to the host end of
     /// the link's other interface.

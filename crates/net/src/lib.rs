@@ -26,6 +26,7 @@ mod veth;
 mod wire;
 
 pub use addr::HostRoute;
+pub use bridge::{PortVlan, Switching};
 pub use error::{Error, Result};
 pub use handle::{LinkInfo, Netlink};
 pub use veth::VethEnd;

@@ -75,6 +75,8 @@ pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<V
             gateway6: if n.nat { subnet6.and_then(gateway) } else { None },
             mtu: n.mtu,
             nat: n.nat,
+            stp: n.stp,
+            vlan_filtering: n.vlan_filtering,
         });
     }
     Ok(out)
@@ -112,7 +114,7 @@ impl Addresses {
         let mut v6: Vec<Option<Allocator>> =
             networks.iter().map(|n| n.subnet6.map(|s| Allocator::new(s, n.gateway6))).collect();
         for iface in topology.nodes.iter().flat_map(|n| &n.interfaces) {
-            if let InterfaceKind::Network { network, addresses } = &iface.kind {
+            if let InterfaceKind::Network { network, addresses, .. } = &iface.kind {
                 for a in addresses {
                     let alloc = if a.is_ipv4() { Some(&mut v4[*network]) } else { v6[*network].as_mut() };
                     if let Some(alloc) = alloc {

@@ -119,7 +119,7 @@ impl<'a> Planner<'a> {
         self.host_ends += 1;
         let alias = identity::interface_alias(lab, &node.name, &iface.name);
         let (addresses, attach, mtu) = match &iface.kind {
-            InterfaceKind::Network { network, addresses } => {
+            InterfaceKind::Network { network, addresses, vlans } => {
                 let net = &self.networks[*network];
                 let exhausted = |subnet: IpNetwork| {
                     topology.error_at(
@@ -153,7 +153,7 @@ impl<'a> Planner<'a> {
                     .map(|ip| IpNetwork::new(ip, prefix(&ip)).expect("prefix of a valid subnet"))
                     .collect();
                 let host_veth = HostIf::Port.name(self.id, host_end);
-                (addrs, Attach::Bridge { network: *network, host_veth, alias }, net.mtu)
+                (addrs, Attach::Bridge { network: *network, host_veth, alias, vlans: vlans.clone() }, net.mtu)
             }
             InterfaceKind::Link { link, addresses } => {
                 let host_veth = HostIf::Wire.name(self.id, host_end);

@@ -152,6 +152,7 @@ async fn bring_back(b: &Builder<'_>, state: &LabState, index: usize) -> Result<N
     let mut started = b.restart(index).await?;
     let bridges: Vec<u32> = try_join_all(plan.networks.iter().map(|n| b.host.index(&n.bridge))).await?;
     up::create_veths(b.host, up::node_veths(plan, node, started.netns.as_fd(), &bridges)).await?;
+    up::port_vlans(b.host, node).await?;
     up::settle(node, &started.netns).await?;
     let changes = &state.runtime;
     let mut running: BTreeSet<String> =

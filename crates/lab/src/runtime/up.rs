@@ -173,7 +173,9 @@ impl Builder<'_> {
         try_join_all(self.plan.networks.iter().map(|n| async move {
             // A network without NAT is a segment the host is not on: no address of its own
             // there, of either version, and no ARP answered.
-            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu, !n.nat).await?;
+            let switching = lab_net::Switching { vlan_filtering: n.vlan_filtering, stp: n.stp };
+            let index =
+                self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu, !n.nat, switching).await?;
             for address in n.gateway_addresses() {
                 self.host.add_address(index, &n.bridge, address).await?;
             }
@@ -334,6 +336,7 @@ impl Builder<'_> {
             veths.extend(node_veths(self.plan, node, started.netns.as_fd(), bridges));
         }
         create_veths(self.host, veths).await?;
+        try_join_all(nodes.iter().map(|s| port_vlans(self.host, &self.plan.nodes[s.index]))).await?;
         let side = HostSide { plan: self.plan, host: self.host };
         try_join_all((0..self.plan.links.len()).map(|k| side.wire(k))).await?;
         try_join_all(nodes.iter().map(|n| settle(&self.plan.nodes[n.index], &n.netns))).await?;
@@ -395,6 +398,28 @@ pub(super) fn node_veths<'a>(
         out.push((node.name.as_str(), host_end, node_end));
     }
     out
+}
+
+/// The VLANs of `node`'s ports on VLAN-filtering bridges (once its veths exist).
+pub(super) async fn port_vlans(host: &Netlink, node: &NodePlan) -> Result<(), Error> {
+    use crate::topology::PortVlans;
+    let ports = node.interfaces.iter().filter_map(|i| match &i.attach {
+        Attach::Bridge { host_veth, vlans: PortVlans::Access(vid), .. } => {
+            Some((host_veth, vec![lab_net::PortVlan { vid: *vid, access: true }]))
+        }
+        Attach::Bridge { host_veth, vlans: PortVlans::Trunk(vids), .. } => {
+            Some((host_veth, vids.iter().map(|v| lab_net::PortVlan { vid: *v, access: false }).collect()))
+        }
+        _ => None,
+    });
+    try_join_all(ports.map(|(port, vlans)| async move {
+        let index = host.index(port.as_str()).await?;
+        host.set_port_vlans(index, port.as_str(), &vlans)
+            .await
+            .map_err(|e| Error::node(node.name.as_str(), Error::from(e)))
+    }))
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn create_veths(host: &Netlink, veths: Vec<VethPair<'_>>) -> Result<(), Error> {

@@ -2,7 +2,7 @@
 
 use super::raw::{RawAttach, RawAttachments, Str};
 use super::validate::sorted;
-use super::{gateway, IfName, Interface, InterfaceKind, Network, Validator};
+use super::{gateway, IfName, Interface, InterfaceKind, Network, PortVlans, Validator};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -45,13 +45,15 @@ impl Validator {
                 );
                 continue;
             }
+            let mut vlans = PortVlans::Default;
             let (ifname, texts): (Option<&Str>, Vec<(&str, Range<usize>)>) = match attach.map(|a| (a, a.get_ref())) {
                 None => (None, Vec::new()),
                 Some((a, RawAttach::One(s))) => (None, vec![(s.as_str(), a.span())]),
                 Some((_, RawAttach::Addresses(l))) => {
                     (None, l.iter().map(|s| (s.get_ref().as_str(), s.span())).collect())
                 }
-                Some((_, RawAttach::Table { ifname, addresses })) => {
+                Some((a, RawAttach::Table { ifname, addresses, vlan, vlans: trunk })) => {
+                    vlans = self.port_vlans(a.span(), vlan.as_ref(), trunk.as_ref());
                     (ifname.as_ref(), addresses.iter().map(|s| (s.get_ref().as_str(), s.span())).collect())
                 }
             };
@@ -71,9 +73,43 @@ impl Validator {
             }
             let addresses = self.node_addresses(&texts, &networks[network]);
             if_spans.insert(name.clone(), span);
-            out.push(Interface { name, kind: InterfaceKind::Network { network, addresses } });
+            out.push(Interface { name, kind: InterfaceKind::Network { network, addresses, vlans } });
         }
         out
+    }
+
+    /// `vlan = N` (an access port) or `vlans = [N, M]` (a trunk), not both; VLANs 1 to 4094.
+    fn port_vlans(
+        &mut self,
+        span: Range<usize>,
+        vlan: Option<&Spanned<i64>>,
+        trunk: Option<&Spanned<Vec<Spanned<i64>>>>,
+    ) -> PortVlans {
+        let mut id = |v: &Spanned<i64>| match u16::try_from(*v.get_ref()) {
+            Ok(n) if (1..=4094).contains(&n) => Some(n),
+            _ => {
+                self.err(v.span(), format!("VLAN {} is not between 1 and 4094", v.get_ref()));
+                None
+            }
+        };
+        match (vlan, trunk) {
+            (Some(_), Some(_)) => {
+                self.err_hint(span, "a port is `vlan` (access) or `vlans` (trunk), not both", "keep one of them");
+                PortVlans::Default
+            }
+            (Some(v), None) => id(v).map_or(PortVlans::Default, PortVlans::Access),
+            (None, Some(list)) if list.get_ref().is_empty() => {
+                self.err(list.span(), "a trunk of no VLAN: list at least one, e.g. vlans = [10, 20]");
+                PortVlans::Default
+            }
+            (None, Some(list)) => {
+                let mut ids: Vec<u16> = list.get_ref().iter().filter_map(&mut id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                PortVlans::Trunk(ids)
+            }
+            (None, None) => PortVlans::Default,
+        }
     }
 
     /// A node's static addresses on one network, or "auto". The first of each IP version is

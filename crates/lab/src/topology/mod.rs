@@ -66,6 +66,10 @@ pub struct Network {
     pub mtu: Option<u32>,
     /// `nat`: nodes reach beyond the host, masqueraded behind its address.
     pub nat: bool,
+    /// `stp`: the bridge runs spanning tree.
+    pub stp: bool,
+    /// Some node's port on it has VLANs: the bridge filters by VLAN.
+    pub vlan_filtering: bool,
     /// Where the subnet (or, without one, the network) is written.
     pub span: Range<usize>,
     /// Where the IPv6 subnet (or `ipv6 = true`, or the network) is written.
@@ -150,6 +154,19 @@ pub struct Interface {
     pub kind: InterfaceKind,
 }
 
+/// A node's port on a network's bridge, by VLAN.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortVlans {
+    /// Untagged, in the bridge's default VLAN (1).
+    #[default]
+    Default,
+    /// `vlan = N`: an access port: untagged frames, all of VLAN N.
+    Access(u16),
+    /// `vlans = [N, M]`: a trunk: frames of those VLANs, tagged (nothing untagged).
+    Trunk(Vec<u16>),
+}
+
 /// What an interface is attached to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InterfaceKind {
@@ -161,6 +178,8 @@ pub enum InterfaceKind {
         /// Its static addresses, in the network's subnets: the first of each version is the
         /// interface's primary address, the others secondary ones.
         addresses: Vec<IpAddr>,
+        /// Its VLANs on the network's bridge.
+        vlans: PortVlans,
     },
     /// One end of point-to-point link `link` (index into `Topology::links`).
     Link {

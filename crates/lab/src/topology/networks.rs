@@ -45,6 +45,8 @@ impl Validator {
                 subnet6,
                 mtu,
                 nat: rn.nat,
+                stp: rn.stp,
+                vlan_filtering: false,
                 span,
                 span6,
             });

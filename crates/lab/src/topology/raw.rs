@@ -37,6 +37,9 @@ pub struct RawNetwork {
     pub mtu: Option<Spanned<i64>>,
     #[serde(default)]
     pub nat: bool,
+    /// Spanning tree on the network's bridge.
+    #[serde(default)]
+    pub stp: bool,
 }
 
 /// A node's keys. Every key but `networks`, `hostname` and the flags may be `false` in a node
@@ -293,6 +296,10 @@ pub enum RawAttach {
     Table {
         ifname: Option<Str>,
         addresses: Vec<Str>,
+        /// An access port of this VLAN.
+        vlan: Option<Spanned<i64>>,
+        /// A trunk of these VLANs, tagged.
+        vlans: Option<Spanned<Vec<Spanned<i64>>>>,
     },
 }
 
@@ -303,6 +310,8 @@ struct RawAttachTable {
     address: Option<Str>,
     #[serde(default)]
     addresses: Vec<Str>,
+    vlan: Option<Spanned<i64>>,
+    vlans: Option<Spanned<Vec<Spanned<i64>>>>,
 }
 
 impl<'de> Deserialize<'de> for RawAttach {
@@ -326,7 +335,7 @@ impl<'de> Deserialize<'de> for RawAttach {
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 let t = RawAttachTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 let addresses = t.address.into_iter().chain(t.addresses).collect();
-                Ok(RawAttach::Table { ifname: t.ifname, addresses })
+                Ok(RawAttach::Table { ifname: t.ifname, addresses, vlan: t.vlan, vlans: t.vlans })
             }
         }
         d.deserialize_any(V)

@@ -2,7 +2,7 @@
 //! interface known (links, ports, impairments); the checks of each part live in their files.
 
 use super::raw::{self, RawCommand, RawTopology, Str};
-use super::{Hostname, IfName, Name, Node, Protocol, Rootfs, Topology};
+use super::{Hostname, IfName, InterfaceKind, Name, Node, Protocol, Rootfs, Topology};
 use crate::diagnostic::{Diagnostic, Source};
 use indexmap::IndexMap;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -143,6 +143,14 @@ impl Validator {
         }
 
         let links = self.links(&raw.links, &node_index, &networks, &mut nodes, &mut if_spans);
+        let mut networks = networks;
+        for iface in nodes.iter().flat_map(|n| &n.interfaces) {
+            if let InterfaceKind::Network { network, vlans, .. } = &iface.kind {
+                if *vlans != super::PortVlans::Default {
+                    networks[*network].vlan_filtering = true;
+                }
+            }
+        }
         // Interfaces are all known now, links' included.
         for ((key, rn), node) in merged.iter().zip(&mut nodes) {
             node.ports = self.ports(key, rn, &node.interfaces, &networks);
