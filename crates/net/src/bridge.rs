@@ -4,9 +4,14 @@ use netlink_packet_route::address::{AddressAttribute, AddressFlags};
 use netlink_packet_route::link::{BridgeStpState, BridgeVlanInfoFlags};
 use rtnetlink::{LinkBridge, LinkBridgeVlan};
 
-/// How a bridge switches, beyond learning.
+/// How a bridge is made, beyond its name and identity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Switching {
+pub struct BridgeOptions {
+    /// MTU of the bridge itself (its ports get theirs when made); `None`: the kernel's.
+    pub mtu: Option<u32>,
+    /// It carries no address of the handle's namespace, of either version, and answers no
+    /// ARP: a segment the host is not on.
+    pub mute: bool,
     /// Frames are switched by VLAN; ports are in VLAN 1, untagged, until told otherwise.
     pub vlan_filtering: bool,
     /// The kernel's spanning tree, with its shortest timers (forward delay 2 s, hello 1 s,
@@ -27,24 +32,21 @@ pub struct PortVlan {
 impl Netlink {
     /// Creates bridge `name`, up, in link `group`, with a fixed MAC (so that it does not
     /// change as ports come and go) and an alias tying it to its owner. Returns its index.
-    /// `mtu`, when given, is set on the bridge itself (its ports get theirs when made). A
-    /// `mute` bridge carries no address of the handle's namespace, of either version, and
-    /// answers no ARP: a segment the host is not on.
+    /// See [`BridgeOptions`] for the rest.
     pub async fn create_bridge(
         &self,
         name: &str,
         alias: &str,
         mac: [u8; 6],
         group: u32,
-        mtu: Option<u32>,
-        mute: bool,
-        switching: Switching,
+        options: BridgeOptions,
     ) -> Result<u32> {
+        let BridgeOptions { mtu, mute, .. } = options;
         let mut builder = LinkBridge::new(name).address(mac.to_vec()).link_group(group);
-        if switching.vlan_filtering {
+        if options.vlan_filtering {
             builder = builder.vlan_filtering(true);
         }
-        if switching.stp {
+        if options.stp {
             builder = builder.forward_delay(200).hello_time(100).max_age(600).stp_state(BridgeStpState::KernelStp);
         }
         if !mute {
@@ -56,7 +58,7 @@ impl Netlink {
         let msg = builder.build();
         self.handle.link().add(msg).execute().await.map_err(|e| {
             match Error::netlink(format!("creating bridge {name}{}", self.place), e) {
-                e if e.errno() == Some(libc::EOPNOTSUPP) && switching.vlan_filtering => Error::MissingFeature {
+                e if e.errno() == Some(libc::EOPNOTSUPP) && options.vlan_filtering => Error::MissingFeature {
                     what: format!("creating bridge {name}{}", self.place),
                     feature: "VLAN filtering on bridges (CONFIG_BRIDGE_VLAN_FILTERING), which `vlan` and \
                               `vlans` need"

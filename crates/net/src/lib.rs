@@ -26,7 +26,7 @@ mod veth;
 mod wire;
 
 pub use addr::HostRoute;
-pub use bridge::{PortVlan, Switching};
+pub use bridge::{BridgeOptions, PortVlan};
 pub use error::{Error, Result};
 pub use handle::{LinkInfo, Netlink};
 pub use veth::VethEnd;

@@ -1,7 +1,7 @@
 //! lab-net against the real kernel. Needs root; each test names its objects uniquely and
 //! removes them in a guard, also when it fails. `ip` and `nft` only check from outside.
 
-use lab_net::{nat, netns, Netlink, VethEnd};
+use lab_net::{nat, netns, BridgeOptions, Netlink, VethEnd};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::Command;
@@ -75,8 +75,10 @@ async fn bridge_and_veth_straight_into_a_namespace() {
     let host = Netlink::host().unwrap();
     let mac = [0x02, 0x11, 0x22, 0x33, 0x44, 0x55];
     let group = 0x4c41_fff0 + std::process::id() % 8;
-    let bridge =
-        host.create_bridge(&br, "lab/test/net/lan", mac, group, Some(1400), false, Default::default()).await.unwrap();
+    let bridge = host
+        .create_bridge(&br, "lab/test/net/lan", mac, group, BridgeOptions { mtu: Some(1400), ..Default::default() })
+        .await
+        .unwrap();
     host.add_address(bridge, &br, "10.250.7.1/24".parse().unwrap()).await.unwrap();
     let mut a = VethEnd::new(&veth);
     a.bridge = Some(bridge);
@@ -126,7 +128,13 @@ async fn mute_bridges_and_host_ends_carry_no_address_and_answer_no_arp() {
     let (fnode, fmid) = (node.file(), mid.file());
     let m = Netlink::in_netns(&fmid, "mid").await.unwrap();
     let bridge = m
-        .create_bridge("br0", "lab/test/net/plain", [0x02, 0, 0, 0, 0, 1], 7, None, true, Default::default())
+        .create_bridge(
+            "br0",
+            "lab/test/net/plain",
+            [0x02, 0, 0, 0, 0, 1],
+            7,
+            BridgeOptions { mute: true, ..Default::default() },
+        )
         .await
         .unwrap();
     let host_end = VethEnd { bridge: Some(bridge), alias: Some("lab/test/n/eth0"), mute: true, ..VethEnd::new("hv0") };

@@ -46,7 +46,8 @@ fn three_node_plan() {
         Attach::Bridge {
             network: 0,
             host_veth: IfName::parse(&format!("lv-{}-0", plan.id)).unwrap(),
-            alias: "lab/three-node/node1/eth0".into()
+            alias: "lab/three-node/node1/eth0".into(),
+            vlans: Default::default()
         }
     );
     assert_eq!(n1.routes, [RoutePlan { destination: "0.0.0.0/0".parse().unwrap(), via: "10.42.0.1".parse().unwrap() }]);

@@ -173,9 +173,9 @@ impl Builder<'_> {
         try_join_all(self.plan.networks.iter().map(|n| async move {
             // A network without NAT is a segment the host is not on: no address of its own
             // there, of either version, and no ARP answered.
-            let switching = lab_net::Switching { vlan_filtering: n.vlan_filtering, stp: n.stp };
-            let index =
-                self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, n.mtu, !n.nat, switching).await?;
+            let options =
+                lab_net::BridgeOptions { mtu: n.mtu, mute: !n.nat, vlan_filtering: n.vlan_filtering, stp: n.stp };
+            let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, options).await?;
             for address in n.gateway_addresses() {
                 self.host.add_address(index, &n.bridge, address).await?;
             }

@@ -47,7 +47,11 @@ addresses = ["10.0.12.1/30", "10.0.12.2/30"]
     assert_eq!(alpha.command.as_deref(), Some(&["sleep".to_string(), "infinity".to_string()][..]));
     assert_eq!(
         alpha.interfaces[0].kind,
-        InterfaceKind::Network { network: 0, addresses: vec!["10.42.0.12".parse().unwrap()] }
+        InterfaceKind::Network {
+            network: 0,
+            addresses: vec!["10.42.0.12".parse().unwrap()],
+            vlans: Default::default()
+        }
     );
     // The link endpoint without an interface name gets the next free ethN.
     assert_eq!(alpha.interfaces[1].name.as_str(), "eth1");
@@ -104,7 +108,10 @@ fn explicit_interface_names_cannot_collide() {
 #[test]
 fn auto_address_keyword_is_accepted() {
     let t = parse("name = \"x\"\n[networks.lan]\n[nodes.a]\nnetworks = { lan = \"auto\" }\n").unwrap();
-    assert_eq!(t.nodes[0].interfaces[0].kind, InterfaceKind::Network { network: 0, addresses: vec![] });
+    assert_eq!(
+        t.nodes[0].interfaces[0].kind,
+        InterfaceKind::Network { network: 0, addresses: vec![], vlans: Default::default() }
+    );
 }
 
 #[test]
