@@ -285,3 +285,46 @@ volumes = ["pgdata:/var/lib/pgdata", "conf:/etc/app:ro"]
     assert_eq!(l.sh("db", "cat /var/lib/pgdata/table"), "rows\n", "the next up finds it");
     l.down();
 }
+
+#[test]
+fn copies_of_one_lab_share_fixed_subnets_and_addresses_and_never_reach_each_other() {
+    let _host = shared();
+    // One worksheet, three students: the same file, the same addresses, no NAT.
+    let worksheet = format!(
+        r#"
+[networks.lan]
+subnet = "10.77.30.0/24"
+[nodes.server]
+networks = {{ lan = "10.77.30.10" }}
+command = ["/probe", "serve", "7000", "hello"]
+{}
+[nodes.client]
+networks = {{ lan = "10.77.30.20" }}
+"#,
+        probe_mount()
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("worksheet.toml");
+    std::fs::write(&file, worksheet).expect("topology");
+    let copies: Vec<Lab> = ["alice", "bob", "carol"].iter().map(|who| Lab::up_file(who, &file)).collect();
+    let mac = |l: &Lab| l.sh("server", "cat /sys/class/net/eth0/address").trim().to_string();
+    for l in &copies {
+        // Each client reaches a server at the shared address over TCP, and it is its own
+        // lab's: the one whose MAC address its neighbour table learnt.
+        let read = "for i in 1 2 3 4 5; do exec 3<>/dev/tcp/10.77.30.10/7000 && exec cat <&3; sleep 0.2; done";
+        let out = l.exec("client", &["bash", "-c", read]);
+        assert_eq!(text(&out.stdout).trim(), "hello", "{}: {}", l.name, show(&out));
+        let neigh = l.sh("client", "ip neigh show 10.77.30.10");
+        assert!(neigh.contains(&mac(l)), "{}'s client talked to {neigh}, not its server {}", l.name, mac(l));
+        let ps = text(&lab(&["ps", &l.name]).stdout);
+        assert!(ps.contains("eth0=10.77.30.10/24"), "{ps}");
+    }
+    assert_ne!(mac(&copies[0]), mac(&copies[1]), "each copy's nodes are its own");
+    // An address only bob's server has is out of alice's reach.
+    copies[1].sh("server", "ip addr add 10.77.30.99/24 dev eth0");
+    assert!(copies[1].exec("client", &["ping", "-c1", "-W2", "10.77.30.99"]).status.success());
+    assert!(!copies[0].exec("client", &["ping", "-c1", "-W1", "10.77.30.99"]).status.success(), "alice reaches bob");
+    for l in copies {
+        l.down();
+    }
+}

@@ -32,8 +32,12 @@ pub use crate::identity::{GROUP_BASE, ID_LEN};
 /// What the plan needs to know about the machine; gathered by the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    /// Subnets already in use (host routes, other labs' networks), each with who uses it.
+    /// Subnets the host routes (its own routes, other labs' NAT networks), each with who
+    /// uses it: a NAT network cannot have one.
     pub used_subnets: Vec<(IpNetwork, String)>,
+    /// Other labs' networks without NAT: segments the host is not on, whose subnets any
+    /// network may have too (copies of one lab), but a free one is picked elsewhere.
+    pub segment_subnets: Vec<(IpNetwork, String)>,
     /// Ids of other labs, and of leftover interfaces, that a new lab must not reuse.
     pub taken_ids: BTreeSet<String>,
     /// Link groups in use on the host.

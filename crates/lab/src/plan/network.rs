@@ -20,7 +20,10 @@ const POOL6_PREFIX: u8 = 64;
 /// The networks of `topology`, each with its subnets, bridge and gateways.
 pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<NetworkPlan>, TopologyError> {
     let mut used = facts.used_subnets.clone();
-    for n in &topology.networks {
+    // A network without NAT is a segment the host is not on: whatever the host routes, and
+    // whatever other labs have, its subnet touches none of it. A NAT network's the host
+    // routes: it must be free.
+    for n in topology.networks.iter().filter(|n| n.nat) {
         for (net, span) in [(n.subnet, &n.span), (n.subnet6, &n.span6)] {
             let Some(net) = net else { continue };
             if let Some((_, who)) = used.iter().find(|(u, _)| overlaps(*u, net)) {
@@ -32,6 +35,8 @@ pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<V
             }
         }
     }
+    // Free subnets are picked away from everything, other labs' segments too.
+    used.extend(facts.segment_subnets.iter().cloned());
     for n in &topology.networks {
         for s in [n.subnet, n.subnet6].into_iter().flatten() {
             used.push((s, format!("network `{}` of this lab", n.name)));

@@ -90,10 +90,25 @@ fn a_taken_explicit_subnet_is_an_error_at_the_subnet() {
         used_subnets: vec![("10.0.0.0/8".parse().unwrap(), "host route 10.0.0.0/8 dev eth1".into())],
         ..Facts::default()
     };
-    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n[nodes.a]\n");
+    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\nnat = true\n[nodes.a]\n");
     let err = Plan::new(&t, &facts).unwrap_err();
     assert_eq!(err.location(), "lab.toml:3:10");
     assert!(err.diagnostics[0].message.contains("already in use by host route 10.0.0.0/8 dev eth1"), "{err}");
+}
+
+#[test]
+fn a_network_without_nat_may_share_its_subnet_but_free_ones_are_picked_apart() {
+    let facts = Facts {
+        used_subnets: vec![("10.9.0.0/16".parse().unwrap(), "host route".into())],
+        segment_subnets: vec![("10.42.0.0/24".parse().unwrap(), "lab alice's network lan".into())],
+        ..Facts::default()
+    };
+    // Copies of one worksheet lab: the same fixed subnet as a host route, or as another
+    // lab's segment, on a network the host is not on.
+    let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\n[networks.b]\nsubnet = \"10.42.0.0/24\"\n[networks.c]\n[nodes.a]\n");
+    let plan = Plan::new(&t, &facts).unwrap();
+    let subnets: Vec<String> = plan.networks.iter().map(|n| n.subnet.to_string()).collect();
+    assert_eq!(subnets, ["10.9.0.0/24", "10.42.0.0/24", "10.42.1.0/24"]);
 }
 
 #[test]

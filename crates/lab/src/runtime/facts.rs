@@ -22,7 +22,8 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         facts.taken_userns.extend(state.plan.nodes.iter().filter_map(|n| n.userns.map(|m| m.host)));
         for n in &state.plan.networks {
             for subnet in [Some(n.subnet), n.subnet6].into_iter().flatten() {
-                facts.used_subnets.push((subnet, format!("lab {name}'s network {}", n.name)));
+                let used = if n.nat { &mut facts.used_subnets } else { &mut facts.segment_subnets };
+                used.push((subnet, format!("lab {name}'s network {}", n.name)));
             }
         }
         for p in &state.plan.ports {
