@@ -15,6 +15,7 @@ mod escape_network;
 mod exec;
 mod host;
 mod isolation;
+mod kathara;
 mod kit;
 mod lifecycle;
 mod limits;

@@ -35,14 +35,12 @@ impl Feature {
             Feature::Netem => *NETEM.get_or_init(|| {
                 host("unshare --net sh -c 'tc qdisc add dev lo root netem delay 1ms'").status.success()
             }),
-            Feature::Vlans => *VLANS.get_or_init(|| {
-                host(
-                    "unshare --net sh -c 'ip link add b type bridge vlan_filtering 1 && \
-                     ip link add v type veth peer name w && ip link add link v name v.10 type vlan id 10'",
-                )
-                .status
-                .success()
-            }),
+            Feature::Vlans => {
+                *VLANS.get_or_init(|| // The bridge module may not load itself (lab loads it before it makes a bridge).
+                host("modprobe -q bridge 2>/dev/null; unshare --net ip link add name lab-probe type bridge vlan_filtering 1")
+                    .status
+                    .success())
+            }
         }
     }
 }

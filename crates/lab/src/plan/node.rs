@@ -65,10 +65,13 @@ impl<'a> Planner<'a> {
         };
         let ifnames = interfaces.iter().map(|i| i.name.as_str());
         let sysctls = policy::sysctls(ifnames, userns, !facts.no_ipv6, &node.sysctls);
-        let (covers, view_files) = match &node.rootfs {
+        let (covers, mut view_files) = match &node.rootfs {
             Rootfs::Host => view::host_view(&node.reveal),
             Rootfs::Dir(_) => (Vec::new(), Vec::new()),
         };
+        if node.systemctl {
+            view_files.push(view::systemctl_shim());
+        }
         Ok(NodePlan {
             covers,
             view_files,
@@ -128,12 +131,15 @@ impl<'a> Planner<'a> {
                         Some("give the network a larger subnet".into()),
                     )
                 };
+                // A network without addresses (a bare segment): only those the node names.
+                let addressed = topology.networks[*network].addressed;
                 let v4 = match addresses.iter().find(|a| a.is_ipv4()) {
-                    Some(ip) => *ip,
-                    None => self.addresses.next_v4(*network).ok_or_else(|| exhausted(net.subnet))?,
+                    Some(ip) => Some(*ip),
+                    None if !addressed => None,
+                    None => Some(self.addresses.next_v4(*network).ok_or_else(|| exhausted(net.subnet))?),
                 };
-                let mut primary = vec![v4];
-                if let Some(subnet6) = net.subnet6 {
+                let mut primary: Vec<IpAddr> = v4.into_iter().collect();
+                if let Some(subnet6) = net.subnet6.filter(|_| addressed || addresses.iter().any(|a| a.is_ipv6())) {
                     let v6 = match addresses.iter().find(|a| a.is_ipv6()) {
                         Some(ip) => *ip,
                         None => self.addresses.next_v6(*network).ok_or_else(|| exhausted(subnet6))?,

@@ -81,6 +81,34 @@ pub fn host_view(reveal: &[String]) -> (Vec<Cover>, Vec<NodeFile>) {
     (covers, files)
 }
 
+/// `systemctl` for a node without systemd (a Kathará lab's startup scripts call it): each
+/// unit's SysV script, as `service` does where systemd is not running.
+pub fn systemctl_shim() -> NodeFile {
+    const SCRIPT: &str = r#"#!/bin/sh
+# lab's systemctl: no systemd runs in this node, so units are their /etc/init.d scripts.
+action=${1:-}
+[ $# -gt 0 ] && shift
+case "$action" in
+start|stop|restart|reload|status|force-reload) ;;
+enable|disable|daemon-reload|is-system-running|mask|unmask) exit 0 ;;
+*) echo "systemctl (lab): \`$action' is not supported without systemd" >&2; exit 1 ;;
+esac
+status=0
+for unit in "$@"; do
+    case "$unit" in -*) continue ;; esac
+    name=${unit%.service}
+    if [ -x "/etc/init.d/$name" ]; then
+        "/etc/init.d/$name" "$action" || status=$?
+    else
+        echo "systemctl (lab): no /etc/init.d/$name for $unit" >&2
+        status=5
+    fi
+done
+exit $status
+"#;
+    NodeFile::new("/usr/local/sbin/systemctl", SCRIPT, 0o755).expect("a plain path")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use crate::topology::{Name, Topology};
 use crate::Error;
 use std::path::{Path, PathBuf};
 
-/// The file `lab up ARG` reads: ARG itself, ARG/lab.toml for a directory, and with no ARG
-/// ./lab.toml or the one `*.lab.toml` of the current directory.
+/// The file `lab up ARG` reads: ARG itself, ARG/lab.toml for a directory (else its lab.conf:
+/// a Kathará lab), and with no ARG the same of the current directory, or its one `*.lab.toml`.
 pub fn topology_file(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let dir = match arg {
         Some(p) if p.is_dir() => p.to_path_buf(),
@@ -17,6 +17,10 @@ pub fn topology_file(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let lab_toml = dir.join("lab.toml");
     if lab_toml.is_file() {
         return Ok(lab_toml);
+    }
+    let lab_conf = dir.join("lab.conf");
+    if lab_conf.is_file() {
+        return Ok(lab_conf);
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| Error::Io(format!("reading {}", dir.display()), e))?
@@ -28,7 +32,9 @@ pub fn topology_file(arg: Option<&Path>) -> Result<PathBuf, Error> {
     let shown = if dir == Path::new(".") { "this directory".to_string() } else { dir.display().to_string() };
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => Err(Error::Usage(format!("{shown} has no lab.toml and no *.lab.toml: name the topology file"))),
+        0 => {
+            Err(Error::Usage(format!("{shown} has no lab.toml, no *.lab.toml and no lab.conf: name the topology file")))
+        }
         _ => Err(Error::Usage(format!(
             "{shown} has several topology files ({}): name one",
             found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")

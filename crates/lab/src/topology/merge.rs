@@ -63,6 +63,7 @@ pub(super) fn merged(defaults: &RawNode, node: &RawNode, name: &str) -> RawNode 
         healthcheck: one(&d.healthcheck, &node.healthcheck),
         // Hooks are commands: a node's own run after the default's, none replaced.
         exec: list(&d.exec, &node.exec, |_| String::new()),
+        systemd: node.systemd || d.systemd,
     }
 }
 

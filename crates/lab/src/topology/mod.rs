@@ -7,6 +7,7 @@
 
 mod attach;
 mod checks;
+mod kathara;
 mod links;
 mod merge;
 mod names;
@@ -68,6 +69,8 @@ pub struct Network {
     pub nat: bool,
     /// `stp`: the bridge runs spanning tree.
     pub stp: bool,
+    /// `addresses`: nodes get an address on it unless they name one (`false`: none).
+    pub addressed: bool,
     /// Some node's port on it has VLANs: the bridge filters by VLAN.
     pub vlan_filtering: bool,
     /// Where the subnet (or, without one, the network) is written.
@@ -120,6 +123,8 @@ pub struct Node {
     pub impairments: Vec<(IfName, Impairment)>,
     /// `workdir`, `user`, `restart`, `depends_on`, `healthcheck`, `exec`.
     pub service: Service,
+    /// `systemctl start SERVICE` runs `/etc/init.d/SERVICE start` (a Kathará lab's nodes).
+    pub systemctl: bool,
 }
 
 /// `volumes = ["pgdata:/var/lib/postgresql"]`: a directory lab makes for the node (under
@@ -228,11 +233,31 @@ impl Node {
 }
 
 impl Topology {
-    /// Reads and checks a topology file.
+    /// Reads and checks a topology file: a lab.toml, or a Kathará lab's lab.conf.
     pub fn load(path: &Path) -> Result<Topology, crate::Error> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| crate::Error::Io(format!("reading topology file {}", path.display()), e))?;
+        if path.file_name().is_some_and(|n| n == "lab.conf") {
+            let (topology, warnings) = Topology::parse_kathara(Source::new(path, text))?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            return Ok(topology);
+        }
         Ok(Topology::parse(Source::new(path, text))?)
+    }
+
+    /// Parses and checks a Kathará lab's lab.conf (its directory beside it), with what lab
+    /// does differently.
+    pub fn parse_kathara(source: Source) -> Result<(Topology, Vec<String>), TopologyError> {
+        let dir = source.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (raw, warnings) = kathara::raw(&source, &dir).map_err(|d| TopologyError::new(source.clone(), d))?;
+        let mut v = Validator::default();
+        let topology = v.topology(raw, &source);
+        match topology {
+            Some(t) if v.diags.is_empty() => Ok((Topology { source, ..t }, warnings)),
+            _ => Err(TopologyError::new(source, v.diags)),
+        }
     }
 
     /// Parses and checks topology text; `source.path` is used for messages and, when the file

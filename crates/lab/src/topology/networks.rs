@@ -46,6 +46,7 @@ impl Validator {
                 mtu,
                 nat: rn.nat,
                 stp: rn.stp,
+                addressed: rn.addresses,
                 vlan_filtering: false,
                 span,
                 span6,

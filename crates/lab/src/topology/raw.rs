@@ -40,6 +40,13 @@ pub struct RawNetwork {
     /// Spanning tree on the network's bridge.
     #[serde(default)]
     pub stp: bool,
+    /// Nodes get addresses on it (`false`: a bare layer-2 segment, addressed by the nodes).
+    #[serde(default = "yes")]
+    pub addresses: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A node's keys. Every key but `networks`, `hostname` and the flags may be `false` in a node
@@ -125,6 +132,9 @@ pub struct RawNode {
     /// Commands run in the node once its network is up and its command started.
     #[serde(default)]
     pub exec: Opt<Vec<Str>>,
+    /// `systemctl` and `service` start services without systemd (a Kathará lab's).
+    #[serde(skip)]
+    pub systemd: bool,
 }
 
 /// A key a node may set, leave to `[defaults]`, or clear with `false`.

@@ -139,6 +139,7 @@ impl Validator {
                 ports: Vec::new(),
                 impairments: Vec::new(),
                 service,
+                systemctl: rn.systemd,
             });
         }
 
@@ -253,7 +254,7 @@ pub(super) fn sorted(mut v: Vec<&str>) -> Vec<&str> {
 /// with anything a name cannot hold turned into `-`.
 pub(super) fn default_name(path: &std::path::Path) -> String {
     let file = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let base = if file == "lab.toml" {
+    let base = if file == "lab.toml" || file == "lab.conf" {
         let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(std::path::Path::to_path_buf));
         dir.and_then(|d| d.file_name().map(|s| s.to_string_lossy().into_owned())).unwrap_or_default()
     } else {
