@@ -120,3 +120,24 @@ command = "echo $(id -un) > /run/app/by-command && logger -t app started && exec
     assert!(err.contains("preparing"), "its log lines come with the error: {err}");
     assert_eq!(leftovers(&name), Vec::<String>::new());
 }
+
+#[test]
+fn the_frr_bgp_square_converges_and_goes_the_long_way_round_a_cut_link() {
+    let _host = shared();
+    need("/usr/lib/frr/watchfrr");
+    let l = Lab::up_file("bgp", &repo().join("topologies/frr-bgp/lab.toml"));
+    let out = lab(&["check", &l.name]);
+    assert!(out.status.success(), "eBGP converges within its checks' deadlines:\n{}", show(&out));
+    let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", "10.255.2.1"]).stdout).contains(hop);
+    assert!(via("via 10.1.2.2"), "r1 reaches r2 directly: {}", l.sh("r1", "ip route"));
+    let out = lab(&["link", &format!("{}/r1:eth1", l.name), "down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !via("via 10.4.1.1") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(via("via 10.4.1.1"), "through r4 and r3: {}", l.sh("r1", "ip route"));
+    let out = l.exec("r1", &["ping", "-c1", "-W2", "r2-lo"]);
+    assert!(out.status.success(), "{}", show(&out));
+    l.down();
+}
