@@ -280,6 +280,16 @@ volumes = ["pgdata:/var/lib/pgdata", "conf:/etc/app:ro"]
     assert!(out.status.success(), "{}", show(&out));
     let kept = format!("/var/lib/lab/volumes/{}/db/pgdata/table", l.name);
     assert!(std::path::Path::new(&kept).exists(), "--keep-volumes keeps {kept}");
+    // An `up` that fails rolls back the volumes it made, never those it found.
+    let good = std::fs::read_to_string(&l.file).expect("the topology");
+    let broken = format!("{good}[nodes.broken]\nvolumes = [\"junk:/var/junk\"]\nsetup = [\"exit 1\"]\n");
+    std::fs::write(&l.file, broken).expect("the topology");
+    let out = crate::support::lab(&["up", l.file.to_str().expect("utf-8"), "--name", &l.name]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(std::path::Path::new(&kept).exists(), "a failed up keeps the volumes it found");
+    let junk = format!("/var/lib/lab/volumes/{}/broken/junk", l.name);
+    assert!(!std::path::Path::new(&junk).exists(), "and removes those it made: {junk}");
+    std::fs::write(&l.file, good).expect("the topology");
     let out = crate::support::lab(&["up", l.file.to_str().expect("utf-8"), "--name", &l.name]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(l.sh("db", "cat /var/lib/pgdata/table"), "rows\n", "the next up finds it");
