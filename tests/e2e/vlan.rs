@@ -17,7 +17,7 @@ networks = { sw = { address = "10.70.0.20", vlan = 20 } }
 [nodes.plain]
 networks = { sw = "10.70.0.30" }
 [nodes.trunk]
-networks = { sw = { address = "10.70.0.101", vlans = [10, 20] } }
+networks = { sw = { vlans = [10, 20] } }
 setup = ["ip link add link eth0 name eth0.10 type vlan id 10 && ip addr add 10.70.0.100/24 dev eth0.10 && ip link set eth0.10 up"]
 "#;
 
@@ -46,10 +46,15 @@ fn access_ports_of_one_vlan_talk_other_vlans_do_not_and_a_trunk_carries_tagged_f
     assert!(pings(&l, "a10", "10.70.0.11"), "the same VLAN");
     assert!(!pings(&l, "a10", "10.70.0.20"), "another VLAN is out of reach");
     assert!(!pings(&l, "a10", "10.70.0.30"), "and so is the untagged default VLAN");
-    // The trunk's VLAN 10 interface reaches VLAN 10; its untagged eth0 reaches nobody.
+    // A trunk has no address of lab's: the node addresses its VLAN interfaces. Its VLAN 10
+    // interface reaches VLAN 10, its VLAN 20 one VLAN 20 only, and untagged it reaches nobody.
+    assert!(!text(&lab(&["ps", &l.name]).stdout).contains("10.70.0.101"), "no address on the trunk itself");
     assert!(pings(&l, "trunk", "10.70.0.10"), "{}", l.sh("trunk", "ip -d addr"));
-    let untagged = l.exec("trunk", &["sh", "-c", "ping -c1 -W1 -I eth0 10.70.0.30"]);
-    assert!(!untagged.status.success(), "a trunk carries no untagged frames");
+    l.sh("trunk", "ip link del eth0.10 && ip link add link eth0 name eth0.20 type vlan id 20 && ip addr add 10.70.0.100/24 dev eth0.20 && ip link set eth0.20 up");
+    assert!(pings(&l, "trunk", "10.70.0.20"), "VLAN 20 over the trunk");
+    assert!(!pings(&l, "trunk", "10.70.0.10"), "VLAN 20 is not VLAN 10");
+    l.sh("trunk", "ip link del eth0.20 && ip addr add 10.70.0.100/24 dev eth0");
+    assert!(!pings(&l, "trunk", "10.70.0.30"), "a trunk carries no untagged frames");
     // What the bridge says, from the host.
     let port = host_end(&l.name, "a10", "eth0");
     let vlans = text(&host(&format!("bridge vlan show dev {port}")).stdout);

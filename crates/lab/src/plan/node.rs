@@ -131,8 +131,10 @@ impl<'a> Planner<'a> {
                         Some("give the network a larger subnet".into()),
                     )
                 };
-                // A network without addresses (a bare segment): only those the node names.
-                let addressed = topology.networks[*network].addressed;
+                // A network without addresses (a bare segment), or a trunk (whose frames are
+                // all tagged: the node addresses its VLAN interfaces): only those it names.
+                let trunk = matches!(vlans, crate::topology::PortVlans::Trunk(_));
+                let addressed = topology.networks[*network].addressed && !trunk;
                 let v4 = match addresses.iter().find(|a| a.is_ipv4()) {
                     Some(ip) => Some(*ip),
                     None if !addressed => None,
