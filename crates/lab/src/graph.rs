@@ -106,7 +106,7 @@ pub fn mermaid(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
         let (a, b, label, bad) = match e {
             Edge::Attach { node, iface, net, node_first } => {
                 let (n, i) = (&plan.nodes[*node], &plan.nodes[*node].interfaces[*iface]);
-                let mut label = interface_label(i.name.as_str(), &i.addresses);
+                let mut label = interface_label(i);
                 let f = faults(plan, changes, *node, *iface);
                 label.extend(f.iter().cloned());
                 let (x, y) = (node_id(n.name.as_str()), net_id(&plan.networks[*net]));
@@ -116,7 +116,7 @@ pub fn mermaid(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
             Edge::Link { ends, .. } => {
                 let side = |(node, iface): (usize, usize)| {
                     let i = &plan.nodes[node].interfaces[iface];
-                    let mut l = interface_label(i.name.as_str(), &i.addresses);
+                    let mut l = interface_label(i);
                     l.extend(faults(plan, changes, node, iface));
                     l.join("<br/>")
                 };
@@ -166,7 +166,7 @@ pub fn dot(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
         match e {
             Edge::Attach { node, iface, net, node_first } => {
                 let (n, i) = (&plan.nodes[node], &plan.nodes[node].interfaces[iface]);
-                let mut label = interface_label(i.name.as_str(), &i.addresses);
+                let mut label = interface_label(i);
                 let f = faults(plan, changes, node, iface);
                 label.extend(f.iter().cloned());
                 let (x, y) = (node_id(n.name.as_str()), net_id(&plan.networks[net]));
@@ -177,7 +177,7 @@ pub fn dot(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
                 // One line per end, each naming its node.
                 let side = |(node, iface): (usize, usize)| {
                     let (n, i) = (&plan.nodes[node], &plan.nodes[node].interfaces[iface]);
-                    let mut l = interface_label(i.name.as_str(), &i.addresses);
+                    let mut l = interface_label(i);
                     l.extend(faults(plan, changes, node, iface));
                     format!("{} {}", n.name, l.join(" "))
                 };
@@ -222,8 +222,17 @@ fn network_label(n: &NetworkPlan) -> Vec<String> {
     lines
 }
 
-fn interface_label(name: &str, addresses: &[ipnetwork::IpNetwork]) -> Vec<String> {
-    std::iter::once(name.to_string()).chain(addresses.iter().map(|a| a.to_string())).collect()
+/// An interface's name, its VLANs on its bridge (`vlan 10`, `trunk 10,20`), its addresses.
+fn interface_label(i: &crate::plan::InterfacePlan) -> Vec<String> {
+    use crate::topology::PortVlans;
+    let vlans = match &i.attach {
+        crate::plan::Attach::Bridge { vlans: PortVlans::Access(v), .. } => Some(format!("vlan {v}")),
+        crate::plan::Attach::Bridge { vlans: PortVlans::Trunk(v), .. } => {
+            Some(format!("trunk {}", v.iter().map(u16::to_string).collect::<Vec<_>>().join(",")))
+        }
+        _ => None,
+    };
+    std::iter::once(i.name.to_string()).chain(vlans).chain(i.addresses.iter().map(|a| a.to_string())).collect()
 }
 
 /// Identifiers that no name can break: names are letters, digits and `-` (topology rules),
@@ -296,6 +305,21 @@ mod tests {
         assert!(d.contains("\"net_left\" -- \"node_r\""), "{d}");
         assert!(d.contains("\"node_r\" -- \"net_right\""), "{d}");
         assert!(d.contains("\"net_right\" -- \"node_h2\""), "{d}");
+    }
+
+    #[test]
+    fn vlans_are_on_their_ports() {
+        let text = r#"
+            [networks.sw]
+            [nodes.a]
+            networks = { sw = { vlan = 10 } }
+            [nodes.t]
+            networks = { sw = { vlans = [20, 10] } }
+        "#;
+        let plan = Plan::new(&Topology::parse(Source::new("v.toml", text)).unwrap(), &Facts::default()).unwrap();
+        let d = super::dot(&plan, None);
+        assert!(d.contains("\"net_sw\" -- \"node_a\" [label=\"eth0\\nvlan 10\\n"), "{d}");
+        assert!(d.contains("\"net_sw\" -- \"node_t\" [label=\"eth0\\ntrunk 10,20\"]"), "{d}");
     }
 
     #[test]
