@@ -5,6 +5,19 @@
 use crate::support::*;
 use std::time::{Duration, Instant};
 
+/// Whether `cond` holds within `secs` seconds. Routing converges with no event to wait on
+/// (and, on a loaded slow machine, an adjacency may flap and come back): look until then.
+fn eventually(secs: u64, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    true
+}
+
 /// FRR and bird come from the host's packages (scripts/install-deps installs them).
 fn need(program: &str) {
     assert!(std::path::Path::new(program).exists(), "{program} is missing: scripts/install-deps installs it");
@@ -36,16 +49,10 @@ fn the_frr_ospf_lab_converges_in_unprivileged_nodes_and_reroutes_round_a_cut_lin
     assert!(logs.contains("ospfd[") && logs.contains("zebra["), "{logs}");
     // r1 reaches r3's loopback directly, then through r2 once their link is cut.
     let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", "10.255.0.3"]).stdout).contains(hop);
-    assert!(via("via 10.0.13.2"), "{}", l.sh("r1", "ip route"));
+    assert!(eventually(60, || via("via 10.0.13.2")), "{}", l.sh("r1", "ip route"));
     let out = lab(&["link", &format!("{}/r1:eth2", l.name), "down"]);
     assert!(out.status.success(), "{}", show(&out));
-    // Convergence has no event to wait on: look until OSPF has seen the interface go down
-    // and run SPF, with room for a slow machine.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !via("via 10.0.12.2") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(via("via 10.0.12.2"), "rerouted through r2: {}", l.sh("r1", "ip route"));
+    assert!(eventually(60, || via("via 10.0.12.2")), "rerouted through r2: {}", l.sh("r1", "ip route"));
     let out = l.exec("r1", &["ping", "-c1", "-W2", "r3-lo"]);
     assert!(out.status.success(), "{}", show(&out));
     l.down();
@@ -65,11 +72,8 @@ setup = ["install -d -o bird -g bird /run/bird"]
 command = "exec bird -f -u bird -g bird"
 "#,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
     let status = || text_of(&l.exec("b1", &["birdc", "show", "status"]));
-    while !status().contains("Daemon is up and running") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(eventually(30, || status().contains("Daemon is up and running")), "{}", status());
     assert!(status().contains("Router ID is 10.255.9.1"), "{}", status());
     assert_eq!(l.sh("b1", "sysctl -n net.ipv4.ip_forward"), "1\n", "the preset forwards");
     let logs = text_of(&lab(&["logs", &format!("{}/b1", l.name)]));
@@ -91,10 +95,7 @@ setup = ["echo ready > /run/app/by-setup"]
 command = "echo $(id -un) > /run/app/by-command && logger -t app started && exec sleep infinity"
 "#,
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !l.sh("app", "ls /run/app").contains("by-command") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(eventually(10, || l.sh("app", "ls /run/app").contains("by-command")), "the command ran");
     assert_eq!(l.sh("app", "cat /run/app/by-setup /run/app/by-command"), "ready\nnobody\n");
     assert_eq!(l.sh("app", "stat -c %U /run/app/by-setup"), "root\n", "setup ran as root");
     let logs = text_of(&lab(&["logs", &format!("{}/app", l.name)]));
@@ -129,14 +130,10 @@ fn the_frr_bgp_square_converges_and_goes_the_long_way_round_a_cut_link() {
     let out = lab(&["check", &l.name]);
     assert!(out.status.success(), "eBGP converges within its checks' deadlines:\n{}", show(&out));
     let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", "10.255.2.1"]).stdout).contains(hop);
-    assert!(via("via 10.1.2.2"), "r1 reaches r2 directly: {}", l.sh("r1", "ip route"));
+    assert!(eventually(60, || via("via 10.1.2.2")), "r1 reaches r2 directly: {}", l.sh("r1", "ip route"));
     let out = lab(&["link", &format!("{}/r1:eth1", l.name), "down"]);
     assert!(out.status.success(), "{}", show(&out));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !via("via 10.4.1.1") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    assert!(via("via 10.4.1.1"), "through r4 and r3: {}", l.sh("r1", "ip route"));
+    assert!(eventually(60, || via("via 10.4.1.1")), "through r4 and r3: {}", l.sh("r1", "ip route"));
     let out = l.exec("r1", &["ping", "-c1", "-W2", "r2-lo"]);
     assert!(out.status.success(), "{}", show(&out));
     l.down();
