@@ -56,9 +56,9 @@ pub(crate) struct Root {
 pub(crate) fn build(spec: &NodeSpec, userns: Option<BorrowedFd<'_>>) -> Result<Root> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .ctx(|| "making the helper's mounts private".into())?;
-    // The node's directory is a convenient place every host has for it: the tmpfs over it
-    // exists only in this mount namespace.
-    // The kept layer (see `keep_layer`), taken along before the tmpfs below covers it.
+    // The kept layer (see `keep_layer`), taken along before the tmpfs below covers it. The
+    // node's directory is a convenient place every host has for the mount points: the tmpfs
+    // over it exists only in this mount namespace.
     let kept = open_tree(&spec.dir.join(LAYER), false).ctx(|| "opening the node's writable layer".into())?;
     let work = spec.dir.clone();
     mount(Some("tmpfs"), &work, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
