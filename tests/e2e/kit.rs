@@ -131,6 +131,19 @@ fn a_failing_up_or_start_shows_the_nodes_last_log_lines_and_start_waits_for_heal
     let err = text(&out.stderr);
     assert!(err.contains("node db") && err.contains("stderr second start: giving up"), "{err}");
     l.down();
+    // Without a health check too: a command that ends as it starts is not "running again"
+    // (its kept layer remembers the first start).
+    let l = Lab::up(
+        "startends",
+        "[nodes.db]\ncommand = \"test -e /var/tmp/ran && { echo 'no config' >&2; exit 2; }; touch /var/tmp/ran; exec sleep infinity\"\n",
+    );
+    let node = format!("{}/db", l.name);
+    assert!(crate::support::lab(&["stop", &node]).status.success());
+    let out = crate::support::lab(&["start", &node]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = text(&out.stderr);
+    assert!(err.contains("node db: its command ended as it started") && err.contains("stderr no config"), "{err}");
+    l.down();
 }
 
 #[test]

@@ -68,6 +68,10 @@ async fn take_down(
     }
 }
 
+/// How long `lab start` watches a node's init after its command started (and its health
+/// check passed): a command that dies at once is reported, not called running.
+const START_GRACE: Duration = Duration::from_millis(300);
+
 /// Starts a stopped (or exited) node again, as the plan has it: same addresses, interfaces,
 /// routes; the impairments, links down and partitions set since `up`; links to running
 /// peers made again. Its writable layer is the one it had, as `docker start` keeps a
@@ -110,6 +114,7 @@ pub async fn start(lab: Option<&Name>, node: &str, fresh: bool, options: &Option
     };
     match bring_back(&builder, &l.state, index).await {
         Ok(processes) => {
+            let init = processes.init;
             l.state.nodes.retain(|p| p.name != node);
             l.state.nodes.push(processes);
             l.state.runtime.stopped.remove(node);
@@ -125,12 +130,22 @@ pub async fn start(lab: Option<&Name>, node: &str, fresh: bool, options: &Option
             let plan = l.node(node)?;
             let served = async {
                 services::hooks(&options.lab_binary, &l.state.plan, plan).await?;
-                match &plan.service.healthcheck {
-                    Some(hc) => {
-                        services::wait_healthy(&options.lab_binary, &l.state.plan, &l.dir, None, plan, hc).await
-                    }
-                    None => Ok(()),
+                if let Some(hc) = &plan.service.healthcheck {
+                    services::wait_healthy(&options.lab_binary, &l.state.plan, &l.dir, None, plan, hc).await?;
                 }
+                // A command that ends as soon as it starts (a missing file, a typo) takes its
+                // init with it: a start that said "running" then would be wrong. Its exit is
+                // an event; a moment is given for it.
+                let ended = match init.open() {
+                    Ok(Some(fd)) => tokio::time::timeout(START_GRACE, fd.exited()).await.is_ok(),
+                    // Gone already (its monitor reaped it).
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if ended {
+                    return Err(Error::node(node, Error::Died("its command ended as it started".into())));
+                }
+                Ok(())
             };
             served.await.map_err(|e| super::logs::with_log(&l.dir, e))
         }
