@@ -28,6 +28,10 @@ fn limits_reach_the_kernel() {
         assert_eq!(cgroup_file(&lab_, "a", "cpu", "cpu.cfs_quota_us", ""), "50000");
         assert_eq!(cgroup_file(&lab_, "a", "blkio", "blkio.bfq.weight", ""), "300");
     }
+    // What the node writes (kept across stop/start) fits its memory too: its layer's size.
+    let layer = text(&host(&format!("stat -f -c '%b %S' /run/lab/{}/nodes/a/layer", lab_.name)).stdout);
+    let bytes: u64 = layer.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0)).product();
+    assert_eq!(bytes, 48 << 20, "the layer's size: {layer}");
     // The devices the node may use: the standard ones, no block device.
     if !v2 {
         let devices = cgroup_file(&lab_, "a", "devices", "devices.list", "");

@@ -210,8 +210,9 @@ fn move_to(tree: &OwnedFd, at: &Path) -> std::io::Result<()> {
 /// The node's writable layer is kept from its first start to `lab down` (or a fresh start),
 /// as a container's is from `create` to `rm`: on a tmpfs of its own, mounted on the host at
 /// `<node dir>/layer` (mode 0700, nosuid, nodev), whose pages are charged to the node's
-/// memory cgroup as it writes them. Mounts it unless it is there; runs on the host's side.
-pub fn keep_layer(node_dir: &Path) -> Result<()> {
+/// memory cgroup as it writes them, and that holds at most `size` bytes. Mounts it unless it
+/// is there; runs on the host's side.
+pub fn keep_layer(node_dir: &Path, size: Option<u64>) -> Result<()> {
     let at = node_dir.join(LAYER);
     match fs::DirBuilder::new().mode(0o700).create(&at) {
         Ok(()) => {}
@@ -225,7 +226,11 @@ pub fn keep_layer(node_dir: &Path) -> Result<()> {
             return Ok(());
         }
     }
-    mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0700"))
+    let options = match size {
+        Some(bytes) => format!("mode=0700,size={bytes}"),
+        None => "mode=0700".to_string(),
+    };
+    mount(Some("tmpfs"), &at, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
         .ctx(|| format!("mounting the node's writable layer (tmpfs) on {}", at.display()))
 }
 

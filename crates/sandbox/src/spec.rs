@@ -56,6 +56,10 @@ pub struct NodeSpec {
     /// fails the start.
     #[serde(default)]
     pub setup: Vec<String>,
+    /// The most the writable layer (a tmpfs) may hold, in bytes: the node's memory limit, so
+    /// that what it keeps across stop/start stays within it. `None`: tmpfs's own default.
+    #[serde(default)]
+    pub layer_size: Option<u64>,
     /// The signal that asks the command to stop (`lab stop`, `lab down`), besides SIGTERM,
     /// SIGINT, SIGHUP and SIGQUIT: the init forwards it and does not restart the command.
     #[serde(default)]
@@ -301,6 +305,7 @@ mod tests {
             user: Some("nobody".into()),
             restart: Restart::OnFailure,
             setup: Vec::new(),
+            layer_size: None,
             stop_signal: None,
         };
         spec.prepare().unwrap();

@@ -526,6 +526,7 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         user: node.service.user.clone(),
         restart: node.service.restart,
         setup: node.service.setup.clone(),
+        layer_size: node.limits.memory,
         stop_signal: Some(node.service.stop_signal),
     }
 }
