@@ -18,6 +18,36 @@ fn eventually(secs: u64, cond: impl Fn() -> bool) -> bool {
     true
 }
 
+/// Routing example lab `topology` (in topologies/) converges under its own `lab check`, and
+/// r1's route to `dest` goes by `direct`, then, once r1's `cut` interface is down, by
+/// `detour`; `dest_name` still answers. The lab stays up for the caller's own checks.
+fn reroutes_round_a_cut(
+    what: &str,
+    topology: &str,
+    dest: &str,
+    dest_name: &str,
+    direct: &str,
+    cut: &str,
+    detour: &str,
+) -> Lab {
+    let l = Lab::up_file(what, &repo().join(topology));
+    let out = lab(&["check", &l.name]);
+    let log = text_of(&lab(&["logs", &format!("{}/r1", l.name)]));
+    assert!(
+        out.status.success(),
+        "{topology} converges within its checks' deadlines:\n{}\nr1's log:\n{log}",
+        show(&out)
+    );
+    let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", dest]).stdout).contains(&format!("via {hop}"));
+    assert!(eventually(60, || via(direct)), "r1 reaches {dest} by {direct}: {}", l.sh("r1", "ip route"));
+    let out = lab(&["link", &format!("{}/r1:{cut}", l.name), "down"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(eventually(60, || via(detour)), "rerouted by {detour}: {}", l.sh("r1", "ip route"));
+    let out = l.exec("r1", &["ping", "-c1", "-W2", dest_name]);
+    assert!(out.status.success(), "{}", show(&out));
+    l
+}
+
 /// FRR and bird come from the host's packages (scripts/install-deps installs them).
 fn need(program: &str) {
     assert!(std::path::Path::new(program).exists(), "{program} is missing: scripts/install-deps installs it");
@@ -28,14 +58,15 @@ fn the_frr_ospf_lab_converges_in_unprivileged_nodes_and_reroutes_round_a_cut_lin
     // FRR starts slowly where CPU is short (a VM under TCG): nothing else runs meanwhile.
     let _host = exclusive();
     need("/usr/lib/frr/watchfrr");
-    let l = Lab::up_file("ospf", &repo().join("topologies/frr-ospf/lab.toml"));
-    let out = lab(&["check", &l.name]);
-    let logs = |node: &str| text_of(&lab(&["logs", &format!("{}/{node}", l.name)]));
-    assert!(
-        out.status.success(),
-        "OSPF converges within its checks' deadlines:\n{}\nr1's log:\n{}",
-        show(&out),
-        logs("r1")
+    // r1 reaches r3's loopback directly, then through r2 once their link is cut.
+    let l = reroutes_round_a_cut(
+        "ospf",
+        "topologies/frr-ospf/lab.toml",
+        "10.255.0.3",
+        "r3-lo",
+        "10.0.13.2",
+        "eth2",
+        "10.0.12.2",
     );
     // Not privileged: its own user namespace (SYS_ADMIN there is over its own namespaces
     // only), lab's seccomp filter, no capability beyond the preset's.
@@ -48,14 +79,6 @@ fn the_frr_ospf_lab_converges_in_unprivileged_nodes_and_reroutes_round_a_cut_lin
     // FRR logs to syslog: /dev/log reaches the node's log.
     let logs = text_of(&lab(&["logs", &format!("{}/r1", l.name)]));
     assert!(logs.contains("ospfd[") && logs.contains("zebra["), "{logs}");
-    // r1 reaches r3's loopback directly, then through r2 once their link is cut.
-    let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", "10.255.0.3"]).stdout).contains(hop);
-    assert!(eventually(60, || via("via 10.0.13.2")), "{}", l.sh("r1", "ip route"));
-    let out = lab(&["link", &format!("{}/r1:eth2", l.name), "down"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(eventually(60, || via("via 10.0.12.2")), "rerouted through r2: {}", l.sh("r1", "ip route"));
-    let out = l.exec("r1", &["ping", "-c1", "-W2", "r3-lo"]);
-    assert!(out.status.success(), "{}", show(&out));
     l.down();
 }
 
@@ -103,16 +126,10 @@ command = "echo $(id -un) > /run/app/by-command && logger -t app started && exec
     assert!(logs.contains("app: started"), "logger's line reaches lab logs: {logs}");
     l.down();
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("lab.toml");
-    std::fs::write(
-        &file,
+    let (guard, out) = Lab::try_up(
+        "setupfails",
         "[nodes.broken]\nsetup = [\"echo preparing; exit 3\"]\ncommand = [\"sleep\", \"infinity\"]\n",
-    )
-    .expect("topology");
-    let name = unique("setupfails");
-    let out = lab(&["up", file.to_str().expect("utf-8"), "--name", &name]);
-    let _guard = Lab::adopt(&name, &file, tempfile::tempdir().expect("temp dir"));
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let err = text(&out.stderr);
     assert!(
@@ -120,7 +137,7 @@ command = "echo $(id -un) > /run/app/by-command && logger -t app started && exec
         "{err}"
     );
     assert!(err.contains("preparing"), "its log lines come with the error: {err}");
-    assert_eq!(leftovers(&name), Vec::<String>::new());
+    assert_eq!(leftovers(&guard.name), Vec::<String>::new());
 }
 
 #[test]
@@ -128,15 +145,15 @@ fn the_frr_bgp_square_converges_and_goes_the_long_way_round_a_cut_link() {
     // FRR starts slowly where CPU is short (a VM under TCG): nothing else runs meanwhile.
     let _host = exclusive();
     need("/usr/lib/frr/watchfrr");
-    let l = Lab::up_file("bgp", &repo().join("topologies/frr-bgp/lab.toml"));
-    let out = lab(&["check", &l.name]);
-    assert!(out.status.success(), "eBGP converges within its checks' deadlines:\n{}", show(&out));
-    let via = |hop: &str| text(&l.exec("r1", &["ip", "route", "get", "10.255.2.1"]).stdout).contains(hop);
-    assert!(eventually(60, || via("via 10.1.2.2")), "r1 reaches r2 directly: {}", l.sh("r1", "ip route"));
-    let out = lab(&["link", &format!("{}/r1:eth1", l.name), "down"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert!(eventually(60, || via("via 10.4.1.1")), "through r4 and r3: {}", l.sh("r1", "ip route"));
-    let out = l.exec("r1", &["ping", "-c1", "-W2", "r2-lo"]);
-    assert!(out.status.success(), "{}", show(&out));
+    // r1 reaches r2 directly, then the long way, through r4 and r3.
+    let l = reroutes_round_a_cut(
+        "bgp",
+        "topologies/frr-bgp/lab.toml",
+        "10.255.2.1",
+        "r2-lo",
+        "10.1.2.2",
+        "eth1",
+        "10.4.1.1",
+    );
     l.down();
 }

@@ -32,14 +32,9 @@ fn pings(l: &Lab, from: &str, to: &str) -> bool {
 fn access_ports_of_one_vlan_talk_other_vlans_do_not_and_a_trunk_carries_tagged_frames() {
     let _host = shared();
     if !with_or_without(Feature::Vlans) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let file = dir.path().join("lab.toml");
-        std::fs::write(&file, SWITCHED).expect("topology");
-        let name = unique("novlans");
-        let out = lab(&["up", file.to_str().expect("utf-8"), "--name", &name]);
-        let _guard = Lab::adopt(&name, &file, tempfile::tempdir().expect("temp dir"));
+        let (guard, out) = Lab::try_up("novlans", SWITCHED);
         assert!(!out.status.success() && text(&out.stderr).contains("CONFIG_BRIDGE_VLAN_FILTERING"), "{}", show(&out));
-        assert_eq!(leftovers(&name), Vec::<String>::new());
+        assert_eq!(leftovers(&guard.name), Vec::<String>::new());
         return;
     }
     let l = Lab::up("vlans", SWITCHED);
