@@ -83,14 +83,14 @@ pub(super) fn raw(source: &Source, dir: &Path) -> Result<(RawTopology, Vec<Strin
                     .or_default()
                     .push((index, Spanned::new(value_span.clone(), domain)));
             }
-            "image" => {
-                if !warnings.iter().any(|w: &String| w.starts_with("lab.conf names images")) {
-                    warnings.push(format!(
-                        "lab.conf names images ({value} for {device_name}); lab runs every device on the host's root \
-                         file system until it runs images"
-                    ));
-                }
-            }
+            "image" => warn_once(
+                &mut warnings,
+                "lab.conf names images",
+                format!(
+                    "lab.conf names images ({value} for {device_name}); lab runs every device on the host's root \
+                     file system until it runs images"
+                ),
+            ),
             "mem" => node.memory = Opt::Set(Spanned::new(value_span.clone(), RawScalar::Str(value.clone()))),
             "cpus" => {
                 let cpus = value.parse::<f64>().map(RawScalar::Float).unwrap_or(RawScalar::Str(value.clone()));
@@ -128,7 +128,8 @@ pub(super) fn raw(source: &Source, dir: &Path) -> Result<(RawTopology, Vec<Strin
                 node.privileged = Some(Spanned::new(value_span.clone(), value.eq_ignore_ascii_case("true")))
             }
             k if IGNORED.contains(&k) => {
-                warnings.push(format!("lab.conf: {device_name}[{k}] means nothing to lab; ignored"))
+                let said = format!("lab.conf: `{k}` means nothing to lab");
+                warn_once(&mut warnings, &said, format!("{said}; ignored ({device_name}[{k}] and any other)"));
             }
             other => diags
                 .push(Diagnostic::new(key_span, format!("`{other}` is not a device key lab knows")).hint(
@@ -208,6 +209,13 @@ fn dependencies(dir: &Path, nodes: &IndexMap<Str, RawNode>) -> IndexMap<String, 
     out
 }
 
+/// `warning`, unless one starting with `said` is already there.
+fn warn_once(warnings: &mut Vec<String>, said: &str, warning: String) {
+    if !warnings.iter().any(|w| w.starts_with(said)) {
+        warnings.push(warning);
+    }
+}
+
 fn push(list: &mut Opt<Vec<Str>>, item: Str, span: &Range<usize>) {
     match list {
         Opt::Set(l) => {
@@ -233,4 +241,47 @@ fn network_name(domain: &str) -> String {
 /// `"x"` or `'x'` without its quotes.
 fn unquote(v: &str) -> Option<&str> {
     ['"', '\''].iter().find_map(|q| v.strip_prefix(*q)?.strip_suffix(*q))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::topology::Topology;
+    use crate::Source;
+
+    fn parse(text: &str) -> Result<(Topology, Vec<String>), String> {
+        Topology::parse_kathara(Source::new("k/lab.conf", text)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lab_conf_mistakes_point_at_their_lines() {
+        let e = parse("LAB_NAME=\"x\"\npc1 is a host\n").unwrap_err();
+        assert!(e.contains("lab.conf:2:1") && e.contains("not a `device[key]=value` line"), "{e}");
+        let e = parse("pc1[0]=\"A\"\npc1[sysctl]=\"net.ipv4.ip_forward\"\n").unwrap_err();
+        assert!(e.contains("lab.conf:2:14") && e.contains("is not key=value"), "{e}");
+        let e = parse("pc1[env]=NOVALUE\n").unwrap_err();
+        assert!(e.contains("lab.conf:1:10") && e.contains("is not NAME=value"), "{e}");
+        let e = parse("pc1[0]=\"/02:42:ac:11:00:02\"\n").unwrap_err();
+        assert!(e.contains("collision domain's name is empty"), "{e}");
+        // What the topology checks say, at lab.conf's lines too.
+        let e = parse("pc1[0]=\"A\"\npc1[mem]=\"lots\"\n").unwrap_err();
+        assert!(e.contains("lab.conf:2:11") && e.contains("lots"), "{e}");
+    }
+
+    #[test]
+    fn devices_domains_and_what_lab_does_differently() {
+        let (t, warnings) = parse(
+            "pc1[0]=\"A\"\npc1[1]=\"Lan_2\"\npc1[image]=\"kathara/base\"\npc1[shell]=\"/bin/bash\"\n\
+             r1[0]=\"A\"\nr1[bridged]=true\nr1[port]=\"8080:80/tcp\"\nr1[image]=\"kathara/frr\"\nr2[shell]=\"sh\"\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = t.networks.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["a", "lan-2", "bridged"]);
+        assert!(!t.networks[0].addressed && t.networks[2].addressed && t.networks[2].nat);
+        let r1 = &t.nodes[1];
+        let ifs: Vec<&str> = r1.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(ifs, ["eth0", "eth1"], "bridged comes after the domains");
+        assert_eq!((r1.ports[0].host, r1.ports[0].node), (8080, 80));
+        assert!(r1.security.cap_add.iter().any(|c| c == "SYS_ADMIN") && r1.systemctl, "a router, with systemctl");
+        assert_eq!(warnings.len(), 2, "images and shell, once each: {warnings:?}");
+    }
 }
