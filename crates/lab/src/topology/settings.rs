@@ -75,7 +75,7 @@ impl Preset {
 const MIN_MEMORY: u64 = 4 << 20;
 
 impl Validator {
-    pub(super) fn security(&mut self, node: &RawNode, base: &Path) -> NodeSecurity {
+    pub(super) fn security(&mut self, node: &RawNode, preset: Option<Preset>, base: &Path) -> NodeSecurity {
         let seccomp = match node.seccomp.get() {
             None => SeccompChoice::Default,
             Some(s) => match s.get_ref().as_str() {
@@ -114,7 +114,7 @@ impl Validator {
         // have the host's) or told otherwise.
         let userns = flag(node.userns.as_ref()).unwrap_or(!privileged);
         let mut cap_add = cap_add;
-        if let Some(preset) = self.preset(node) {
+        if let Some(preset) = preset {
             if !userns && !privileged {
                 let span = node.userns.as_ref().map(|u| u.span()).or(node.preset.span()).unwrap_or(0..0);
                 self.err_hint(

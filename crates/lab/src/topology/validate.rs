@@ -97,7 +97,8 @@ impl Validator {
             let mut spans = HashMap::new();
             let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
             if_spans.push(spans);
-            let security = self.security(rn, &base);
+            let preset = self.preset(rn);
+            let security = self.security(rn, preset, &base);
             let limits = self.limits(rn);
             let mut mounts = self.mounts(rn, &base);
             let volumes = self.volumes(rn, &mut mounts);
@@ -108,7 +109,7 @@ impl Validator {
             let routes = self.routes(rn);
             let service = self.service(rn);
             let mut sysctls = self.sysctls(rn);
-            if let Some(preset) = self.preset(rn) {
+            if let Some(preset) = preset {
                 for (k, v) in preset.sysctls().iter().rev() {
                     if !sysctls.iter().any(|(key, _)| key == k) {
                         sysctls.insert(0, (k.to_string(), v.to_string()));
