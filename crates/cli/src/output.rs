@@ -247,7 +247,8 @@ pub fn inspect(lab: &LabStatus) -> String {
         let _ = writeln!(o, "  created:   {c}");
     }
     for n in &lab.networks {
-        let nat = if n.nat { format!(", NAT via {}", n.gateways.join(" ")) } else { String::new() };
+        let behind = n.gateway_netns.as_ref().map(|ns| format!(" in network namespace {ns}")).unwrap_or_default();
+        let nat = if n.nat { format!(", NAT via {}{behind}", n.gateways.join(" ")) } else { String::new() };
         let v6 = n.subnet6.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
         let _ = writeln!(o, "  network {}: {}{v6}, bridge {}{nat}", n.name, n.subnet, n.bridge);
     }

@@ -8,8 +8,9 @@
 //! | host end of a bridged interface | `lv-<id>-<n>` (alias `lab/<lab>/<node>/<interface>`) |
 //! | host end of a link's interface | `lw-<id>-<n>` (same alias) |
 //! | IFB device shaping `lv-<id>-<n>` | `li-<id>-<n>` (alias `.../impair`) |
+//! | host ends of a gateway namespace's uplink and legs | `lg-<id>-0`, `lg-<id>-<k+1>` (alias `lab/<lab>/gateway/...`) |
 //! | nftables tables (inet: NAT and isolation; bridge: partitions) | `lab-<lab>` |
-//! | network namespace name | `<lab>.<node>` (names have no `.`: no two labs can make the same) |
+//! | network namespace name | `<lab>.<node>` (names have no `.`: no two labs can make the same); a gateway namespace: `<lab>` |
 //! | cgroup | `lab/<lab>/<node>` |
 //!
 //! `<id>` is five base-36 characters, unique among live labs, so that every host-side name fits
@@ -39,10 +40,12 @@ pub enum HostIf {
     Wire,
     /// The IFB device that shapes what a bridged interface sends.
     Ifb,
+    /// The host end of a gateway namespace's uplink (0) or of its leg on network `k` (`k+1`).
+    Gateway,
 }
 
 impl HostIf {
-    const ALL: [HostIf; 4] = [HostIf::Bridge, HostIf::Port, HostIf::Wire, HostIf::Ifb];
+    const ALL: [HostIf; 5] = [HostIf::Bridge, HostIf::Port, HostIf::Wire, HostIf::Ifb, HostIf::Gateway];
 
     fn prefix(self) -> &'static str {
         match self {
@@ -50,6 +53,7 @@ impl HostIf {
             HostIf::Port => "lv-",
             HostIf::Wire => "lw-",
             HostIf::Ifb => "li-",
+            HostIf::Gateway => "lg-",
         }
     }
 
@@ -88,6 +92,16 @@ pub fn network_alias(lab: &Name, network: &Name) -> String {
 /// Alias of the host end of interface `ifname` of node `node`.
 pub fn interface_alias(lab: &Name, node: &Name, ifname: &IfName) -> String {
     format!("{ALIAS_ROOT}{lab}/{node}/{ifname}")
+}
+
+/// Alias of a gateway namespace's interface `what` (`uplink`, or a network's name).
+pub fn gateway_alias(lab: &Name, what: &str) -> String {
+    format!("{ALIAS_ROOT}{lab}/gateway/{what}")
+}
+
+/// The name under /run/netns of lab `lab`'s gateway namespace.
+pub fn gateway_netns(lab: &Name) -> String {
+    lab.to_string()
 }
 
 /// Alias of the IFB device shaping the interface whose host end has alias `alias`.
@@ -179,6 +193,10 @@ mod tests {
         assert_eq!(HostIf::parse("lb-abc12-0"), Some((HostIf::Bridge, "abc12".into())));
         assert_eq!(ifb_of(&port).unwrap().as_str(), "li-abc12-7");
         assert_eq!(HostIf::parse("li-abc12-7"), Some((HostIf::Ifb, "abc12".into())));
+        assert_eq!(HostIf::parse("lg-abc12-0"), Some((HostIf::Gateway, "abc12".into())));
+        assert_eq!(parse_alias(&gateway_alias(&lab, "uplink")), Some((lab.clone(), false)));
+        assert_eq!(gateway_netns(&lab), "three-node");
+        assert_eq!(netns_node(&lab, &gateway_netns(&lab)), None);
         for not_ours in ["lv-abc1-1", "eth0", "lb-abc12-", "lb-abc12-x"] {
             assert_eq!(HostIf::parse(not_ours), None, "{not_ours}");
         }

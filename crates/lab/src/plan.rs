@@ -32,9 +32,13 @@ pub use crate::identity::{GROUP_BASE, ID_LEN};
 /// What the plan needs to know about the machine; gathered by the runtime.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
-    /// Subnets the host routes (its own routes, other labs' NAT networks), each with who
-    /// uses it: a NAT network cannot have one.
+    /// Subnets the host routes for itself, each with who uses it: a NAT network cannot have
+    /// one.
     pub used_subnets: Vec<(IpNetwork, String)>,
+    /// Subnets the host routes for other labs (their NAT networks, their gateways' uplinks):
+    /// a NAT network that has one of them (a copy of a lab that is up) is routed in a
+    /// gateway namespace of its lab's own instead of by the host.
+    pub lab_subnets: Vec<(IpNetwork, String)>,
     /// Other labs' networks without NAT: segments the host is not on, whose subnets any
     /// network may have too (copies of one lab), but a free one is picked elsewhere.
     pub segment_subnets: Vec<(IpNetwork, String)>,
@@ -77,6 +81,53 @@ pub struct Plan {
     /// What `lab check` checks (the topology's `[[checks]]`).
     #[serde(default)]
     pub checks: Vec<crate::topology::Check>,
+    /// Where the NAT networks are routed when not by the host (a copy of a lab that is up).
+    #[serde(default)]
+    pub gateway: Option<GatewayPlan>,
+}
+
+/// A network namespace of the lab's own that routes its NAT networks in place of the host:
+/// it holds their gateway addresses (on a leg on each network's bridge), masquerades them
+/// and forwards the lab's ports; the host sees only its uplink, on a transfer subnet of its
+/// own, which the host masquerades in turn. So copies of one lab may have the same NAT
+/// subnets: none of them is the host's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayPlan {
+    /// Its name under /run/netns (the lab's name: `ip netns exec <lab> ...` reaches the
+    /// lab's NAT networks from the host).
+    pub netns: String,
+    /// The host end of the uplink (`lg-<id>-0`); the other end is [`GatewayPlan::UPLINK`].
+    pub uplink: IfName,
+    /// The host end's addresses on the transfer subnets (IPv4, and IPv6 with IPv6 NAT).
+    pub host_addresses: Vec<IpNetwork>,
+    /// The namespace end's addresses on them; the host forwards the lab's ports to the IPv4 one.
+    pub addresses: Vec<IpNetwork>,
+    /// One per NAT network: a veth whose host end is a port of its bridge.
+    pub legs: Vec<GatewayLeg>,
+}
+
+impl GatewayPlan {
+    /// The uplink's name inside the namespace.
+    pub const UPLINK: &'static str = "uplink";
+
+    /// The leg on network `network` (an index into the plan's networks).
+    pub fn leg(&self, network: usize) -> Option<&GatewayLeg> {
+        self.legs.iter().find(|l| l.network == network)
+    }
+}
+
+/// The gateway namespace's interface on one NAT network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayLeg {
+    /// The network, an index into the plan's networks.
+    pub network: usize,
+    /// The veth's host end, a port of the network's bridge (`lg-<id>-<k>`).
+    pub host_end: IfName,
+    /// The veth's end in the namespace, which holds the network's gateway addresses (the
+    /// network's name where it fits an interface name).
+    pub name: IfName,
+    /// Its interface alias on the host.
+    pub alias: String,
 }
 
 /// A network: a bridge on the host that the nodes' host ends are ports of.
@@ -310,9 +361,21 @@ impl Plan {
             .iter()
             .map(|l| LinkPlan { endpoints: l.endpoints.clone().map(|e| (e.node, e.interface)), mtu: l.mtu })
             .collect();
+        let gateway = network::gateway_namespace(topology, facts, &id, &networks)?;
         hosts::fill(&mut nodes, &networks);
         let checks = topology.checks.clone();
-        Ok(Plan { nft_table: identity::nft_table(&lab), lab, id, group, networks, nodes, links, ports, checks })
+        Ok(Plan {
+            nft_table: identity::nft_table(&lab),
+            lab,
+            id,
+            group,
+            networks,
+            nodes,
+            links,
+            ports,
+            checks,
+            gateway,
+        })
     }
 
     /// The node named `name`.

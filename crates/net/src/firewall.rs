@@ -24,6 +24,10 @@ pub struct Isolation {
     /// Every lab's interfaces, as `prefix*` patterns, that one lab's NAT bridges must not
     /// reach through the host.
     pub other_labs: Vec<String>,
+    /// Every lab's host-side interfaces, as `prefix*` patterns: nothing arriving on them is
+    /// port-forwarded (on a host with br_netfilter, frames bridged within another lab's
+    /// bridge pass the host's NAT hooks, arriving on its ports).
+    pub lab_interfaces: Vec<String>,
 }
 
 impl Isolation {

@@ -4,7 +4,7 @@
 //! ([`crate::firewall`]).
 
 use crate::firewall::{self, Isolation};
-use crate::nft::{cstring, match_source, send};
+use crate::nft::{cstring, match_ifname, match_source, send};
 use crate::{Error, Result};
 use ipnetwork::IpNetwork;
 use nftnl::expr::{Immediate, InterfaceName, Nat, NatType, Register};
@@ -42,11 +42,14 @@ impl std::fmt::Display for Protocol {
     }
 }
 
-/// Masquerade traffic from `subnet` that leaves through any interface but `bridge`.
+/// Masquerade traffic from `subnet` that leaves through any interface but those `except`
+/// names (an interface name, or a `prefix*` pattern). On a host with br_netfilter, frames
+/// bridged within any lab's bridge pass the host's NAT hooks too, leaving "through" that
+/// bridge: `except` must cover every bridge that may carry a subnet like this one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Masquerade {
     pub subnet: IpNetwork,
-    pub bridge: String,
+    pub except: String,
 }
 
 /// Host port `host_port` (on every local address of the host) forwarded to `address:port`,
@@ -63,7 +66,9 @@ pub struct Forward {
 /// Creates table `inet <table>`: a postrouting chain that masquerades each network, and, for
 /// port forwards, prerouting and output chains that DNAT packets for a local address of the
 /// host (from outside and from the host itself). Connections from the host's loopback are
-/// masqueraded on their way to the node, which could not answer 127.0.0.1. Its forward and
+/// masqueraded on their way to the node, which could not answer 127.0.0.1; what arrives on
+/// `isolation.lab_interfaces` is never forwarded (a node reaches no forwarded port through
+/// the host's address). Its forward and
 /// input chains keep the lab's traffic to itself, as `isolation` says.
 pub fn create_table(
     table: &str,
@@ -86,11 +91,9 @@ pub fn create_table(
     let post = chain(c"postrouting", Hook::PostRouting, SRCNAT);
     batch.add(&post, MsgType::Add);
     for m in masquerades {
-        let bridge = cstring(&m.bridge, what)?;
         let mut rule = Rule::new(&post);
         match_source(&mut rule, m.subnet);
-        rule.add_expr(&nft_expr!(meta oifname));
-        rule.add_expr(&nft_expr!(cmp != InterfaceName::Exact(bridge)));
+        match_ifname(&mut rule, false, &m.except, false)?;
         rule.add_expr(&nft_expr!(masquerade));
         batch.add(&rule, MsgType::Add);
     }
@@ -110,6 +113,9 @@ pub fn create_table(
             batch.add(&chain, MsgType::Add);
             for f in forwards {
                 let mut rule = Rule::new(&chain);
+                for own in &isolation.lab_interfaces {
+                    match_ifname(&mut rule, true, own, false)?;
+                }
                 rule.add_expr(&nft_expr!(meta nfproto));
                 rule.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
                 rule.add_expr(&crate::ffi::FibDaddrLocal);

@@ -93,6 +93,19 @@ pub fn persist(source: &Path, name: &str) -> Result<PathBuf> {
     Ok(target)
 }
 
+/// Creates a new, empty network namespace named `name` (as `ip netns add` does): a thread
+/// of its own unshares it and names it, then ends; the name keeps it.
+pub fn create(name: &str) -> Result<PathBuf> {
+    std::thread::scope(|s| {
+        let worker = s.spawn(|| {
+            nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::os(format!("creating network namespace {name}"), e.into()))?;
+            persist(Path::new("/proc/thread-self/ns/net"), name)
+        });
+        worker.join().unwrap_or_else(|_| Err(Error::Thread { what: format!("creating network namespace {name}") }))
+    })
+}
+
 /// Removes the name `name`; the namespace itself goes when nothing else holds it.
 /// Already gone is success.
 pub fn remove(name: &str) -> Result<()> {

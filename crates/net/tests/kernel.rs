@@ -181,8 +181,8 @@ fn nat_table_lifecycle() {
     let table = tag("lab-test-nat-");
     let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
     let rules = [
-        nat::Masquerade { subnet: "10.250.9.0/24".parse().unwrap(), bridge: "lb-test-0".into() },
-        nat::Masquerade { subnet: "fd42:9::/64".parse().unwrap(), bridge: "lb-test-0".into() },
+        nat::Masquerade { subnet: "10.250.9.0/24".parse().unwrap(), except: "lb-test-0".into() },
+        nat::Masquerade { subnet: "fd42:9::/64".parse().unwrap(), except: "lb-*".into() },
     ];
     let forwards = [nat::Forward {
         protocol: nat::Protocol::Udp,
@@ -196,6 +196,7 @@ fn nat_table_lifecycle() {
         plain_bridges: vec!["lb-test-1".into()],
         sealed: vec!["lw-test-*".into()],
         other_labs: vec!["lb-*".into(), "lw-*".into()],
+        lab_interfaces: vec!["lv-*".into()],
     };
     nat::create_table(&table, &rules, &forwards, &isolation).unwrap();
     assert!(nat::tables().unwrap().contains(&table));
@@ -203,13 +204,16 @@ fn nat_table_lifecycle() {
     assert!(ok, "{out}");
     assert!(out.contains("type nat hook postrouting priority srcnat"), "{out}");
     assert!(out.contains("ip saddr 10.250.9.0/24 oifname != \"lb-test-0\" masquerade"), "{out}");
-    assert!(out.contains("ip6 saddr fd42:9::/64 oifname != \"lb-test-0\" masquerade"), "{out}");
+    assert!(out.contains("ip6 saddr fd42:9::/64 oifname != \"lb-*\" masquerade"), "{out}");
     assert!(out.contains("ip saddr 127.0.0.0/8 oifname \"lb-test-0\" masquerade"), "{out}");
     assert!(out.contains("type nat hook prerouting priority dstnat"), "{out}");
     assert_eq!(
-        out.matches("fib daddr type local udp dport 15353 dnat ip to 10.250.9.2:53").count(),
+        out.matches(
+            "iifname != \"lv-*\" meta nfproto ipv4 fib daddr type local udp dport 15353 dnat ip to 10.250.9.2:53"
+        )
+        .count(),
         2,
-        "prerouting and output: {out}"
+        "prerouting and output, never from a lab's interface: {out}"
     );
     // The isolation chains: a bridge's own traffic; nothing through plain bridges and wire
     // ends; NAT out but not to other labs; in, only replies and forwarded ports.
@@ -242,7 +246,7 @@ fn listing_tables_while_another_process_changes_them_never_fails() {
     let table = tag("lab-test-churn-");
     let _cleanup = Cleanup(vec![format!("nft delete table inet {table}")]);
     let isolation = lab_net::firewall::Isolation::default();
-    let rules = [nat::Masquerade { subnet: "10.250.8.0/24".parse().unwrap(), bridge: "lb-test-8".into() }];
+    let rules = [nat::Masquerade { subnet: "10.250.8.0/24".parse().unwrap(), except: "lb-test-8".into() }];
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
         let (table, stop) = (table.clone(), stop.clone());
@@ -275,6 +279,15 @@ fn netns_names_are_bind_mounts_ip_netns_sees() {
     netns::remove(&name).unwrap();
     netns::remove(&name).unwrap();
     assert!(!netns::list().contains(&name));
+    // A new, empty one by name, as `ip netns add` makes it: only its loopback, and not ours.
+    netns::create(&name).unwrap();
+    let (ok, links) = sh(&format!("ip -n {name} -o link"));
+    assert!(ok && links.lines().count() == 1 && links.contains("lo:"), "{links}");
+    let (_, ours) = sh("readlink /proc/self/ns/net");
+    let (_, made) = sh(&format!("ip netns exec {name} readlink /proc/self/ns/net"));
+    assert_ne!(ours, made);
+    assert!(netns::create(&name).unwrap_err().to_string().contains("the name is taken"));
+    netns::remove(&name).unwrap();
     let (_, mounts) = sh("cat /proc/self/mounts");
     assert!(!mounts.contains(&name), "{mounts}");
     // Other tests may hold names in /run/netns: only then is the directory kept.

@@ -2,9 +2,9 @@
 //! addresses handed out on them; host ports forwarded to nodes.
 
 use super::node::stable_mac;
-use super::{Facts, NetworkPlan, NodePlan, PortPlan};
+use super::{Facts, GatewayLeg, GatewayPlan, NetworkPlan, NodePlan, PortPlan};
 use crate::identity::{self, HostIf};
-use crate::topology::{gateway, overlaps, InterfaceKind, Topology};
+use crate::topology::{gateway, overlaps, IfName, InterfaceKind, Topology};
 use crate::TopologyError;
 use ipnetwork::IpNetwork;
 use std::collections::HashSet;
@@ -19,14 +19,14 @@ const POOL6_PREFIX: u8 = 64;
 
 /// The networks of `topology`, each with its subnets, bridge and gateways.
 pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<Vec<NetworkPlan>, TopologyError> {
-    let mut used = facts.used_subnets.clone();
     // A network without NAT is a segment the host is not on: whatever the host routes, and
-    // whatever other labs have, its subnet touches none of it. A NAT network's the host
-    // routes: it must be free.
+    // whatever other labs have, its subnet touches none of it. A NAT network's must not be
+    // one the host routes for itself; one that another lab's has (a copy of this lab) goes
+    // behind a gateway namespace of this lab's own (`gateway_namespace`).
     for n in topology.networks.iter().filter(|n| n.nat) {
         for (net, span) in [(n.subnet, &n.span), (n.subnet6, &n.span6)] {
             let Some(net) = net else { continue };
-            if let Some((_, who)) = used.iter().find(|(u, _)| overlaps(*u, net)) {
+            if let Some((_, who)) = facts.used_subnets.iter().find(|(u, _)| overlaps(*u, net)) {
                 return Err(topology.error_at(
                     span.clone(),
                     format!("subnet {net} of network `{}` is already in use by {who}", n.name),
@@ -35,18 +35,8 @@ pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<V
             }
         }
     }
-    // Free subnets are picked away from everything, other labs' segments too.
-    used.extend(facts.segment_subnets.iter().cloned());
-    for n in &topology.networks {
-        for s in [n.subnet, n.subnet6].into_iter().flatten() {
-            used.push((s, format!("network `{}` of this lab", n.name)));
-        }
-    }
-    for l in &topology.links {
-        for a in &l.endpoints[0].addresses {
-            used.push((*a, "a link of this lab".into()));
-        }
-    }
+    // Free subnets are picked away from everything.
+    let mut used = taken(topology, facts);
     let mut out = Vec::new();
     for (k, n) in topology.networks.iter().enumerate() {
         let mut pick = |pool: &str, prefix: u8, span: &std::ops::Range<usize>| {
@@ -85,6 +75,95 @@ pub(super) fn networks(topology: &Topology, facts: &Facts, id: &str) -> Result<V
         });
     }
     Ok(out)
+}
+
+/// Everything a free subnet must keep away from: what the host routes, for itself and for
+/// other labs, other labs' segments, and this lab's own fixed subnets and link addresses.
+fn taken(topology: &Topology, facts: &Facts) -> Vec<(IpNetwork, String)> {
+    let mut used = facts.used_subnets.clone();
+    used.extend(facts.lab_subnets.iter().cloned());
+    used.extend(facts.segment_subnets.iter().cloned());
+    for n in &topology.networks {
+        for s in [n.subnet, n.subnet6].into_iter().flatten() {
+            used.push((s, format!("network `{}` of this lab", n.name)));
+        }
+    }
+    for l in &topology.links {
+        for a in &l.endpoints[0].addresses {
+            used.push((*a, "a link of this lab".into()));
+        }
+    }
+    used
+}
+
+/// Transfer subnets between the host and a gateway namespace: a /30 each, from this block
+/// (kept apart from the pool's first /24s, which networks get).
+pub const TRANSFER_POOL: &str = "10.42.248.0/21";
+const TRANSFER_PREFIX: u8 = 30;
+/// IPv6 transfer subnets, for gateways of networks with IPv6 NAT: a /64 each.
+pub const TRANSFER6_POOL: &str = "fd42:4242:ff00::/56";
+
+/// The lab's gateway namespace, if one of its NAT networks has a subnet that the host
+/// routes for another lab (it is a copy of a lab that is up).
+pub(super) fn gateway_namespace(
+    topology: &Topology,
+    facts: &Facts,
+    id: &str,
+    networks: &[NetworkPlan],
+) -> Result<Option<GatewayPlan>, TopologyError> {
+    let shared = networks.iter().zip(&topology.networks).filter(|(n, _)| n.nat).find_map(|(n, t)| {
+        let subnets = [Some(n.subnet), n.subnet6].into_iter().flatten();
+        subnets.into_iter().find_map(|s| facts.lab_subnets.iter().find(|(u, _)| overlaps(*u, s)).map(|_| t))
+    });
+    let Some(first) = shared else { return Ok(None) };
+    let netns = identity::gateway_netns(&topology.name);
+    if let Some((_, who)) = facts.taken_netns.iter().find(|(n, _)| *n == netns) {
+        return Err(topology.error_at(
+            first.span.clone(),
+            format!("this lab's gateway namespace `{netns}` (its NAT networks' subnets are another lab's too) is taken by {who}"),
+            Some("rename the lab (`lab up --name`)".into()),
+        ));
+    }
+    let mut used = taken(topology, facts);
+    for n in networks {
+        used.extend([Some(n.subnet), n.subnet6].into_iter().flatten().map(|s| (s, format!("network `{}`", n.name))));
+    }
+    let exhausted = |pool: &str| {
+        topology.error_at(
+            first.span.clone(),
+            format!("no free transfer subnet left in {pool} for this lab's gateway namespace"),
+            Some("take a copy of this lab down, or give this one other subnets".into()),
+        )
+    };
+    let mut transfers =
+        vec![free_subnet(TRANSFER_POOL, TRANSFER_PREFIX, &used).ok_or_else(|| exhausted(TRANSFER_POOL))?];
+    if networks.iter().any(|n| n.nat && n.subnet6.is_some()) {
+        transfers.push(free_subnet(TRANSFER6_POOL, POOL6_PREFIX, &used).ok_or_else(|| exhausted(TRANSFER6_POOL))?);
+    }
+    // The host takes the first address of each, the namespace the second.
+    let nth = |s: &IpNetwork, k: usize| s.iter().nth(k).and_then(|ip| IpNetwork::new(ip, s.prefix()).ok());
+    let host_addresses = transfers.iter().filter_map(|s| nth(s, 1)).collect();
+    let addresses = transfers.iter().filter_map(|s| nth(s, 2)).collect();
+    let nat: Vec<(usize, &NetworkPlan)> = networks.iter().enumerate().filter(|(_, n)| n.nat).collect();
+    // Legs are named after their networks where every name fits, else `net<k>`.
+    let fits = |n: &NetworkPlan| {
+        IfName::parse(n.name.as_str()).is_ok() && n.name.as_str() != GatewayPlan::UPLINK && n.name.as_str() != "lo"
+    };
+    let by_name = nat.iter().all(|(_, n)| fits(n));
+    let legs = nat
+        .iter()
+        .map(|&(k, n)| GatewayLeg {
+            network: k,
+            host_end: HostIf::Gateway.name(id, k + 1),
+            name: if by_name {
+                IfName::parse(n.name.as_str()).expect("it fits")
+            } else {
+                IfName::parse(&format!("net{k}")).expect("fits")
+            },
+            alias: identity::gateway_alias(&topology.name, n.name.as_str()),
+        })
+        .collect();
+    Ok(Some(GatewayPlan { netns, uplink: HostIf::Gateway.name(id, 0), host_addresses, addresses, legs }))
 }
 
 /// The first /`prefix` of `pool` that overlaps nothing in use.

@@ -112,6 +112,53 @@ fn a_network_without_nat_may_share_its_subnet_but_free_ones_are_picked_apart() {
 }
 
 #[test]
+fn a_copy_of_a_nat_lab_that_is_up_gets_a_gateway_namespace_on_a_transfer_subnet() {
+    let t = topo("name = \"bob\"\n[networks.lan]\nsubnet = \"10.9.0.0/24\"\nsubnet6 = \"fd00:9::/64\"\nnat = true\n[networks.priv]\n[nodes.a]\nnetworks = [\"lan\", \"priv\"]\nports = [\"8080:80\"]\n");
+    // Alone, the host routes it.
+    assert_eq!(Plan::new(&t, &Facts::default()).unwrap().gateway, None);
+    let facts = Facts {
+        lab_subnets: vec![
+            ("10.9.0.0/24".parse().unwrap(), "lab alice's network lan".into()),
+            ("10.42.248.0/30".parse().unwrap(), "lab carol's gateway namespace".into()),
+        ],
+        ..Facts::default()
+    };
+    let plan = Plan::new(&t, &facts).unwrap();
+    let g = plan.gateway.as_ref().expect("a gateway namespace");
+    assert_eq!(g.netns, "bob");
+    assert_eq!(g.uplink.as_str(), format!("lg-{}-0", plan.id));
+    let shown = |a: &[IpNetwork]| a.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    assert_eq!(shown(&g.host_addresses), ["10.42.248.5/30", "fd42:4242:ff00::1/64"]);
+    assert_eq!(shown(&g.addresses), ["10.42.248.6/30", "fd42:4242:ff00::2/64"]);
+    // One leg, on the NAT network only, named after it; the network keeps its gateways.
+    assert_eq!(g.legs.len(), 1);
+    assert_eq!((g.legs[0].network, g.legs[0].name.as_str()), (0, "lan"));
+    assert_eq!(g.legs[0].host_end.as_str(), format!("lg-{}-1", plan.id));
+    assert_eq!(plan.networks[0].gateway, Some("10.9.0.1".parse().unwrap()));
+    assert_eq!(plan.ports[0].address, "10.9.0.2".parse::<std::net::IpAddr>().unwrap());
+
+    // A host route of the host's own is still an error; a taken name is one too.
+    let facts = Facts { used_subnets: vec![("10.9.0.0/16".parse().unwrap(), "host route".into())], ..Facts::default() };
+    assert!(Plan::new(&t, &facts).unwrap_err().diagnostics[0].message.contains("already in use by host route"));
+    let facts = Facts {
+        lab_subnets: vec![("10.9.0.0/24".parse().unwrap(), "lab alice's network lan".into())],
+        taken_netns: vec![("bob".into(), "a network namespace of the host's".into())],
+        ..Facts::default()
+    };
+    let err = Plan::new(&t, &facts).unwrap_err();
+    assert!(err.diagnostics[0].message.contains("gateway namespace `bob`"), "{err}");
+}
+
+#[test]
+fn legs_are_named_net_k_when_a_network_name_does_not_fit() {
+    let t = topo("name = \"bob\"\n[networks.a-very-long-network-name]\nsubnet = \"10.9.0.0/24\"\nnat = true\n[networks.wan]\nnat = true\n[nodes.a]\n");
+    let facts = Facts { lab_subnets: vec![("10.9.0.0/24".parse().unwrap(), "lab alice".into())], ..Facts::default() };
+    let plan = Plan::new(&t, &facts).unwrap();
+    let names: Vec<&str> = plan.gateway.as_ref().unwrap().legs.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["net0", "net1"]);
+}
+
+#[test]
 fn a_full_subnet_is_an_error() {
     let t = topo("name = \"x\"\n[networks.lan]\nsubnet = \"10.9.0.0/30\"\n[nodes.a]\nnetworks = [\"lan\"]\n[nodes.b]\nnetworks = [\"lan\"]\n");
     let err = Plan::new(&t, &Facts::default()).unwrap_err();

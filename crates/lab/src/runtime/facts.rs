@@ -20,11 +20,19 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         facts.taken_ids.insert(state.plan.id.clone());
         facts.taken_groups.insert(state.plan.group);
         facts.taken_userns.extend(state.plan.nodes.iter().filter_map(|n| n.userns.map(|m| m.host)));
+        // The host routes a NAT network's subnet unless its lab has a gateway namespace.
+        let behind = state.plan.gateway.is_some();
         for n in &state.plan.networks {
             for subnet in [Some(n.subnet), n.subnet6].into_iter().flatten() {
-                let used = if n.nat { &mut facts.used_subnets } else { &mut facts.segment_subnets };
+                let used = if n.nat && !behind { &mut facts.lab_subnets } else { &mut facts.segment_subnets };
                 used.push((subnet, format!("lab {name}'s network {}", n.name)));
             }
+        }
+        if let Some(g) = &state.plan.gateway {
+            for a in &g.host_addresses {
+                facts.lab_subnets.push((super::gateway::network_of(*a), format!("lab {name}'s gateway namespace")));
+            }
+            facts.taken_netns.push((g.netns.clone(), format!("lab {name}'s gateway namespace")));
         }
         for p in &state.plan.ports {
             facts.used_ports.push(((p.host_port, p.protocol), format!("lab {name} (node {})", p.node)));
@@ -39,8 +47,12 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
         }
     }
     for r in host.host_routes().await? {
+        // A route through an interface of a lab's (its bridge, its gateway's uplink) is that
+        // lab's: known from its state, or left over by one that is gone.
+        let labs = r.dev.as_deref().is_some_and(|d| HostIf::parse(d).is_some());
         let dev = r.dev.map(|d| format!(" dev {d}")).unwrap_or_default();
-        facts.used_subnets.push((r.destination, format!("host route {}{dev}", r.destination)));
+        let used = if labs { &mut facts.lab_subnets } else { &mut facts.used_subnets };
+        used.push((r.destination, format!("host route {}{dev}", r.destination)));
     }
     for link in host.links().await? {
         if link.alias.as_deref().and_then(identity::parse_alias).is_some_and(|(l, _)| &l == lab) {

@@ -9,6 +9,7 @@ mod copy;
 mod exec;
 mod facts;
 mod faults;
+mod gateway;
 mod host;
 mod hostside;
 mod lifecycle;

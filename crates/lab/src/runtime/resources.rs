@@ -179,6 +179,9 @@ impl Found {
     fn record_state(&mut self, plan: &Plan, processes: &[NodeProcesses]) {
         self.groups.insert(plan.group);
         self.nodes.extend(plan.nodes.iter().map(|n| n.name.to_string()));
+        if let Some(g) = &plan.gateway {
+            self.netns.insert(g.netns.clone());
+        }
         for p in processes {
             self.record(Resource::Node { name: p.name.clone(), init: p.init, monitor: p.monitor });
             if let Some(node) = plan.node(&p.name) {

@@ -58,8 +58,11 @@ pub struct NetworkStatus {
     pub subnet: String,
     /// IPv6 subnet of a dual-stack network.
     pub subnet6: Option<String>,
-    /// The bridge's own addresses (NAT networks): the nodes' default gateways.
+    /// The gateway's addresses (NAT networks): the nodes' default gateways.
     pub gateways: Vec<String>,
+    /// Where the gateways are when not on the host's bridge: the network namespace (under
+    /// /run/netns) that routes the lab's NAT networks, for a copy of a lab that is up.
+    pub gateway_netns: Option<String>,
     /// Whether it is masqueraded to the outside.
     pub nat: bool,
     /// MTU, if the topology set one.

@@ -112,12 +112,14 @@ pub(super) fn of(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) 
         networks: plan
             .networks
             .iter()
-            .map(|n| NetworkStatus {
+            .enumerate()
+            .map(|(k, n)| NetworkStatus {
                 name: n.name.to_string(),
                 bridge: n.bridge.to_string(),
                 subnet: n.subnet.to_string(),
                 subnet6: n.subnet6.map(|s| s.to_string()),
                 gateways: n.gateway_addresses().iter().map(|g| g.to_string()).collect(),
+                gateway_netns: plan.gateway.as_ref().filter(|g| g.leg(k).is_some()).map(|g| g.netns.clone()),
                 nat: n.nat,
                 mtu: n.mtu,
             })

@@ -4,14 +4,13 @@
 
 use super::hostside::HostSide;
 use super::services;
-use crate::identity::HostIf;
 use crate::plan::{Attach, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
 use crate::topology::Rootfs;
 use crate::topology::SeccompChoice;
 use crate::Error;
 use futures::future::try_join_all;
-use lab_net::{firewall, nat, netns, sysctl, Netlink, VethEnd};
+use lab_net::{nat, netns, sysctl, Netlink, VethEnd};
 use lab_sandbox::caps::Cap;
 use lab_sandbox::cgroup::Cgroups;
 use lab_sandbox::seccomp::{self, Bpf, Profile};
@@ -19,7 +18,6 @@ use lab_sandbox::{FileKind, NodeFile, NodeSpec, SealedExe, Security, StartingNod
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::fs::File;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::PathBuf;
 
@@ -72,7 +70,8 @@ impl Builder<'_> {
         let t = std::time::Instant::now();
         self.nat()?;
         let bridges = self.bridges().await?;
-        tracing::debug!(elapsed = ?t.elapsed(), "made NAT rules and bridges");
+        super::gateway::make(self.plan, self.host, self.journal, &bridges).await?;
+        tracing::debug!(elapsed = ?t.elapsed(), "made NAT rules, bridges and gateway");
         let specs = self.prepare_nodes()?;
         tracing::debug!(elapsed = ?t.elapsed(), "prepared node directories and cgroups");
         let mut nodes = try_join_all(specs.iter().enumerate().map(|(i, s)| self.start(i, s))).await?;
@@ -127,55 +126,33 @@ impl Builder<'_> {
         std::fs::write(&ready, b"").map_err(|e| Error::Io(format!("writing {}", ready.display()), e))
     }
 
-    /// The lab's nftables table: masquerade for NAT networks (both IP versions), DNAT for
-    /// forwarded host ports, and the filter chains that keep the lab to itself.
+    /// The lab's nftables table on the host (`gateway::host_rules`).
     fn nat(&self) -> Result<(), Error> {
-        let masquerades: Vec<nat::Masquerade> = self
-            .plan
-            .networks
-            .iter()
-            .filter(|n| n.nat)
-            .flat_map(|n| {
-                [Some(n.subnet), n.subnet6]
-                    .into_iter()
-                    .flatten()
-                    .map(|subnet| nat::Masquerade { subnet, bridge: n.bridge.to_string() })
-            })
-            .collect();
-        let forwards: Vec<nat::Forward> = self
-            .plan
-            .ports
-            .iter()
-            .filter_map(|p| {
-                let IpAddr::V4(address) = p.address else { return None };
-                Some(nat::Forward {
-                    protocol: p.protocol,
-                    host_port: p.host_port,
-                    address,
-                    port: p.node_port,
-                    bridge: p.bridge.to_string(),
-                })
-            })
-            .collect();
-        let isolation = isolation(self.plan);
-        if masquerades.is_empty() && forwards.is_empty() && isolation.is_empty() {
+        let rules = super::gateway::host_rules(self.plan);
+        if rules.is_empty() {
             return Ok(());
         }
         self.journal.record(&[Resource::NftTable { name: self.plan.nft_table.clone() }])?;
-        Ok(nat::create_table(&self.plan.nft_table, &masquerades, &forwards, &isolation)?)
+        Ok(nat::create_table(&self.plan.nft_table, &rules.masquerades, &rules.forwards, &rules.isolation)?)
     }
 
-    /// Creates every network's bridge with its gateway addresses; returns their indexes.
+    /// Creates every network's bridge, with its gateway addresses where the host routes it;
+    /// returns their indexes.
     async fn bridges(&self) -> Result<Vec<u32>, Error> {
         let records: Vec<Resource> =
             self.plan.networks.iter().map(|n| Resource::Bridge { name: n.bridge.clone() }).collect();
         self.journal.record(&records)?;
+        let hosts = self.plan.gateway.is_none();
         try_join_all(self.plan.networks.iter().map(|n| async move {
-            // A network without NAT is a segment the host is not on: no address of its own
-            // there, of either version, and no ARP answered.
-            let options =
-                lab_net::BridgeOptions { mtu: n.mtu, mute: !n.nat, vlan_filtering: n.vlan_filtering, stp: n.stp };
+            // A network the host does not route (without NAT, or behind the lab's gateway
+            // namespace) is a segment the host is not on: no address of its own there, of
+            // either version, and no ARP answered.
+            let mute = !(n.nat && hosts);
+            let options = lab_net::BridgeOptions { mtu: n.mtu, mute, vlan_filtering: n.vlan_filtering, stp: n.stp };
             let index = self.host.create_bridge(&n.bridge, &n.alias, n.mac, self.plan.group, options).await?;
+            if mute {
+                return Ok(index);
+            }
             for address in n.gateway_addresses() {
                 self.host.add_address(index, &n.bridge, address).await?;
             }
@@ -348,20 +325,6 @@ impl Builder<'_> {
         });
         try_join_all(impairments.map(|(i, iface, imp)| side.impair(i, iface, imp, self.journal))).await?;
         Ok(())
-    }
-}
-
-/// What the lab's table keeps from crossing the host: its NAT networks reach out (and only
-/// replies and forwarded ports reach in), its other networks and its links' host ends are
-/// nothing of the host's, and no network reaches another lab's.
-fn isolation(plan: &Plan) -> firewall::Isolation {
-    let bridges = |nat: bool| plan.networks.iter().filter(|n| n.nat == nat).map(|n| n.bridge.to_string()).collect();
-    let sealed = if plan.links.is_empty() { Vec::new() } else { vec![HostIf::Wire.pattern(Some(&plan.id))] };
-    firewall::Isolation {
-        nat_bridges: bridges(true),
-        plain_bridges: bridges(false),
-        sealed,
-        other_labs: vec![HostIf::Bridge.pattern(None), HostIf::Wire.pattern(None)],
     }
 }
 
