@@ -310,6 +310,75 @@ volumes = ["pgdata:/var/lib/pgdata", "conf:/etc/app:ro"]
 }
 
 #[test]
+fn copies_of_a_nat_lab_share_its_subnet_each_serving_its_own_name_to_its_own_nodes_only() {
+    let _host = shared();
+    let upstream = crate::nat::Upstream::new();
+    // One worksheet with NAT and fixed addresses; each copy's server says its lab's name,
+    // from a folder of the copy's own (`{lab}` in the mount).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let names: Vec<String> = ["alice", "bob", "carol"].iter().map(|who| unique(who)).collect();
+    for n in &names {
+        std::fs::create_dir(dir.path().join(n)).expect("a copy's folder");
+        std::fs::write(dir.path().join(n).join("name"), n).expect("its name");
+    }
+    let probe = std::path::PathBuf::from(lab_bin()).with_file_name("lab-probe");
+    let worksheet = format!(
+        r#"
+[networks.lan]
+subnet = "10.77.31.0/24"
+nat = true
+[nodes.server]
+networks = {{ lan = "10.77.31.10" }}
+mounts = ["{probe}:/probe:ro", "{dir}/{{lab}}:/srv:ro"]
+command = ["sh", "-c", "exec /probe serve 7000 \"$(cat /srv/name)\""]
+[nodes.client]
+networks = {{ lan = "10.77.31.20" }}
+"#,
+        probe = probe.display(),
+        dir = dir.path().display()
+    );
+    let file = dir.path().join("worksheet.toml");
+    std::fs::write(&file, worksheet).expect("topology");
+    let copies: Vec<Lab> = names.iter().map(|n| Lab::up_file_named(n, &file)).collect();
+    let outside = upstream.addr.to_string();
+    for l in &copies {
+        let read = "for i in 1 2 3 4 5; do exec 3<>/dev/tcp/10.77.31.10/7000 && exec cat <&3; sleep 0.2; done";
+        let out = l.exec("client", &["bash", "-c", read]);
+        assert_eq!(text(&out.stdout).trim(), l.name, "{}'s client reached another server: {}", l.name, show(&out));
+        let ping = l.exec("client", &["ping", "-c1", "-W2", &outside]);
+        assert!(ping.status.success(), "{}'s client cannot reach upstream through NAT:\n{}", l.name, show(&ping));
+        let ps = text(&lab(&["ps", &l.name]).stdout);
+        assert!(ps.contains("eth0=10.77.31.20/24"), "{ps}");
+    }
+    // The first copy's subnet is the host's to route; the others are behind namespaces of
+    // their own, which the host reaches them through.
+    let routes = text(&host("ip -4 route show 10.77.31.0/24").stdout);
+    assert_eq!(routes.lines().count(), 1, "one host route for the subnet: {routes}");
+    for l in &copies[1..] {
+        let j = lab_json(&l.name);
+        assert_eq!(j["networks"][0]["gateway_netns"], l.name.as_str(), "{j}");
+        let via = host(&format!("ip netns exec {} ping -c1 -W2 10.77.31.10", l.name));
+        assert!(via.status.success(), "{}", show(&via));
+    }
+    // An address only bob's server has is out of alice's and carol's reach; so is bob's
+    // gateway's uplink, and his client does not get carol's name from her server's address
+    // through the host.
+    copies[1].sh("server", "ip addr add 10.77.31.99/24 dev eth0");
+    assert!(copies[1].exec("client", &["ping", "-c1", "-W2", "10.77.31.99"]).status.success());
+    let uplink = text(&host(&format!("ip -n {} -4 -o addr show dev uplink", copies[1].name)).stdout);
+    let uplink = uplink.split_whitespace().nth(3).and_then(|a| a.split('/').next()).expect("bob's uplink address");
+    for other in [&copies[0], &copies[2]] {
+        for target in ["10.77.31.99", uplink] {
+            let got = other.exec("client", &["ping", "-c1", "-W1", target]);
+            assert!(!got.status.success(), "{} reached {target} of {}:\n{}", other.name, copies[1].name, show(&got));
+        }
+    }
+    for l in copies {
+        l.down();
+    }
+}
+
+#[test]
 fn copies_of_one_lab_share_fixed_subnets_and_addresses_and_never_reach_each_other() {
     let _host = shared();
     // One worksheet, three students: the same file, the same addresses, no NAT.

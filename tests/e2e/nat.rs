@@ -14,15 +14,17 @@ pub(crate) struct Upstream {
     veth: String,
     pub host_addr: Ipv4Addr,
     pub addr: Ipv4Addr,
+    /// The namespace's IPv6 address (a documentation prefix, /64, on the same veth).
+    pub addr6: std::net::Ipv6Addr,
 }
 
 impl Upstream {
     pub fn new() -> Upstream {
-        // Two at a time per test process: names and /30s apart.
+        // Eight at a time per test process: names and /30s apart.
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2;
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 8;
         let tag = format!("{}{n}", std::process::id() % 100_000);
-        let base = 4 * ((std::process::id() % 30) * 2 + n) as u8;
+        let base = 4 * ((std::process::id() % 8) * 8 + n) as u8;
         let mut holder = std::process::Command::new("unshare")
             .args(["--net", "sh", "-c", "echo ready; exec sleep infinity"])
             .stdout(std::process::Stdio::piped())
@@ -35,16 +37,21 @@ impl Upstream {
             veth: format!("tup{tag}"),
             host_addr: Ipv4Addr::new(198, 51, 100, base + 1),
             addr: Ipv4Addr::new(198, 51, 100, base + 2),
+            addr6: std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xff, u16::from(base), 0, 0, 0, 2),
             holder,
         };
+        let host6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0xff, u16::from(base), 0, 0, 0, 1);
         let pid = up.holder.id();
         let script = format!(
             "set -e; ip link add {v} type veth peer name eth0 netns {pid}; \
-             ip addr add {h}/30 dev {v}; ip link set {v} up; \
-             nsenter -t {pid} -n sh -c 'ip addr add {a}/30 dev eth0 && ip link set eth0 up && ip link set lo up'",
+             ip addr add {h}/30 dev {v}; ip -6 addr add {h6}/64 dev {v} nodad; ip link set {v} up; \
+             nsenter -t {pid} -n sh -c 'ip addr add {a}/30 dev eth0 && ip -6 addr add {a6}/64 dev eth0 nodad && \
+             ip link set eth0 up && ip link set lo up && ip -6 route add default via {h6}'",
             v = up.veth,
             h = up.host_addr,
-            a = up.addr
+            a = up.addr,
+            h6 = host6,
+            a6 = up.addr6
         );
         let out = host(&script);
         assert!(out.status.success(), "making the upstream namespace:\n{}", show(&out));
@@ -201,4 +208,63 @@ ports = ["{port}:80", "{}:53/udp"]
     assert!(text(&out.stderr).contains("a process on the host listens on it"), "{}", show(&out));
     assert_eq!(leftovers(&other.name), Vec::<String>::new());
     lab.down();
+}
+
+#[test]
+fn a_copy_behind_its_gateway_namespace_forwards_its_ports_and_masquerades_both_versions() {
+    let _host = shared();
+    let upstream = Upstream::new();
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + 2;
+    let net = "[networks.lan]\nsubnet = \"10.77.32.0/24\"\nsubnet6 = \"fd00:77:32::/64\"\nnat = true\n";
+    // The first lab has the subnets on the host; the second, a copy, gets a namespace.
+    let first = Lab::up("gwfirst", &format!("{net}[nodes.x]\nnetworks = [\"lan\"]\n"));
+    let copy = Lab::up(
+        "gwcopy",
+        &format!(
+            "{net}[nodes.web]\nnetworks = [\"lan\"]\n{}command = [\"/probe\", \"serve\", \"80\", \"hello-from-the-copy\"]\nports = [\"{port}:80\"]\n",
+            probe_mount()
+        ),
+    );
+    let wait_for = |f: &dyn Fn() -> std::io::Result<String>| {
+        for _ in 0..50 {
+            match f() {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                other => return other,
+            }
+        }
+        f()
+    };
+    let from_upstream = wait_for(&|| upstream.fetch(SocketAddr::from((upstream.host_addr, port))));
+    assert_eq!(from_upstream.expect("upstream reaches the copy's forwarded port"), "hello-from-the-copy");
+    let from_host = read_line(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    assert_eq!(from_host.expect("the host reaches it on loopback"), "hello-from-the-copy");
+
+    // Out, over both versions, masqueraded twice: what upstream sees comes from the host.
+    for l in [&first, &copy] {
+        let node = if l.name == first.name { "x" } else { "web" };
+        let v6 = l.exec(node, &["ping", "-6", "-c1", "-W2", &upstream.addr6.to_string()]);
+        assert!(v6.status.success(), "{}'s node has no IPv6 way out:\n{}", l.name, show(&v6));
+        let listener = upstream.receive_one(40_405, Duration::from_secs(5));
+        let target = upstream.addr.to_string();
+        let sent = l.exec(node, &["bash", "-c", &format!("echo hello > /dev/udp/{target}/40405")]);
+        assert!(sent.status.success(), "{}", show(&sent));
+        let from = listener.join().unwrap().expect("no datagram arrived upstream");
+        assert_eq!(from.ip(), std::net::IpAddr::V4(upstream.host_addr), "{}: not masqueraded to the host", l.name);
+    }
+    // The copy's gateway is in its namespace, with the network's addresses; the host has
+    // neither, only the uplink's transfer addresses.
+    let inside = text(&host(&format!("ip -n {} addr show dev lan", copy.name)).stdout);
+    assert!(inside.contains("inet 10.77.32.1/24") && inside.contains("inet6 fd00:77:32::1/64"), "{inside}");
+    let bridge = host_end(&copy.name, "net", "lan");
+    let on_host = text(&host(&format!("ip addr show dev {bridge}")).stdout);
+    assert!(!on_host.contains("inet"), "the copy's bridge has an address on the host: {on_host}");
+    let shown = text(&lab(&["inspect", &copy.name]).stdout);
+    assert!(
+        shown.contains(&format!("NAT via 10.77.32.1/24 fd00:77:32::1/64 in network namespace {}", copy.name)),
+        "{shown}"
+    );
+    copy.down();
+    first.down();
 }

@@ -103,7 +103,12 @@ impl Lab {
 
     /// Brings up an existing topology file under a unique name (`--name`).
     pub fn up_file(what: &str, path: &Path) -> Lab {
-        let name = unique(what);
+        Lab::up_file_named(&unique(what), path)
+    }
+
+    /// Brings up an existing topology file under exactly the name `name` (`--name`).
+    pub fn up_file_named(name: &str, path: &Path) -> Lab {
+        let name = name.to_string();
         let dir = tempfile::tempdir().expect("temp dir");
         let out = lab(&["up", path.to_str().expect("utf-8 path"), "--name", &name]);
         let lab = Lab { name, file: path.to_path_buf(), _dir: dir, down: false };
@@ -161,10 +166,12 @@ pub fn leftovers(name: &str) -> Vec<String> {
             out.push(format!("interface {} ({})", e.file_name().to_string_lossy(), alias.trim()));
         }
     }
+    // Its nodes' namespaces, and its gateway namespace (named as the lab).
     let netns_prefix = format!("{name}.");
     for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
-        if e.file_name().to_string_lossy().starts_with(&netns_prefix) {
-            out.push(format!("netns {}", e.file_name().to_string_lossy()));
+        let ns = e.file_name().to_string_lossy().into_owned();
+        if ns.starts_with(&netns_prefix) || ns == name {
+            out.push(format!("netns {ns}"));
         }
     }
     let tables = text(&host("nft list tables").stdout);
@@ -175,7 +182,11 @@ pub fn leftovers(name: &str) -> Vec<String> {
     }
     let mounts = std::fs::read_to_string("/proc/self/mounts").expect("/proc/self/mounts");
     let state = format!("/run/lab/{name}/");
-    for m in mounts.lines().filter(|l| l.contains(&state) || l.contains(&format!("/run/netns/{netns_prefix}"))) {
+    let named = |l: &str| {
+        l.contains(&format!("/run/netns/{netns_prefix}"))
+            || l.split_whitespace().nth(1) == Some(&format!("/run/netns/{name}"))
+    };
+    for m in mounts.lines().filter(|l| l.contains(&state) || named(l)) {
         out.push(format!("mount {m}"));
     }
     let cgroups = text(&host(&format!("find /sys/fs/cgroup -type d -path '*/lab/{name}*' 2>/dev/null")).stdout);
