@@ -1,5 +1,5 @@
 //! A Kathará lab as Kathará users have it: lab.conf, a folder and a startup script per
-//! device, shared/, lab.dep; `lab up DIR` runs it, FRR started by `systemctl` and by its
+//! device (a device known only by its folder too), shared/ and shared.startup, lab.dep; `lab up DIR` runs it, FRR started by `systemctl` and by its
 //! init.d script as Kathará's images allow, errors at lab.conf's lines.
 
 use crate::support::*;
@@ -36,7 +36,16 @@ fn kathara_lab(dir: &Path) {
     write(dir, "lab.conf", LAB_CONF);
     write(dir, "lab.dep", "r2: r1\n");
     write(dir, "shared/notes.txt", "from the teacher\n");
-    write(dir, "pc1.startup", "ip addr add 10.0.1.2/24 dev eth0\nip route add default via 10.0.1.1\n");
+    // shared.startup runs in every device before its own startup.
+    write(dir, "shared.startup", "echo shared > /tmp/order\n");
+    write(
+        dir,
+        "pc1.startup",
+        "echo own >> /tmp/order\nip addr add 10.0.1.2/24 dev eth0\nip route add default via 10.0.1.1\n",
+    );
+    // A device lab.conf does not name: only its folder (and startup) says it is there.
+    write(dir, "ws/etc/motd", "workstation\n");
+    write(dir, "ws.startup", "echo own >> /tmp/order\n");
     write(dir, "pc2.startup", "ip addr add 10.0.3.2/24 dev eth0\nip route add default via 10.0.3.1\n");
     write(
         dir,
@@ -75,6 +84,9 @@ fn a_kathara_lab_directory_comes_up_routes_and_goes_down() {
     // Collision domains are bare segments: the startup scripts address the devices.
     assert!(text(&lab(&["ps", &name]).stdout).lines().all(|l| !l.contains("eth0=")), "no address of lab's");
     assert_eq!(l.sh("pc1", "cat /shared/notes.txt"), "from the teacher\n");
+    assert_eq!(l.sh("pc1", "cat /tmp/order"), "shared\nown\n", "shared.startup, then the device's");
+    assert_eq!(l.sh("r1", "cat /tmp/order"), "shared\n");
+    assert_eq!(l.sh("ws", "cat /etc/motd /tmp/order"), "workstation\nshared\nown\n", "a device by its folder");
     assert_eq!(l.sh("pc2", "sysctl -n net.ipv4.ip_forward"), "0\n", "a device's sysctl");
     let inspect: serde_json::Value =
         serde_json::from_slice(&lab(&["inspect", &format!("{name}/r2"), "--json"]).stdout).expect("inspect");

@@ -214,9 +214,10 @@ pub struct NodePlan {
     /// A host directory whose tree is copied over the node's root when it starts (`files`).
     #[serde(default)]
     pub files_from: Option<std::path::PathBuf>,
-    /// A host script copied to `/etc/lab/startup` and run as the first hook (`startup`).
+    /// Host scripts copied to `/etc/lab/startup` (then `startup.1`, ...) and run as the
+    /// first hooks (`startup`).
     #[serde(default)]
-    pub startup: Option<std::path::PathBuf>,
+    pub startups: Vec<std::path::PathBuf>,
     /// How the node's view of its rootfs differs from it (host secrets hidden), and the
     /// files that come with that (a fresh /var's directories).
     #[serde(default)]

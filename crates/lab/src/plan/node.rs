@@ -90,15 +90,14 @@ impl<'a> Planner<'a> {
             volumes: node.volumes.clone(),
             files_from: node.files.as_ref().map(|f| node.fill(f, lab)),
             loopback: node.loopback.clone(),
-            startup: node.startup.as_ref().map(|f| node.fill(f, lab)),
+            startups: node.startup.iter().map(|f| node.fill(f, lab)).collect(),
             sysctls,
             impairments: node.impairments.clone(),
             service: {
-                // The startup script runs first of the hooks, once the network is up.
+                // The startup scripts run first of the hooks, in order, once the network is up.
                 let mut s = node.service.clone();
-                if node.startup.is_some() {
-                    s.exec.insert(0, crate::topology::STARTUP_PATH.to_string());
-                }
+                let scripts = (0..node.startup.len()).map(crate::topology::startup_path);
+                s.exec.splice(0..0, scripts);
                 s
             },
             netns,

@@ -387,7 +387,7 @@ fn example_topologies_plan_as_their_snapshots() {
             |p: &std::path::Path| std::path::Path::new("topologies").join(p.strip_prefix(&dir).unwrap_or(p));
         for node in &mut plan.nodes {
             node.files_from = node.files_from.as_deref().map(from_repo);
-            node.startup = node.startup.as_deref().map(from_repo);
+            node.startups = node.startups.iter().map(|p| from_repo(p)).collect();
         }
         insta::assert_yaml_snapshot!(name, plan);
     }

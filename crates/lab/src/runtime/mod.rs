@@ -245,7 +245,7 @@ fn preflight(topology: &Topology) -> Result<up::Profiles, Error> {
                 return Err(at(format!("files: {} is not a directory on this host", f.display())));
             }
         }
-        if let Some(f) = node.startup.as_ref().map(|f| node.fill(f, &topology.name)) {
+        for f in node.startup.iter().map(|f| node.fill(f, &topology.name)) {
             if !f.is_file() {
                 return Err(at(format!("startup: {} is not a file on this host", f.display())));
             }

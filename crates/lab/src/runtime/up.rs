@@ -231,17 +231,18 @@ impl Builder<'_> {
             if let Some(dir) = &node.files_from {
                 tree(dir, "", &mut files)?;
             }
-            if let Some(script) = &node.startup {
-                let script = script.to_string_lossy().into_owned();
+            if !node.startups.is_empty() {
                 files.push(NodeFile {
                     path: "/etc/lab".into(),
                     contents: String::new(),
                     mode: 0o755,
                     kind: FileKind::Dir,
                 });
+            }
+            for (k, script) in node.startups.iter().enumerate() {
                 files.push(NodeFile {
-                    path: crate::topology::STARTUP_PATH.into(),
-                    contents: script,
+                    path: crate::topology::startup_path(k),
+                    contents: script.to_string_lossy().into_owned(),
                     mode: 0o755,
                     kind: FileKind::Copy,
                 });

@@ -4,7 +4,7 @@
 //! and `lab.dep`. It becomes the topology a `lab.toml` would say, every value spanned in
 //! lab.conf, so that errors point at its lines.
 
-use super::raw::{Opt, RawAttachments, RawNetwork, RawNode, RawScalar, RawTopology, Str};
+use super::raw::{OneOrList, Opt, RawAttachments, RawNetwork, RawNode, RawScalar, RawTopology, Str};
 use crate::diagnostic::{Diagnostic, Source};
 use indexmap::IndexMap;
 use std::ops::Range;
@@ -140,6 +140,25 @@ pub(super) fn raw(source: &Source, dir: &Path) -> Result<(RawTopology, Vec<Strin
     if !diags.is_empty() {
         return Err(diags);
     }
+    // A folder beside lab.conf is a device too, lab.conf naming it or not (as in Kathará):
+    // one without interfaces. Not `shared/`, nor hidden or test folders.
+    let mut folders: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != "shared" && !n.starts_with('.') && !n.starts_with('_'))
+        .filter(|n| !nodes.keys().any(|k| k.get_ref() == n))
+        .collect();
+    folders.sort();
+    for f in folders {
+        if super::Name::parse(&f).is_err() {
+            warnings.push(format!("folder {f}/ is not a device name lab takes (a DNS label); not a device"));
+            continue;
+        }
+        nodes.insert(Spanned::new(0..0, f), RawNode::default());
+    }
     let deps = dependencies(dir, &nodes);
     for (key, node) in nodes.iter_mut() {
         let name = key.get_ref();
@@ -160,8 +179,14 @@ pub(super) fn raw(source: &Source, dir: &Path) -> Result<(RawTopology, Vec<Strin
         if dir.join(name).is_dir() {
             node.files = path(name.clone());
         }
-        if dir.join(format!("{name}.startup")).is_file() {
-            node.startup = path(format!("{name}.startup"));
+        // shared.startup first in every device, then the device's own (as Kathará runs them).
+        let scripts: Vec<Str> = ["shared.startup".to_string(), format!("{name}.startup")]
+            .into_iter()
+            .filter(|f| dir.join(f).is_file())
+            .map(|f| Spanned::new(span.clone(), f))
+            .collect();
+        if !scripts.is_empty() {
+            node.startup = Opt::Set(Spanned::new(span.clone(), OneOrList::List(scripts)));
         }
         if dir.join("shared").is_dir() {
             node.shared = path("shared".into());
@@ -283,5 +308,27 @@ mod tests {
         assert_eq!((r1.ports[0].host, r1.ports[0].node), (8080, 80));
         assert!(r1.security.cap_add.iter().any(|c| c == "SYS_ADMIN") && r1.systemctl, "a router, with systemctl");
         assert_eq!(warnings.len(), 2, "images and shell, once each: {warnings:?}");
+    }
+
+    #[test]
+    fn shared_startup_runs_first_and_folders_are_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |p: &str| dir.path().join(p);
+        std::fs::write(at("lab.conf"), "pc1[0]=\"A\"\n").unwrap();
+        for f in ["shared.startup", "pc1.startup", "ws.startup"] {
+            std::fs::write(at(f), "true\n").unwrap();
+        }
+        for d in ["ws", "shared", "_test", "Not A Name"] {
+            std::fs::create_dir(at(d)).unwrap();
+        }
+        let path = at("lab.conf");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (t, warnings) = Topology::parse_kathara(Source::new(&path, text)).unwrap();
+        let names: Vec<&str> = t.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["pc1", "ws"], "ws by its folder; not shared/, _test/ or a folder no name can be");
+        assert_eq!(t.nodes[0].startup, [at("shared.startup"), at("pc1.startup")]);
+        assert_eq!(t.nodes[1].startup, [at("shared.startup"), at("ws.startup")]);
+        assert!(t.nodes[1].interfaces.is_empty() && t.nodes[1].files == Some(at("ws")));
+        assert!(warnings.iter().any(|w| w.contains("Not A Name")), "{warnings:?}");
     }
 }

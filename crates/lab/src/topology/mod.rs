@@ -107,8 +107,8 @@ pub struct Node {
     /// `files`: a host directory whose tree is laid over the node's root (`{lab}` and
     /// `{node}` in it are substituted in the plan, as in mount sources).
     pub files: Option<PathBuf>,
-    /// `startup`: a script run in the node once its network is up, before its hooks.
-    pub startup: Option<PathBuf>,
+    /// `startup`: scripts run in the node once its network is up, in order, before its hooks.
+    pub startup: Vec<PathBuf>,
     /// `loopback`: addresses on its `lo` (a router's id, a service address).
     pub loopback: Vec<IpNetwork>,
     /// Host paths shown although the default view of the host hides them.
@@ -215,8 +215,18 @@ pub struct Endpoint {
     pub addresses: Vec<IpNetwork>,
 }
 
-/// Where the startup script goes in a node, and how its hook runs it.
+/// Where the (first) startup script goes in a node, and how its hook runs it.
 pub const STARTUP_PATH: &str = "/etc/lab/startup";
+
+/// Where startup script `k` (from 0) goes in a node: [`STARTUP_PATH`], then
+/// `/etc/lab/startup.1`, `/etc/lab/startup.2`, ...
+pub fn startup_path(k: usize) -> String {
+    if k == 0 {
+        STARTUP_PATH.to_string()
+    } else {
+        format!("{STARTUP_PATH}.{k}")
+    }
+}
 
 impl Node {
     /// A path of this node's with `{lab}` and `{node}` filled in (mount sources, `files`,

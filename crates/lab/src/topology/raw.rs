@@ -95,9 +95,10 @@ pub struct RawNode {
     /// A directory (beside the topology file) laid over the node's root at start.
     #[serde(default)]
     pub files: Opt<String>,
-    /// A script run in the node once its network is up, before its `exec` hooks.
+    /// Scripts run in the node once its network is up, in order, before its `exec` hooks:
+    /// `"r1.startup"` or `["common.sh", "r1.sh"]`.
     #[serde(default)]
-    pub startup: Opt<String>,
+    pub startup: Opt<RawPaths>,
     /// A directory mounted at /shared.
     #[serde(default)]
     pub shared: Opt<String>,
@@ -379,30 +380,37 @@ impl<'de> Deserialize<'de> for RawAttachments {
     }
 }
 
-/// `command = ["sleep", "infinity"]` or `command = "nc -l -p 80"` (run by `/bin/sh -c`).
+/// A string, or a list of strings each where it is written.
 #[derive(Debug, Clone)]
-pub enum RawCommand {
-    Shell(String),
-    Argv(Vec<Str>),
+pub enum OneOrList {
+    One(String),
+    List(Vec<Str>),
 }
 
-impl<'de> Deserialize<'de> for RawCommand {
+/// `command = ["sleep", "infinity"]` (program and arguments) or `command = "nc -l -p 80"`
+/// (run by `/bin/sh -c`).
+pub type RawCommand = OneOrList;
+
+/// `startup = "r1.sh"` or `startup = ["common.sh", "r1.sh"]`: paths, in order.
+pub type RawPaths = OneOrList;
+
+impl<'de> Deserialize<'de> for OneOrList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = RawCommand;
+            type Value = OneOrList;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a list of strings (program and arguments) or a shell command string")
+                f.write_str("a string or a list of strings")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawCommand::Shell(v.to_string()))
+                Ok(OneOrList::One(v.to_string()))
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::new();
                 while let Some(v) = seq.next_element::<Str>()? {
                     out.push(v);
                 }
-                Ok(RawCommand::Argv(out))
+                Ok(OneOrList::List(out))
             }
         }
         d.deserialize_any(V)

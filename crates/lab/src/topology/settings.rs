@@ -261,6 +261,17 @@ impl Validator {
         Some(base.join(v.get_ref()))
     }
 
+    /// Paths of the topology (`startup`: one, or a list), each relative to `base`.
+    pub(super) fn paths_of(&mut self, v: Option<&Spanned<super::raw::RawPaths>>, base: &Path) -> Vec<PathBuf> {
+        let Some(v) = v else { return Vec::new() };
+        match v.get_ref() {
+            super::raw::OneOrList::One(p) => {
+                self.path_of(Some(&Spanned::new(v.span(), p.clone())), base).into_iter().collect()
+            }
+            super::raw::OneOrList::List(list) => list.iter().filter_map(|p| self.path_of(Some(p), base)).collect(),
+        }
+    }
+
     pub(super) fn mounts(&mut self, node: &RawNode, base: &Path) -> Vec<BindMount> {
         let mut out: Vec<BindMount> = Vec::new();
         if let Some(shared) = node.shared.get() {

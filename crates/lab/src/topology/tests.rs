@@ -157,3 +157,18 @@ fn bad_topology_files_give_their_expected_errors() {
         );
     }
 }
+
+#[test]
+fn startup_is_one_script_or_several_in_order_relative_to_the_file() {
+    let t = Topology::parse(Source::new(
+        "/labs/ospf/lab.toml",
+        "[defaults]\nstartup = [\"common.sh\", \"{node}.sh\"]\n[nodes.r1]\n[nodes.r2]\nstartup = \"/opt/only.sh\"\n[nodes.r3]\nstartup = false\n",
+    ))
+    .unwrap();
+    let paths = |k: usize| t.nodes[k].startup.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+    assert_eq!(paths(0), ["/labs/ospf/common.sh", "/labs/ospf/{node}.sh"]);
+    assert_eq!(paths(1), ["/opt/only.sh"]);
+    assert!(paths(2).is_empty(), "cleared with false");
+    let (at, message) = first_error("[nodes.a]\nstartup = [\"ok.sh\", \"\"]\n");
+    assert_eq!((at.as_str(), message.as_str()), ("lab.toml:2:21", "a path cannot be empty"));
+}

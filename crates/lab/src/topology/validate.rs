@@ -1,7 +1,7 @@
 //! The walk over a whole topology file: names, defaults, nodes, then what needs every
 //! interface known (links, ports, impairments); the checks of each part live in their files.
 
-use super::raw::{self, RawCommand, RawTopology, Str};
+use super::raw::{self, OneOrList, RawCommand, RawTopology, Str};
 use super::{Hostname, IfName, InterfaceKind, Name, Node, Protocol, Rootfs, Topology};
 use crate::diagnostic::{Diagnostic, Source};
 use indexmap::IndexMap;
@@ -103,7 +103,7 @@ impl Validator {
             let mut mounts = self.mounts(rn, &base);
             let volumes = self.volumes(rn, &mut mounts);
             let files = self.path_of(rn.files.get(), &base);
-            let startup = self.path_of(rn.startup.get(), &base);
+            let startup = self.paths_of(rn.startup.get(), &base);
             let loopback = self.loopback(rn);
             let reveal = self.reveal(rn, own.reveal.get().is_some(), rootfs.as_ref());
             let routes = self.routes(rn);
@@ -193,16 +193,16 @@ impl Validator {
 
     pub(super) fn command(&mut self, c: &Spanned<RawCommand>) -> Option<Vec<String>> {
         match c.get_ref() {
-            RawCommand::Shell(s) if s.trim().is_empty() => {
+            OneOrList::One(s) if s.trim().is_empty() => {
                 self.err(c.span(), "command is empty");
                 None
             }
-            RawCommand::Shell(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
-            RawCommand::Argv(v) if v.is_empty() => {
+            OneOrList::One(s) => Some(vec!["/bin/sh".into(), "-c".into(), s.clone()]),
+            OneOrList::List(v) if v.is_empty() => {
                 self.err(c.span(), "command is empty");
                 None
             }
-            RawCommand::Argv(v) => {
+            OneOrList::List(v) => {
                 if let Some(bad) = v.iter().find(|a| a.get_ref().contains('\0')) {
                     self.err(bad.span(), "command arguments cannot contain NUL bytes");
                     return None;
