@@ -14,6 +14,7 @@ mod escape;
 mod escape_network;
 mod exec;
 mod host;
+mod image;
 mod isolation;
 mod kathara;
 mod kit;

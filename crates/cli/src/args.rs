@@ -63,6 +63,9 @@ pub(crate) enum Command {
     /// Run a lab's checks (its [[checks]], or a checks file's): ping, route, a command's
     /// output, a process; exit 0 only when all pass.
     Check(CheckArgs),
+    /// Manage the image store: import, list, remove, prune.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Print a shell completion script: `lab completion bash > /etc/bash_completion.d/lab`.
     Completion(CompletionArgs),
     /// Print lab's man page (roff): `lab man | man -l -`.
@@ -197,6 +200,49 @@ pub(crate) struct PartitionArgs {
     /// The lab, when several have nodes of these names.
     #[arg(short, long)]
     pub(crate) lab: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Import a `docker save` tarball or an OCI image layout directory (what `skopeo copy
+    /// ... oci:DIR` and `podman save --format oci-dir` write).
+    Import(ImageImportArgs),
+    /// List the store's images: name, digest, size, which labs run them.
+    Ls(ImageLsArgs),
+    /// Remove images (refused while a lab that is up runs on one).
+    Rm(ImageRmArgs),
+    /// Remove what no image needs; with --all, every image no lab that is up runs on.
+    Prune(ImagePruneArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ImageImportArgs {
+    /// The tarball or directory.
+    pub(crate) source: PathBuf,
+    /// Name the image (e.g. `myapp:dev`) instead of as the source names it.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ImageLsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ImageRmArgs {
+    /// The images, as `image =` names them (`alpine:3.20`).
+    #[arg(required = true)]
+    pub(crate) images: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ImagePruneArgs {
+    /// Also remove every image no lab that is up runs on.
+    #[arg(short, long)]
+    pub(crate) all: bool,
 }
 
 #[derive(Args)]

@@ -6,9 +6,9 @@ mod args;
 mod output;
 
 use args::{
-    CaptureArgs, CheckArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImpairArgs,
-    InspectArgs, LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StartArgs, StatsArgs,
-    StopArgs, UpArgs, VersionArgs,
+    CaptureArgs, CheckArgs, Cli, Command, CpArgs, DownArgs, ExecArgs, GraphArgs, GraphFormat, HealArgs, ImageCommand,
+    ImpairArgs, InspectArgs, LinkArgs, LinkState, LogsArgs, NodeArgs, NodeIf, PartitionArgs, PsArgs, StartArgs,
+    StatsArgs, StopArgs, UpArgs, VersionArgs,
 };
 use clap::Parser;
 use lab::runtime::{self, ExecRequest, Options};
@@ -75,6 +75,7 @@ fn main() -> ExitCode {
         }
         Command::Man => (output::Command::Other, man()),
         Command::Check(a) => (output::Command::Other, run_async(check(a))),
+        Command::Image(a) => (output::Command::Other, image(a)),
         Command::Version(a) => (output::Command::Other, version(a)),
     };
     match result {
@@ -410,6 +411,41 @@ async fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
     let from = nodes.split_off(a.nodes.len());
     runtime::partition(lab.as_ref(), &nodes, &from).await?;
     eprintln!("partitioned {} from {}", nodes.join(" "), from.join(" "));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn image(a: ImageCommand) -> Result<ExitCode, Error> {
+    match a {
+        ImageCommand::Import(a) => {
+            for name in runtime::image_import(&a.source, a.name.as_deref())? {
+                println!("imported {name}");
+            }
+        }
+        ImageCommand::Ls(a) => {
+            let rows = runtime::image_list()?;
+            if a.json {
+                output::json(&rows);
+            } else {
+                output::images_table(&rows);
+            }
+        }
+        ImageCommand::Rm(a) => {
+            for image in &a.images {
+                println!("removed {}", runtime::image_remove(image)?);
+            }
+        }
+        ImageCommand::Prune(a) => {
+            let (images, entries) = runtime::image_prune(a.all)?;
+            for i in &images {
+                println!("removed {i}");
+            }
+            eprintln!(
+                "pruned {} image(s) and {entries} unused store entr{}",
+                images.len(),
+                if entries == 1 { "y" } else { "ies" }
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -93,6 +93,7 @@ pub fn nodes_table(labs: &[LabStatus]) {
     let mut rows = vec![[
         "LAB".to_string(),
         "NODE".into(),
+        "IMAGE".into(),
         "STATE".into(),
         "PID".into(),
         "UPTIME".into(),
@@ -105,6 +106,7 @@ pub fn nodes_table(labs: &[LabStatus]) {
             rows.push([
                 lab.name.clone(),
                 "-".into(),
+                "-".into(),
                 state.into(),
                 "-".into(),
                 "-".into(),
@@ -116,6 +118,7 @@ pub fn nodes_table(labs: &[LabStatus]) {
             rows.push([
                 lab.name.clone(),
                 n.name.clone(),
+                n.image.as_deref().map_or("-".into(), short_image),
                 node_state(n),
                 n.pid.map_or("-".into(), |p| p.to_string()),
                 n.uptime_seconds.map_or("-".into(), uptime),
@@ -128,7 +131,19 @@ pub fn nodes_table(labs: &[LabStatus]) {
             ]);
         }
     }
-    print!("{}", table(&rows));
+    // The IMAGE column only when a node runs an image.
+    if labs.iter().flat_map(|l| &l.nodes).any(|n| n.image.is_some()) {
+        print!("{}", table(&rows));
+    } else {
+        let rows: Vec<[String; 7]> = rows.into_iter().map(|[a, b, _, c, d, e, f, g]| [a, b, c, d, e, f, g]).collect();
+        print!("{}", table(&rows));
+    }
+}
+
+/// An image's reference as people write it: `alpine:3.20` for Docker Hub's own.
+pub fn short_image(full: &str) -> String {
+    let short = full.strip_prefix("docker.io/").unwrap_or(full);
+    short.strip_prefix("library/").unwrap_or(short).to_string()
 }
 
 /// `running (healthy)`, `exited (exit code 1)`, `running, 1 OOM kill`.
@@ -167,6 +182,17 @@ fn uptime(secs: f64) -> String {
         3600..=86_399 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86_400),
     }
+}
+
+/// `lab image ls`.
+pub fn images_table(images: &[lab::runtime::ImageRow]) {
+    let mut rows = vec![["IMAGE", "DIGEST", "SIZE", "LABS"].map(String::from)];
+    for i in images {
+        let digest = i.digest.strip_prefix("sha256:").map(|h| &h[..12.min(h.len())]).unwrap_or(&i.digest);
+        let labs = if i.labs.is_empty() { "-".to_string() } else { i.labs.join(",") };
+        rows.push([i.short.clone(), digest.to_string(), format!("{:.1}MiB", i.size as f64 / (1 << 20) as f64), labs]);
+    }
+    print!("{}", table(&rows));
 }
 
 fn table<const N: usize>(rows: &[[String; N]]) -> String {

@@ -131,8 +131,11 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<Stats> {
         let mut path = components(&raw, "its path")?;
         stats.entries += 1;
         let header = entry.header().clone();
-        let mode =
-            Mode::from_bits_truncate(header.mode().map_err(|e| Error::io(format!("reading {label}"), e))? & 0o7777);
+        // Symlinks, hard links and whiteouts have no mode of their own: only read it when used.
+        let mode = || -> Result<Mode> {
+            let m = header.mode().map_err(|e| Error::io(format!("reading {label}"), e))?;
+            Ok(Mode::from_bits_truncate(m & 0o7777))
+        };
         let uid = header.uid().ok().and_then(|u| u32::try_from(u).ok()).map(Uid::from_raw);
         let gid = header.gid().ok().and_then(|g| u32::try_from(g).ok()).map(Gid::from_raw);
         let mtime = header.mtime().unwrap_or(0);
@@ -140,7 +143,7 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<Stats> {
             // The layer's root itself: its owner and mode.
             if kind == EntryType::Directory {
                 fchown(&root, uid, gid).map_err(|e| Error::io("setting the layer root's owner", e.into()))?;
-                fchmod(&root, mode).map_err(|e| Error::io("setting the layer root's mode", e.into()))?;
+                fchmod(&root, mode()?).map_err(|e| Error::io("setting the layer root's mode", e.into()))?;
             }
             continue;
         };
@@ -167,7 +170,7 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<Stats> {
         let finish = |fd: OwnedFd| -> Result<()> {
             // Owner before mode: chown clears set-id bits.
             fchown(&fd, uid, gid).map_err(|e| io("setting the owner of", e))?;
-            fchmod(&fd, mode).map_err(|e| io("setting the mode of", e))?;
+            fchmod(&fd, mode()?).map_err(|e| io("setting the mode of", e))?;
             let file = File::from(fd);
             for (k, v) in &xattrs {
                 xattr::FileExt::set_xattr(&file, k, v).map_err(|e| Error::io(format!("setting {k} on {label}"), e))?;
@@ -243,7 +246,7 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<Stats> {
                     _ => (SFlag::S_IFIFO, 0),
                 };
                 clear(&parent, name_os, &label)?;
-                mknodat(&parent, name_os, flag, mode, dev).map_err(|e| io("making the device node", e))?;
+                mknodat(&parent, name_os, flag, mode()?, dev).map_err(|e| io("making the device node", e))?;
                 fchownat(&parent, name_os, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)
                     .map_err(|e| io("setting the owner of", e))?;
             }

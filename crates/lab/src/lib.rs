@@ -99,6 +99,19 @@ pub enum Error {
     /// Making, joining or limiting a node's process.
     #[error(transparent)]
     Sandbox(#[from] lab_sandbox::Error),
+
+    /// An image could not be read, imported or resolved.
+    #[error(transparent)]
+    Image(#[from] lab_image::Error),
+
+    /// `lab image rm` of an image a lab that is up runs on.
+    #[error("image {image} is used by lab {}: take {} down first", .labs.join(", "), if .labs.len() == 1 { "it" } else { "them" })]
+    ImageInUse {
+        /// The image.
+        image: String,
+        /// The labs up that run it.
+        labs: Vec<String>,
+    },
     /// Only root can bring a lab up (and most other commands).
     #[error("lab needs root (it creates namespaces, interfaces and cgroups)")]
     NotRoot,

@@ -8,6 +8,7 @@
 //! /etc/hosts files once every address is known.
 
 mod hosts;
+mod image;
 pub mod network;
 mod node;
 pub mod policy;
@@ -54,6 +55,19 @@ pub struct Facts {
     pub taken_netns: Vec<(String, String)>,
     /// The machine has no IPv6 (no /proc/sys/net/ipv6): no IPv6 sysctls for nodes.
     pub no_ipv6: bool,
+    /// The images the topology names that the image store has, by full reference.
+    pub images: std::collections::BTreeMap<String, ImageFacts>,
+}
+
+/// An image of the store, as a plan needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// Its manifest's digest.
+    pub digest: String,
+    /// Its unpacked layers, bottom first.
+    pub layers: Vec<std::path::PathBuf>,
+    /// How Docker would run it.
+    pub config: lab_image::RunConfig,
 }
 
 /// Everything about a lab, decided before anything is made: what `lab up` carries out and
@@ -186,6 +200,12 @@ pub struct NodePlan {
     pub cgroup: String,
     /// The root filesystem it runs on.
     pub rootfs: Rootfs,
+    /// On an image: its layers from the store, bottom first.
+    #[serde(default)]
+    pub layers: Vec<std::path::PathBuf>,
+    /// On an image: its manifest's digest when the lab came up.
+    #[serde(default)]
+    pub image_digest: Option<String>,
     /// The command its init runs; `None` keeps it idle (`lab exec` runs the work).
     pub command: Option<Vec<String>>,
     /// The whole environment its processes start with (PATH, HOSTNAME and the topology's;

@@ -72,7 +72,7 @@ pub(crate) fn build(spec: &NodeSpec, userns: Option<BorrowedFd<'_>>) -> Result<R
     let (upper, workdir) = (layer_dir.join("upper"), layer_dir.join("work"));
     load_tun(&work);
     let mut warnings = Vec::new();
-    let idmapped = attach_lower(&spec.rootfs, &lower, userns, &mut warnings)?;
+    let idmapped = attach_root(spec, &work, &lower, userns, &mut warnings)?;
     // A layer a node ran on holds what the node wrote (hostile, then): nothing of lab's is
     // written through it again; it is mounted as it is. A new one (or one whose laying out
     // failed, which no node ever saw) is laid out from scratch.
@@ -108,7 +108,7 @@ pub(crate) fn build(spec: &NodeSpec, userns: Option<BorrowedFd<'_>>) -> Result<R
                 spec.name
             ));
             nix::mount::umount2(&lower, nix::mount::MntFlags::MNT_DETACH).ctx(|| "detaching the lower layer".into())?;
-            attach_lower(&spec.rootfs, &lower, None, &mut warnings)?;
+            attach_root(spec, &work, &lower, None, &mut warnings)?;
             mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
                 .ctx(|| format!("mounting the node's root (overlay on {})", spec.rootfs.display()))?;
         }
@@ -163,6 +163,45 @@ fn load_tun(work: &Path) {
         drop(fs::OpenOptions::new().read(true).write(true).open(&node));
     }
     let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+}
+
+/// Mounts what the node's root is made from at `lower`: a copy of its rootfs, or its image's
+/// layers stacked read-only (each idmapped on a directory of `work` of its own, then an
+/// overlay of them, top first, at `lower`). Returns whether they are idmapped.
+fn attach_root(
+    spec: &NodeSpec,
+    work: &Path,
+    lower: &Path,
+    userns: Option<BorrowedFd<'_>>,
+    warnings: &mut Vec<String>,
+) -> Result<bool> {
+    match spec.layers.as_slice() {
+        [] => attach_lower(&spec.rootfs, lower, userns, warnings),
+        [only] => attach_lower(only, lower, userns, warnings),
+        layers => {
+            let mut idmapped = true;
+            let mut dirs = Vec::new();
+            for (k, layer) in layers.iter().enumerate() {
+                let at = work.join(format!("image-{k}"));
+                match fs::DirBuilder::new().mode(0o755).create(&at) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(Error::os(format!("creating {}", at.display()), e))
+                    }
+                    _ => {}
+                }
+                // A retry without idmapping finds the previous try's mounts: off first.
+                let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
+                idmapped &= attach_lower(layer, &at, userns, warnings)?;
+                dirs.push(at.display().to_string());
+            }
+            dirs.reverse();
+            let data = format!("lowerdir={}", dirs.join(":"));
+            mount(Some("overlay"), lower, Some("overlay"), MsFlags::MS_RDONLY, Some(data.as_str())).map_err(|e| {
+                Error::os(format!("stacking the image's {} layers", layers.len()), std::io::Error::from(e))
+            })?;
+            Ok(idmapped && userns.is_some())
+        }
+    }
 }
 
 /// Mounts a read-only copy of the mount at `rootfs` (only that file system, none mounted

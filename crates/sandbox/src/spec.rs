@@ -17,6 +17,10 @@ pub struct NodeSpec {
     pub hostname: String,
     /// Read-only lower layer: `/` for the host's root, or a directory.
     pub rootfs: PathBuf,
+    /// An image's layers, bottom first: when there are any, they are the lower layers
+    /// (stacked read-only as overlayfs stacks them) and `rootfs` is not used.
+    #[serde(default)]
+    pub layers: Vec<PathBuf>,
     /// The node's directory on the host: spec, log, exit status. Inside the node's mount
     /// namespace a private tmpfs is mounted over it to hold the writable layer.
     pub dir: PathBuf,
@@ -281,6 +285,7 @@ mod tests {
             name: "n1".into(),
             hostname: "n1".into(),
             rootfs: "/".into(),
+            layers: Vec::new(),
             dir: tmp.path().join("n1"),
             command: None,
             env: vec![],

@@ -67,8 +67,31 @@ impl<'a> Planner<'a> {
         let sysctls = policy::sysctls(ifnames, userns, !facts.no_ipv6, &node.sysctls);
         let (covers, mut view_files) = match &node.rootfs {
             Rootfs::Host => view::host_view(&node.reveal),
-            Rootfs::Dir(_) => (Vec::new(), Vec::new()),
+            Rootfs::Dir(_) | Rootfs::Image(_) => (Vec::new(), Vec::new()),
         };
+        let image = match &node.rootfs {
+            Rootfs::Image(reference) => {
+                let image = facts.images.get(reference).ok_or_else(|| {
+                    topology.error_at(
+                        node.rootfs_span.clone(),
+                        format!("image {reference} is not in lab's image store"),
+                        Some("`lab image import FILE|DIR` it (a `docker save` tarball or an OCI layout)".into()),
+                    )
+                })?;
+                if image.layers.is_empty() {
+                    return Err(topology.error_at(
+                        node.rootfs_span.clone(),
+                        format!("image {reference} has no layers: nothing to run on"),
+                        None,
+                    ));
+                }
+                Some(image)
+            }
+            _ => None,
+        };
+        let run = image.map(|i| super::image::Run::of(node, &i.config)).transpose().map_err(|m| {
+            topology.error_at(node.rootfs_span.clone(), format!("image {}: {m}", node_image(node)), None)
+        })?;
         if node.systemctl {
             view_files.push(view::systemctl_shim());
         }
@@ -96,6 +119,9 @@ impl<'a> Planner<'a> {
             service: {
                 // The startup scripts run first of the hooks, in order, once the network is up.
                 let mut s = node.service.clone();
+                if let Some(run) = &run {
+                    run.apply(&mut s);
+                }
                 let scripts = (0..node.startup.len()).map(crate::topology::startup_path);
                 s.exec.splice(0..0, scripts);
                 s
@@ -105,8 +131,16 @@ impl<'a> Planner<'a> {
             name: node.name.clone(),
             hostname: node.hostname.clone(),
             rootfs: node.rootfs.clone(),
-            command: node.command.clone(),
-            env: policy::environment(&node.hostname, &node.env),
+            layers: image.map(|i| i.layers.clone()).unwrap_or_default(),
+            image_digest: image.map(|i| i.digest.clone()),
+            command: match &run {
+                Some(run) => run.command.clone(),
+                None => node.command.clone(),
+            },
+            env: match &run {
+                Some(run) => policy::environment(&node.hostname, &run.env),
+                None => policy::environment(&node.hostname, &node.env),
+            },
             interfaces,
             routes,
             hosts: String::new(),
@@ -248,4 +282,12 @@ impl UsernsAllocator<'_> {
 pub(super) fn stable_mac(key: &str) -> [u8; 6] {
     let h = identity::fnv1a(key.as_bytes()).to_be_bytes();
     [0x02, h[0], h[1], h[2], h[3], h[4]]
+}
+
+/// The image a node names, for errors.
+fn node_image(node: &Node) -> &str {
+    match &node.rootfs {
+        Rootfs::Image(r) => r,
+        _ => "",
+    }
 }

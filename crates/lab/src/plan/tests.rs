@@ -392,3 +392,49 @@ fn example_topologies_plan_as_their_snapshots() {
         insta::assert_yaml_snapshot!(name, plan);
     }
 }
+
+#[test]
+fn a_node_on_an_image_runs_its_entrypoint_and_cmd_as_docker_does() {
+    let t = topo(
+        "name = \"x\"\n[defaults]\nimage = \"app:1\"\n[nodes.plain]\n[nodes.cmd]\ncommand = [\"--port\", \"81\"]\n\
+         [nodes.entry]\nentrypoint = [\"/bin/other\"]\nuser = \"root\"\nstop_signal = \"SIGTERM\"\nenv = { A = \"node\" }\n\
+         [nodes.host]\nimage = false\nrootfs = \"host\"\n",
+    );
+    let config = lab_image::RunConfig {
+        entrypoint: Some(vec!["/bin/serve".into()]),
+        cmd: Some(vec!["--port".into(), "80".into()]),
+        env: Some(vec!["PATH=/usr/bin".into(), "A=image".into(), "B=image".into()]),
+        working_dir: Some("/srv".into()),
+        user: Some("1000".into()),
+        stop_signal: Some("SIGINT".into()),
+        healthcheck: Some(lab_image::HealthConfig {
+            test: vec!["CMD-SHELL".into(), "wget -q localhost".into()],
+            interval: Some(2_000_000_000),
+            ..Default::default()
+        }),
+    };
+    let image = ImageFacts { digest: "sha256:x".into(), layers: vec!["/l0".into(), "/l1".into()], config };
+    let facts = Facts { images: [("docker.io/library/app:1".to_string(), image)].into(), ..Facts::default() };
+    let plan = Plan::new(&t, &facts).unwrap();
+    let [plain, cmd, entry, host] = [0, 1, 2, 3].map(|k| &plan.nodes[k]);
+    let argv = |n: &NodePlan| n.command.clone().unwrap_or_default().join(" ");
+    assert_eq!(argv(plain), "/bin/serve --port 80");
+    assert_eq!(argv(cmd), "/bin/serve --port 81", "command replaces Cmd");
+    assert_eq!(argv(entry), "/bin/other", "an entrypoint drops the image's Cmd");
+    assert_eq!(plain.layers.len(), 2);
+    assert_eq!((plain.service.workdir.as_deref(), plain.service.user.as_deref()), (Some("/srv"), Some("1000")));
+    assert_eq!(plain.service.stop_signal, libc::SIGINT);
+    let hc = plain.service.healthcheck.as_ref().expect("the image's HEALTHCHECK");
+    assert_eq!((hc.cmd.join(" ").as_str(), hc.interval_ms, hc.retries), ("/bin/sh -c wget -q localhost", 2000, 3));
+    let env = |n: &NodePlan, k: &str| n.env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    assert_eq!((env(plain, "PATH"), env(plain, "A")), (Some("/usr/bin".into()), Some("image".into())));
+    assert_eq!((env(entry, "A"), env(entry, "B")), (Some("node".into()), Some("image".into())), "the node's env wins");
+    assert_eq!((entry.service.user.as_deref(), entry.service.stop_signal), (Some("root"), libc::SIGTERM));
+    assert_eq!(host.rootfs, Rootfs::Host);
+    assert!(host.layers.is_empty() && host.command.is_none());
+
+    // Missing from the store: an error at the image's line.
+    let err = Plan::new(&t, &Facts::default()).unwrap_err();
+    assert_eq!(err.location(), "lab.toml:3:9");
+    assert!(err.diagnostics[0].message.contains("image docker.io/library/app:1 is not in lab's image store"), "{err}");
+}

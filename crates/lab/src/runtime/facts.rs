@@ -67,3 +67,34 @@ pub async fn gather(host: &Netlink, lab: &Name) -> Result<Facts, Error> {
     }
     Ok(facts)
 }
+
+/// The images `topology` names that the image store has (the plan says which it lacks).
+pub fn images(
+    topology: &crate::topology::Topology,
+) -> Result<std::collections::BTreeMap<String, crate::plan::ImageFacts>, Error> {
+    let mut out = std::collections::BTreeMap::new();
+    let wanted: std::collections::BTreeSet<&str> = topology
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.rootfs {
+            crate::topology::Rootfs::Image(r) => Some(r.as_str()),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(out);
+    }
+    let store = lab_image::Store::open(lab_image::STORE_ROOT)?;
+    for r in wanted {
+        let reference = lab_image::Reference::parse(r)?;
+        if let Some(image) = store.resolve(&reference)? {
+            let facts = crate::plan::ImageFacts {
+                digest: image.manifest.to_string(),
+                layers: image.layers,
+                config: image.config.config,
+            };
+            out.insert(r.to_string(), facts);
+        }
+    }
+    Ok(out)
+}

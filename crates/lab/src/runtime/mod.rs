@@ -12,6 +12,7 @@ mod faults;
 mod gateway;
 mod host;
 mod hostside;
+mod images;
 mod lifecycle;
 mod locked;
 mod logs;
@@ -28,6 +29,7 @@ pub use check::{check, junit, CheckResult};
 pub use copy::{copy, parse_place, Copied, Place};
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{heal, impair, partition, set_link};
+pub use images::{image_import, image_list, image_prune, image_remove, ImageRow};
 pub use lifecycle::{start, stop};
 pub use logs::{logs, since, LogRequest};
 pub use resources::DownReport;
@@ -123,7 +125,8 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
         if dir.exists() {
             return Err(Error::AlreadyUp(topology.name.to_string()));
         }
-        let facts = facts::gather(&host, &topology.name).await?;
+        let mut facts = facts::gather(&host, &topology.name).await?;
+        facts.images = facts::images(topology)?;
         let plan = Plan::new(topology, &facts)?;
         check_ports(&plan)?;
         let filters = up::Filters::compile(&plan.nodes, &profiles)?;

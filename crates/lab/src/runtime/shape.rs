@@ -129,6 +129,10 @@ pub struct NodeStatus {
     pub name: String,
     /// Whether it runs.
     pub state: NodeState,
+    /// The image it runs on (its full reference), if it runs on one.
+    pub image: Option<String>,
+    /// That image's manifest digest when the lab came up.
+    pub image_digest: Option<String>,
     /// How it ended, once it has.
     pub exit: Option<Exit>,
     /// What its health check last found, if it was run.

@@ -79,6 +79,11 @@ pub(super) fn of(dir: &LabDir, state: &LabState, cgroups: Option<&dyn Cgroups>) 
             NodeStatus {
                 name: name.to_string(),
                 state: node_state,
+                image: match &n.rootfs {
+                    Rootfs::Image(r) => Some(r.clone()),
+                    _ => None,
+                },
+                image_digest: n.image_digest.clone(),
                 exit: exit.filter(|_| node_state == NodeState::Exited).map(exit_of),
                 health: if alive { super::Health::read(dir, name) } else { None },
                 pid: procs.filter(|_| alive).map(|p| p.init.pid),
@@ -199,6 +204,7 @@ fn details(n: &NodePlan) -> NodeDetails {
         rootfs: match &n.rootfs {
             Rootfs::Host => "host".into(),
             Rootfs::Dir(d) => d.display().to_string(),
+            Rootfs::Image(r) => format!("image {r}"),
         },
         command: n.command.clone(),
         env: n.env.iter().map(|(k, v)| [k.clone(), v.clone()]).collect(),

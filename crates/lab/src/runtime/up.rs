@@ -198,14 +198,21 @@ impl Builder<'_> {
                 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
                 std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path.parent().unwrap_or(&path))?;
                 std::fs::DirBuilder::new().mode(0o755).create(&path)?;
-                let root = match &node.rootfs {
-                    Rootfs::Host => std::path::PathBuf::from("/"),
-                    Rootfs::Dir(d) => d.clone(),
-                };
+                let rel = v.target.trim_start_matches('/');
                 // Read without following a symlink at its end (the rootfs is trusted up to
-                // there: the host's, or a directory the topology names).
-                let image = std::fs::symlink_metadata(root.join(v.target.trim_start_matches('/')));
-                if let Some(m) = image.ok().filter(|m| m.is_dir()) {
+                // there: the host's, or a directory the topology names); on an image, the
+                // top layer that has the path, unless it deleted it.
+                let image = match &node.rootfs {
+                    Rootfs::Host => std::fs::symlink_metadata(std::path::Path::new("/").join(rel)).ok(),
+                    Rootfs::Dir(d) => std::fs::symlink_metadata(d.join(rel)).ok(),
+                    Rootfs::Image(_) => node
+                        .layers
+                        .iter()
+                        .rev()
+                        .find_map(|l| std::fs::symlink_metadata(l.join(rel)).ok())
+                        .filter(|m| !std::os::unix::fs::FileTypeExt::is_char_device(&m.file_type())),
+                };
+                if let Some(m) = image.filter(|m| m.is_dir()) {
                     std::os::unix::fs::chown(&path, Some(m.uid()), Some(m.gid()))?;
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
                 }
@@ -471,9 +478,10 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         name: node.name.to_string(),
         hostname: node.hostname.to_string(),
         rootfs: match &node.rootfs {
-            Rootfs::Host => PathBuf::from("/"),
+            Rootfs::Host | Rootfs::Image(_) => PathBuf::from("/"),
             Rootfs::Dir(d) => d.clone(),
         },
+        layers: node.layers.clone(),
         dir,
         command: node.command.clone(),
         env: node.env.clone(),

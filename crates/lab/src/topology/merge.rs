@@ -33,7 +33,16 @@ pub(super) fn merged(defaults: &RawNode, node: &RawNode, name: &str) -> RawNode 
         loopback: one(&Opt::Unset, &node.loopback),
         command: one(&d.command, &node.command),
         env: table(&d.env, &node.env),
-        rootfs: one(&d.rootfs, &node.rootfs),
+        // A node's own `rootfs` or `image` is what it runs on, whichever default there is.
+        rootfs: match node.image {
+            Opt::Set(_) => one(&Opt::Unset, &node.rootfs),
+            _ => one(&d.rootfs, &node.rootfs),
+        },
+        image: match node.rootfs {
+            Opt::Set(_) => one(&Opt::Unset, &node.image),
+            _ => one(&d.image, &node.image),
+        },
+        entrypoint: one(&d.entrypoint, &node.entrypoint),
         seccomp: one(&d.seccomp, &node.seccomp),
         cap_add: list(&d.cap_add, &node.cap_add, |s| s.to_ascii_uppercase()),
         cap_drop: list(&d.cap_drop, &node.cap_drop, |s| s.to_ascii_uppercase()),

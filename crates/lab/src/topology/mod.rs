@@ -24,7 +24,7 @@ pub use lab_net::tc::Impairment;
 pub use names::{Hostname, IfName, Name};
 pub use netcfg::{Port, Route};
 pub use networks::{gateway, overlaps};
-pub use services::{Healthcheck, Restart, Service};
+pub use services::{parse_signal, Healthcheck, Restart, Service};
 pub use settings::{NodeSecurity, SeccompChoice};
 
 use crate::diagnostic::{Diagnostic, Source, TopologyError};
@@ -90,8 +90,14 @@ pub struct Node {
     pub hostname: Hostname,
     /// `rootfs`: the host's `/` or a directory.
     pub rootfs: Rootfs,
-    /// `None`: the node's init just waits for signals.
+    /// Where `rootfs` or `image` is written, for errors about it.
+    pub rootfs_span: Range<usize>,
+    /// `None`: the node's init just waits for signals (or, on an image, runs its Cmd).
     pub command: Option<Vec<String>>,
+    /// `entrypoint`: on an image, replaces its Entrypoint.
+    pub entrypoint: Option<Vec<String>>,
+    /// Whether the node (or `[defaults]`) names a stop signal (else an image's applies).
+    pub stop_signal_given: bool,
     /// `env`, defaults first, in file order.
     pub env: Vec<(String, String)>,
     /// Its interfaces: networks in file order, then link ends.
@@ -148,6 +154,9 @@ pub enum Rootfs {
     Host,
     /// A directory on the host, read-only, under a private writable layer.
     Dir(PathBuf),
+    /// An OCI image (its full reference, `docker.io/library/alpine:3.20`): its layers from
+    /// the image store, read-only, under a private writable layer.
+    Image(String),
 }
 
 /// One interface of a node.

@@ -61,6 +61,13 @@ pub struct RawNode {
     pub env: IndexMap<Str, Str>,
     #[serde(default)]
     pub rootfs: Opt<String>,
+    /// An OCI image to run on instead of a rootfs: `"alpine:3.20"`, as Docker reads names.
+    #[serde(default)]
+    pub image: Opt<String>,
+    /// With an image: what runs first, replacing the image's Entrypoint (and its Cmd unless
+    /// `command` is given), as `docker run --entrypoint` does.
+    #[serde(default)]
+    pub entrypoint: Opt<RawCommand>,
     pub hostname: Option<Str>,
     #[serde(default)]
     pub seccomp: Opt<String>,

@@ -88,11 +88,29 @@ impl Validator {
                 Some(h) => Hostname::parse(h.get_ref()).map_err(|m| self.err(h.span(), m)).ok(),
                 None => name.as_ref().map(Hostname::from),
             };
-            let rootfs = match rn.rootfs.get() {
-                Some(r) => self.rootfs(r),
-                None => Some(Rootfs::Host),
+            let rootfs = match (rn.rootfs.get(), rn.image.get()) {
+                (Some(r), Some(i)) => {
+                    self.err_hint(
+                        i.span(),
+                        "a node runs on an image or on a rootfs, not both",
+                        format!("remove `rootfs` ({})", r.get_ref()),
+                    );
+                    None
+                }
+                (Some(r), None) => self.rootfs(r),
+                (None, Some(i)) => self.image(i),
+                (None, None) => Some(Rootfs::Host),
             };
+            let rootfs_span = rn.image.span().or_else(|| rn.rootfs.span()).unwrap_or_else(|| key.span());
             let command = rn.command.get().and_then(|c| self.command(c));
+            let entrypoint = match rn.entrypoint.get() {
+                Some(e) if !matches!(rootfs, Some(Rootfs::Image(_))) => {
+                    self.err_hint(e.span(), "`entrypoint` is for nodes that run an image", "use `command` instead");
+                    None
+                }
+                Some(e) => self.command(e),
+                None => None,
+            };
             let env = self.env(&rn.env);
             let mut spans = HashMap::new();
             let interfaces = self.attachments(key, rn.networks.as_ref(), &net_index, &networks, &mut spans);
@@ -124,7 +142,10 @@ impl Validator {
                 hostname: hostname.unwrap_or_else(|| Hostname::from(&name)),
                 name,
                 rootfs: rootfs.unwrap_or(Rootfs::Host),
+                rootfs_span,
                 command,
+                entrypoint,
+                stop_signal_given: rn.stop_signal.get().is_some(),
                 env: env.into_iter().collect(),
                 interfaces,
                 security,
@@ -189,6 +210,21 @@ impl Validator {
             return None;
         }
         Some(Rootfs::Dir(PathBuf::from(v)))
+    }
+
+    /// `image = "..."`, read as Docker reads image names.
+    pub(super) fn image(&mut self, s: &Spanned<String>) -> Option<Rootfs> {
+        match lab_image::Reference::parse(s.get_ref()) {
+            Ok(r) => Some(Rootfs::Image(r.to_string())),
+            Err(e) => {
+                self.err_hint(
+                    s.span(),
+                    e.to_string(),
+                    "e.g. \"alpine:3.20\", \"ghcr.io/org/app:v1\", \"localhost:5000/app@sha256:...\"",
+                );
+                None
+            }
+        }
     }
 
     pub(super) fn command(&mut self, c: &Spanned<RawCommand>) -> Option<Vec<String>> {
