@@ -213,7 +213,12 @@ pub(super) async fn make(plan: &Plan, host: &Netlink, journal: &Journal, bridges
     }
     let up_index = find(GatewayPlan::UPLINK).ok_or_else(|| Error::Corrupt(format!("{label} has no uplink")))?;
     addresses.extend(g.addresses.iter().map(|a| (up_index, GatewayPlan::UPLINK, *a)));
-    try_join_all(links.iter().map(|l| nl.set_up(l.index, &l.name))).await?;
+    // Loopback, the uplink and the legs; not the fallback devices (gre0, tunl0...) the kernel
+    // puts in every namespace once a tunnel module is loaded.
+    let ours = |l: &&lab_net::LinkInfo| {
+        l.name == "lo" || l.name == GatewayPlan::UPLINK || g.legs.iter().any(|leg| leg.name.as_str() == l.name)
+    };
+    try_join_all(links.iter().filter(ours).map(|l| nl.set_up(l.index, &l.name))).await?;
     try_join_all(addresses.iter().map(|(i, name, a)| nl.add_address(*i, name, *a))).await?;
     let defaults = g.host_addresses.iter().map(|a| {
         let any = if a.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
