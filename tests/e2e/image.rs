@@ -78,25 +78,51 @@ fn layers() -> Vec<Vec<u8>> {
     ]
 }
 
+/// The test image's config: one that shows each setting at work.
 fn config(layers: &[Vec<u8>]) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
-    let c = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "config": {
+    config_with(
+        layers,
+        serde_json::json!({
             "Entrypoint": ["/bin/sh", "-c"],
             "Cmd": ["id -u > /tmp/ran; pwd >> /tmp/ran; echo $GREETING >> /tmp/ran; exec sleep 1000000"],
             "Env": ["PATH=/bin", "GREETING=hello from the image"],
             "WorkingDir": "/srv",
             "User": "1000:1000",
             "StopSignal": "SIGINT"
-        },
+        }),
+    )
+}
+
+fn config_with(layers: &[Vec<u8>], run: serde_json::Value) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let c = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": run,
         "rootfs": { "type": "layers", "diff_ids": diff_ids },
     });
     serde_json::to_vec(&c).expect("config")
 }
 
-/// An OCI layout of the image at `dir`, tagged `name`.
+/// Imports, as `tag`, an image set up as Alpine's is (no Entrypoint, Cmd `/bin/sh`): for
+/// the README's example. Removed from the store when the result is dropped.
+pub(crate) fn import_alpine_like(tag: &str) -> Forget {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layers = layers();
+    let config = config_with(&layers, serde_json::json!({ "Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] }));
+    write_layout(dir.path(), tag, &layers, &config);
+    let out = lab(&["image", "import", dir.path().to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", show(&out));
+    Forget(tag.to_string())
+}
+
+/// An OCI layout of the test image at `dir`, tagged `name`.
 fn oci_layout(dir: &Path, name: &str) {
+    let layers = layers();
+    let config = config(&layers);
+    write_layout(dir, name, &layers, &config);
+}
+
+fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>], config: &[u8]) {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("layout");
     let put = |media: &str, bytes: &[u8]| {
@@ -104,9 +130,8 @@ fn oci_layout(dir: &Path, name: &str) {
         std::fs::write(blobs.join(d.hex()), bytes).expect("blob");
         serde_json::json!({ "mediaType": media, "digest": d.as_str(), "size": bytes.len() })
     };
-    let layers = layers();
     let descs: Vec<_> = layers.iter().map(|l| put("application/vnd.oci.image.layer.v1.tar", l)).collect();
-    let config = put("application/vnd.oci.image.config.v1+json", &config(&layers));
+    let config = put("application/vnd.oci.image.config.v1+json", config);
     let manifest = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": descs });
     let mut m = put("application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&manifest).expect("manifest"));
     m["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
@@ -249,7 +274,7 @@ fn a_docker_save_tarball_imports_and_a_missing_image_is_an_error_at_its_line() {
 }
 
 /// Removes an image from the store when the test ends, however it ends.
-struct Forget(String);
+pub(crate) struct Forget(String);
 
 impl Drop for Forget {
     fn drop(&mut self) {

@@ -1,7 +1,7 @@
 //! Every TOML example of the README, brought up for real and taken down again (the README's
 //! command lines are checked to parse by the CLI's unit tests). What is particular to the
-//! machine the README imagines (`/srv/shared`, a profile of yours, an Alpine rootfs, your
-//! worker binary, free ports) is given here.
+//! machine the README imagines (`/srv/shared`, a profile of yours, an Alpine rootfs and
+//! image, your worker binary, free ports) is given here.
 
 use crate::report::{with_or_without, Feature};
 use crate::support::*;
@@ -35,6 +35,9 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
     let profile = "/var/cache/lab-test/profiles/moby-default.json";
     assert!(std::path::Path::new(profile).exists(), "{profile}: scripts/install-deps puts Docker's profile there");
     let port = 20_000 + std::process::id() % 20_000;
+    // The README's alpine:3.20 is an image of the tests' own, set up as Alpine's is.
+    let alpine = format!("localhost/lab-test/alpine:{}", std::process::id());
+    let _image = crate::image::import_alpine_like(&alpine);
     let mut ran = 0;
     for (i, example) in readme_examples().iter().enumerate() {
         let topology = example
@@ -42,6 +45,7 @@ fn every_toml_example_in_the_readme_comes_up_and_goes_down() {
             .replace("profiles/allow-ptrace.json", profile)
             .replace("/srv/rootfs/alpine", rootfs.to_str().unwrap())
             .replace("\"/srv/worker\"", "\"/bin/true\"")
+            .replace("\"alpine:3.20\"", &format!("\"{alpine}\""))
             .replace("\"8080:80\"", &format!("\"{port}:80\""))
             .replace("\"5353:53/udp\"", &format!("\"{}:53/udp\"", port + 1));
         // Each example in a folder of its own, with what its relative paths name.
