@@ -10,13 +10,13 @@ use lab_image::Digest;
 use std::path::Path;
 
 /// A layer's entries: (path, contents or symlink target, mode; `None` contents: a directory).
-enum Entry<'a> {
+pub(crate) enum Entry<'a> {
     Dir(&'a str, u32),
     File(&'a str, Vec<u8>, u32),
     Link(&'a str, &'a str),
 }
 
-fn layer(entries: &[Entry]) -> Vec<u8> {
+pub(crate) fn layer(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let mut h = tar::Header::new_gnu();
@@ -48,7 +48,7 @@ fn layer(entries: &[Entry]) -> Vec<u8> {
 
 /// Three layers: a busybox root with a user `app` (1000); one that deletes /etc/doomed and
 /// replaces /opt/data with an opaque directory; one that adds /srv/motd.
-fn layers() -> Vec<Vec<u8>> {
+pub(crate) fn layers() -> Vec<Vec<u8>> {
     let busybox = std::fs::read("/bin/busybox").expect("the host's static busybox (scripts/install-deps installs it)");
     let mut base = vec![
         Entry::Dir("bin", 0o755),
@@ -93,7 +93,7 @@ fn config(layers: &[Vec<u8>]) -> Vec<u8> {
     )
 }
 
-fn config_with(layers: &[Vec<u8>], run: serde_json::Value) -> Vec<u8> {
+pub(crate) fn config_with(layers: &[Vec<u8>], run: serde_json::Value) -> Vec<u8> {
     let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
     let c = serde_json::json!({
         "architecture": "amd64", "os": "linux",
@@ -108,7 +108,8 @@ fn config_with(layers: &[Vec<u8>], run: serde_json::Value) -> Vec<u8> {
 pub(crate) fn import_alpine_like(tag: &str) -> Forget {
     let dir = tempfile::tempdir().expect("temp dir");
     let layers = layers();
-    let config = config_with(&layers, serde_json::json!({ "Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] }));
+    let config =
+        config_with(&layers, serde_json::json!({ "Cmd": ["/bin/sh"], "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"] }));
     write_layout(dir.path(), tag, &layers, &config);
     let out = lab(&["image", "import", dir.path().to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", show(&out));
@@ -122,21 +123,33 @@ fn oci_layout(dir: &Path, name: &str) {
     write_layout(dir, name, &layers, &config);
 }
 
-fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>], config: &[u8]) {
+pub(crate) fn write_layout(dir: &Path, name: &str, layers: &[Vec<u8>], config: &[u8]) {
+    let mut m = write_manifest(dir, layers, config);
+    m["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
+    write_index(dir, vec![m]);
+}
+
+/// Blob `bytes` of media type `media` in layout `dir`; its descriptor.
+pub(crate) fn put_blob(dir: &Path, media: &str, bytes: &[u8]) -> serde_json::Value {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("layout");
-    let put = |media: &str, bytes: &[u8]| {
-        let d = Digest::of(bytes);
-        std::fs::write(blobs.join(d.hex()), bytes).expect("blob");
-        serde_json::json!({ "mediaType": media, "digest": d.as_str(), "size": bytes.len() })
-    };
-    let descs: Vec<_> = layers.iter().map(|l| put("application/vnd.oci.image.layer.v1.tar", l)).collect();
-    let config = put("application/vnd.oci.image.config.v1+json", config);
+    let d = Digest::of(bytes);
+    std::fs::write(blobs.join(d.hex()), bytes).expect("blob");
+    serde_json::json!({ "mediaType": media, "digest": d.as_str(), "size": bytes.len() })
+}
+
+/// An image's blobs in layout `dir`; its manifest's descriptor.
+pub(crate) fn write_manifest(dir: &Path, layers: &[Vec<u8>], config: &[u8]) -> serde_json::Value {
+    let descs: Vec<_> = layers.iter().map(|l| put_blob(dir, "application/vnd.oci.image.layer.v1.tar", l)).collect();
+    let config = put_blob(dir, "application/vnd.oci.image.config.v1+json", config);
     let manifest = serde_json::json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "config": config, "layers": descs });
-    let mut m = put("application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&manifest).expect("manifest"));
-    m["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
+    put_blob(dir, "application/vnd.oci.image.manifest.v1+json", &serde_json::to_vec(&manifest).expect("manifest"))
+}
+
+/// The layout's `index.json` (and `oci-layout`) listing `manifests`.
+pub(crate) fn write_index(dir: &Path, manifests: Vec<serde_json::Value>) {
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
-    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [m] });
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": manifests });
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).expect("index")).expect("index.json");
 }
 

@@ -26,6 +26,7 @@ mod netem;
 mod network;
 mod ps;
 mod readme;
+mod registry;
 mod report;
 mod routing;
 mod security;

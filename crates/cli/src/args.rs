@@ -204,6 +204,8 @@ pub(crate) struct PartitionArgs {
 
 #[derive(Subcommand)]
 pub(crate) enum ImageCommand {
+    /// Pull an image from its registry (`alpine:3.20`, `localhost:5000/app:dev`).
+    Pull(ImagePullArgs),
     /// Import a `docker save` tarball or an OCI image layout directory (what `skopeo copy
     /// ... oci:DIR` and `podman save --format oci-dir` write).
     Import(ImageImportArgs),
@@ -213,6 +215,12 @@ pub(crate) enum ImageCommand {
     Rm(ImageRmArgs),
     /// Remove what no image needs; with --all, every image no lab that is up runs on.
     Prune(ImagePruneArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ImagePullArgs {
+    /// The image, as `image =` names it.
+    pub(crate) image: String,
 }
 
 #[derive(Args)]

@@ -416,6 +416,16 @@ async fn partition(a: PartitionArgs) -> Result<ExitCode, Error> {
 
 fn image(a: ImageCommand) -> Result<ExitCode, Error> {
     match a {
+        ImageCommand::Pull(a) => {
+            let progress = output::Progress::new();
+            let pulled = run_async(async {
+                let name = runtime::image_pull(&a.image, Some(&progress.callback())).await;
+                progress.finish();
+                println!("pulled {}", name?);
+                Ok(ExitCode::SUCCESS)
+            });
+            pulled?;
+        }
         ImageCommand::Import(a) => {
             for name in runtime::image_import(&a.source, a.name.as_deref())? {
                 println!("imported {name}");

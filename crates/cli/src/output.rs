@@ -68,6 +68,7 @@ impl Progress {
                     count(*failures as usize, "failure")
                 ),
                 P::Healthy { node, elapsed } => format!("{node}: healthy after {:.1}s", elapsed.as_secs_f64()),
+                P::Pulling { what } => what.clone(),
             };
             if live {
                 let mut err = std::io::stderr().lock();

@@ -8,6 +8,7 @@
 
 pub mod digest;
 pub mod oci;
+pub mod pull;
 pub mod reference;
 mod store;
 pub mod unpack;
@@ -38,6 +39,8 @@ pub enum Error {
     UnsupportedMediaType { what: String, media_type: String },
     #[error("image {0} is not in the store (`lab image pull` or `lab image import` it)")]
     NotFound(String),
+    #[error("pulling {image} from {registry}: {why}")]
+    Pull { image: String, registry: String, why: String },
 }
 
 impl Error {

@@ -116,9 +116,7 @@ impl Store {
     pub fn resolve(&self, reference: &Reference) -> Result<Option<Image>> {
         let catalog = self.catalog()?;
         let found = match &reference.digest {
-            Some(d) => catalog.iter().find(|(name, i)| {
-                i.manifest == *d && name.rsplit_once(':').map(|(n, _)| n) == Some(reference.name().as_str())
-            }),
+            Some(d) => catalog.iter().find(|(name, i)| i.manifest == *d && repository_of(name) == reference.name()),
             None => catalog.get_key_value(&reference.to_string()),
         };
         let Some((name, info)) = found else { return Ok(None) };
@@ -192,7 +190,7 @@ impl Store {
     }
 
     /// Keeps blob `bytes` (already checked against `d`).
-    fn put_blob(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn put_blob(&self, d: &Digest, bytes: &[u8]) -> Result<()> {
         let path = self.blob_path(d);
         if path.exists() {
             return Ok(());
@@ -202,7 +200,7 @@ impl Store {
         fs::rename(&tmp, &path).map_err(|e| Error::io(format!("keeping blob {d}"), e))
     }
 
-    fn temp_path(&self, what: &str) -> Result<PathBuf> {
+    pub(crate) fn temp_path(&self, what: &str) -> Result<PathBuf> {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.root.join("tmp").join(format!("{what}-{}-{n}", std::process::id())))
@@ -278,7 +276,7 @@ impl Store {
     }
 
     /// Records image `name`.
-    fn record(&self, name: &str, info: ImageInfo) -> Result<()> {
+    pub(crate) fn record(&self, name: &str, info: ImageInfo) -> Result<()> {
         self.update(|c| {
             c.insert(name.to_string(), info);
             Ok(())
@@ -506,7 +504,16 @@ pub(crate) fn resolve_platform(desc: &oci::Descriptor, read: &dyn Fn(&Digest) ->
     }
 }
 
-fn check(what: &str, want: &Digest, got: &Digest) -> Result<()> {
+/// The name of a catalog key without its tag or digest.
+fn repository_of(key: &str) -> &str {
+    let key = key.split_once('@').map_or(key, |(n, _)| n);
+    match key.rsplit_once('/') {
+        Some((head, last)) => last.split_once(':').map_or(key, |(l, _)| &key[..head.len() + 1 + l.len()]),
+        None => key.split_once(':').map_or(key, |(n, _)| n),
+    }
+}
+
+pub(crate) fn check(what: &str, want: &Digest, got: &Digest) -> Result<()> {
     if want == got {
         Ok(())
     } else {
@@ -527,7 +534,7 @@ fn sniff(path: &Path) -> Result<Compression> {
 }
 
 /// Bytes of the regular files below `dir`.
-fn size_of(dir: &Path) -> u64 {
+pub(crate) fn size_of(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -96,3 +96,49 @@ pub fn image_prune(all: bool) -> Result<(Vec<String>, usize), Error> {
     }
     Ok((removed, store.prune()?))
 }
+
+/// Pulls image `name` from its registry (even if the store has it by tag: `lab image pull`
+/// looks for a newer one). Returns its full reference.
+pub async fn image_pull(name: &str, progress: Option<&super::ProgressFn>) -> Result<String, Error> {
+    let reference = Reference::parse(name)?;
+    let tell = |what: &str| {
+        if let Some(p) = progress {
+            p(&super::Progress::Pulling { what: what.to_string() });
+        }
+    };
+    Ok(store()?.pull(&reference, true, &tell).await?)
+}
+
+/// Pulls the images `topology` names that the store does not have, all at once.
+pub(super) async fn pull_missing(
+    topology: &crate::topology::Topology,
+    progress: Option<&super::ProgressFn>,
+) -> Result<(), Error> {
+    let wanted: std::collections::BTreeSet<&str> = topology
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.rootfs {
+            Rootfs::Image(r) => Some(r.as_str()),
+            _ => None,
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let store = store()?;
+    let tell = |what: &str| {
+        if let Some(p) = progress {
+            p(&super::Progress::Pulling { what: what.to_string() });
+        }
+    };
+    let pulls = wanted.into_iter().map(|r| {
+        let (store, tell) = (&store, &tell);
+        async move {
+            let reference = Reference::parse(r)?;
+            store.pull(&reference, false, tell).await?;
+            Ok::<(), Error>(())
+        }
+    });
+    futures::future::try_join_all(pulls).await?;
+    Ok(())
+}

@@ -29,7 +29,7 @@ pub use check::{check, junit, CheckResult};
 pub use copy::{copy, parse_place, Copied, Place};
 pub use exec::{exec, find_node, ExecRequest};
 pub use faults::{heal, impair, partition, set_link};
-pub use images::{image_import, image_list, image_prune, image_remove, ImageRow};
+pub use images::{image_import, image_list, image_prune, image_pull, image_remove, ImageRow};
 pub use lifecycle::{start, stop};
 pub use logs::{logs, since, LogRequest};
 pub use resources::DownReport;
@@ -111,9 +111,12 @@ pub struct Up {
 /// SIGTERM during bring-up roll back too, and so does a `lab down` of the same lab.
 pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
     ensure_root()?;
+    let profiles = preflight(topology)?;
+    // Images the store lacks, before anything is made (and before signals are caught: a
+    // pull stopped by Ctrl-C leaves nothing in the store that looks complete).
+    images::pull_missing(topology, options.progress.as_ref()).await?;
     // Caught from before anything is made: a signal at any point means roll back.
     let mut interrupts = Interrupts::catch()?;
-    let profiles = preflight(topology)?;
     // On a thread of its own meanwhile: the modules nodes may need, which they cannot load.
     let preloading = tokio::task::spawn_blocking(modules::preload);
     let exe = SealedExe::of(&options.lab_binary)?;

@@ -35,6 +35,11 @@ pub enum Progress {
         /// What the last run said.
         why: String,
     },
+    /// An image is being pulled.
+    Pulling {
+        /// What is happening: `pulling alpine:3.20`, `layer 2/3 1a2b3c4d5e6f downloaded`.
+        what: String,
+    },
     /// A node passed its health check.
     Healthy {
         /// The node.
