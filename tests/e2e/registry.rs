@@ -17,14 +17,20 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with(|_| String::new())
+    }
+
+    /// A registry whose config has what `extra` returns for its storage directory added.
+    fn start_with(extra: impl FnOnce(&Path) -> String) -> Registry {
         let storage = tempfile::tempdir().expect("storage");
+        let more = extra(storage.path());
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let addr = format!("127.0.0.1:{port}");
         let config = storage.path().join("config.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{more}",
                 storage.path().join("data").display()
             ),
         )
@@ -52,8 +58,14 @@ impl Registry {
     /// Pushes image `reference` (`name` in layout `dir`) as `repo:tag`; `all`: every
     /// platform of an index.
     fn push(&self, dir: &Path, name: &str, repo_tag: &str, all: bool) -> String {
+        self.push_as(dir, name, repo_tag, all, None)
+    }
+
+    fn push_as(&self, dir: &Path, name: &str, repo_tag: &str, all: bool, creds: Option<&str>) -> String {
         let to = format!("{}/{repo_tag}", self.addr);
         let mut args = vec!["copy", "--quiet", "--dest-tls-verify=false"];
+        let creds_arg = creds.map(|c| format!("--dest-creds={c}"));
+        args.extend(creds_arg.as_deref());
         if all {
             args.push("--all");
         }
@@ -230,4 +242,77 @@ fn a_manifest_list_resolves_to_this_hosts_platform() {
         list["manifests"].as_array().and_then(|m| m.iter().find(|m| m["platform"]["architecture"] == arch).cloned());
     let want = entry.expect("this platform in the pushed list")["digest"].clone();
     assert_eq!(row["digest"], want, "this host's platform's manifest, not the list's first ({mine_config})");
+}
+
+/// `lab` with environment `env` added.
+fn lab_with(env: &[(&str, &Path)], args: &[&str]) -> std::process::Output {
+    Command::new(lab_bin())
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, *v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("lab")
+}
+
+#[test]
+fn a_tls_registry_with_htpasswd_needs_its_ca_and_the_right_credentials() {
+    let _host = shared();
+    let keys = tempfile::tempdir().expect("keys");
+    let k = |f: &str| keys.path().join(f);
+    // A CA of the test's own, and the registry's certificate from it for localhost.
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=lab-test-ca 2>/dev/null; \
+         openssl req -newkey rsa:2048 -nodes -keyout reg.key -out reg.csr -subj /CN=localhost 2>/dev/null; \
+         printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext; \
+         openssl x509 -req -in reg.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out reg.crt -days 1 -extfile ext 2>/dev/null; \
+         python3 -c \"import crypt; print('alice:' + crypt.crypt('right', crypt.mksalt(crypt.METHOD_BLOWFISH)))\" > htpasswd",
+        dir = keys.path().display()
+    );
+    let out = host(&script);
+    assert!(out.status.success(), "making the keys:\n{}", show(&out));
+    let registry = Registry::start_with(|_| {
+        format!(
+            "  tls:\n    certificate: {}\n    key: {}\nauth:\n  htpasswd:\n    realm: lab-test\n    path: {}\n",
+            k("reg.crt").display(),
+            k("reg.key").display(),
+            k("htpasswd").display()
+        )
+    });
+    let src = tempfile::tempdir().expect("layout");
+    let layers = layers();
+    write_layout(src.path(), "v1", &layers, &alpine_like(&layers));
+    let pushed = registry.push_as(
+        src.path(),
+        "v1",
+        &format!("lab-test/private:{}", std::process::id()),
+        false,
+        Some("alice:right"),
+    );
+    // By the name its certificate has.
+    let image = pushed.replacen("127.0.0.1", "localhost", 1);
+    let _forget = Forget(vec![image.clone()]);
+    let auth = |user: &str, pass: &str, file: &str| {
+        let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{user}:{pass}"));
+        let host = image.split('/').next().expect("a registry");
+        std::fs::write(k(file), format!(r#"{{"auths": {{"{host}": {{"auth": "{token}"}}}}}}"#)).expect("auth file");
+        k(file)
+    };
+    let (wrong, right, ca) = (auth("alice", "wrong", "wrong.json"), auth("alice", "right", "right.json"), k("ca.crt"));
+    // Without the CA: its certificate is not trusted (and it speaks no plain HTTP).
+    let out = lab_with(&[("REGISTRY_AUTH_FILE", &right)], &["image", "pull", &image]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // Wrong credentials, and none: unauthorized.
+    for env in [
+        vec![("LAB_REGISTRY_CA", ca.as_path()), ("REGISTRY_AUTH_FILE", wrong.as_path())],
+        vec![("LAB_REGISTRY_CA", ca.as_path()), ("REGISTRY_AUTH_FILE", k("none.json").as_path())],
+    ] {
+        let out = lab_with(&env, &["image", "pull", &image]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        assert!(text(&out.stderr).contains("unauthorized"), "{}", show(&out));
+    }
+    // The CA and the right credentials: pulled.
+    let out = lab_with(&[("LAB_REGISTRY_CA", &ca), ("REGISTRY_AUTH_FILE", &right)], &["image", "pull", &image]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(text(&lab(&["image", "ls"]).stdout).contains(&image));
 }
