@@ -84,12 +84,15 @@ fn writes_go_to_a_private_layer_that_down_discards() {
     assert_eq!(lab.sh("node2", "cat /etc/hostname"), "node2\n");
     // The host's files are there, read-only underneath.
     assert!(lab.sh("node1", "cat /etc/os-release").contains("ID="));
-    // The layer is a tmpfs of the node's own, kept until down under the lab's state, where
-    // only root can look (mode 0700, no setuid, no devices); nothing else of the node shows.
+    // The layer is a directory of the node's own on disk, bound under the lab's state until
+    // down, where only root can look (mode 0700, no setuid, no devices); nothing else of the
+    // node shows.
     assert_eq!(host_mounts_of(&lab.name), layers(&lab.name, &["node1", "node2"]));
     let layer = format!("/run/lab/{}/nodes/node1/layer", lab.name);
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&layer).expect("the layer").permissions());
     assert_eq!(mode & 0o777, 0o700, "{layer}");
+    let on_disk = format!("/var/lib/lab/scratch/{}/node1/upper{file}", lab.name);
+    assert_eq!(std::fs::read_to_string(&on_disk).expect("the write, on disk"), "secret\n");
     // Down and up again under the same name: the write is gone.
     lab.recreate();
     let gone = lab.exec("node1", &["cat", &file]);
@@ -115,9 +118,37 @@ fn host_mounts_of(name: &str) -> Vec<String> {
     out
 }
 
-/// What `host_mounts_of` shows for the kept writable layers of `nodes`.
-fn layers(name: &str, nodes: &[&str]) -> Vec<String> {
-    nodes.iter().map(|n| format!("/run/lab/{name}/nodes/{n}/layer tmpfs rw,nosuid,nodev,mode=700")).collect()
+/// What `host_mounts_of` shows for the kept writable layers of `nodes`: on disk, in the file
+/// system of /var/lib.
+pub(crate) fn layers(name: &str, nodes: &[&str]) -> Vec<String> {
+    let fs = text(&host("findmnt -n -o FSTYPE --target /var/lib").stdout).trim().to_string();
+    nodes.iter().map(|n| format!("/run/lab/{name}/nodes/{n}/layer {fs} rw,nosuid,nodev")).collect()
+}
+
+#[test]
+fn a_tmpfs_scratch_holds_at_most_its_size_and_a_disk_one_goes_with_down() {
+    let _host = shared();
+    let lab = Lab::up("scratch", "[nodes.fast]\nscratch = \"tmpfs\"\nscratch_size = \"2M\"\n[nodes.disk]\n");
+    let mounts = host_mounts_of(&lab.name);
+    assert!(
+        mounts.contains(&format!("/run/lab/{}/nodes/fast/layer tmpfs rw,nosuid,nodev,mode=700", lab.name)),
+        "{mounts:?}"
+    );
+    // Past its size, a write fails inside the node with ENOSPC; the host's memory is not it.
+    // (Not in /tmp, which is a tmpfs of the node's own.)
+    let full = lab.exec("fast", &["sh", "-c", "dd if=/dev/zero of=/var/big bs=1M count=4 2>&1"]);
+    assert!(!full.status.success() && text_of(&full).contains("No space left on device"), "{}", show(&full));
+    lab.sh("disk", "dd if=/dev/zero of=/var/big bs=1M count=4 2>/dev/null");
+    let scratch = format!("/var/lib/lab/scratch/{}", lab.name);
+    assert!(Path::new(&format!("{scratch}/disk/upper/var/big")).exists());
+    // A size cap on disk is refused at its line.
+    let (bad, out) = Lab::try_up("scratchbad", "[nodes.a]\nscratch_size = \"1G\"\n");
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains(&format!("{}.toml:3:16", bad.name)), "{}", show(&out));
+    let name = lab.name.clone();
+    lab.down();
+    assert!(!Path::new(&scratch).exists(), "down removes the nodes' layers on disk");
+    assert_eq!(leftovers(&name), Vec::<String>::new());
 }
 
 /// Copies `binaries` and the libraries they load into `root`, at the same paths.

@@ -194,6 +194,10 @@ pub fn leftovers(name: &str) -> Vec<String> {
     if Path::new(&state).exists() {
         out.push(format!("state {state}"));
     }
+    let scratch = format!("/var/lib/lab/scratch/{name}");
+    if Path::new(&scratch).exists() {
+        out.push(format!("scratch {scratch}"));
+    }
     let volumes = format!("/var/lib/lab/volumes/{name}");
     if Path::new(&volumes).exists() {
         out.push(format!("volumes {volumes}"));

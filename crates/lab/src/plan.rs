@@ -206,6 +206,9 @@ pub struct NodePlan {
     /// On an image: its manifest's digest when the lab came up.
     #[serde(default)]
     pub image_digest: Option<String>,
+    /// Where its writable layer is.
+    #[serde(default)]
+    pub scratch: crate::topology::Scratch,
     /// The command its init runs; `None` keeps it idle (`lab exec` runs the work).
     pub command: Option<Vec<String>>,
     /// The whole environment its processes start with (PATH, HOSTNAME and the topology's;

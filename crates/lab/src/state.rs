@@ -21,6 +21,14 @@ pub const STATE_ROOT: &str = "/run/lab";
 /// lab (`lab down --keep-volumes`).
 pub const VOLUME_ROOT: &str = "/var/lib/lab/volumes";
 
+/// Where nodes' writable layers are kept on disk (`scratch = "disk"`, the default).
+pub const SCRATCH_ROOT: &str = "/var/lib/lab/scratch";
+
+/// The writable layer on disk of node `node` of lab `lab`.
+pub fn scratch_dir(lab: &Name, node: &str) -> PathBuf {
+    Path::new(SCRATCH_ROOT).join(lab.as_str()).join(node)
+}
+
 /// Volume `volume` of node `node` of lab `lab`.
 pub fn volume_dir(lab: &Name, node: &str, volume: &str) -> PathBuf {
     Path::new(VOLUME_ROOT).join(lab.as_str()).join(node).join(volume)
@@ -230,6 +238,20 @@ impl LabDir {
         for at in self.mounts() {
             if let Err(e) = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
                 return Err(Error::Io(format!("unmounting {}", at.display()), e.into()));
+            }
+        }
+        // The nodes' writable layers on disk: what they wrote, removed without following any
+        // symlink in it.
+        if let Some(name) = self.path.file_name() {
+            let scratch = Path::new(SCRATCH_ROOT).join(name);
+            match fs::remove_dir_all(&scratch) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(Error::Io(format!("removing {}", scratch.display()), e));
+                }
+                _ => {
+                    // Shared by every lab: goes when the last one's do.
+                    let _ = fs::remove_dir(SCRATCH_ROOT);
+                }
             }
         }
         match fs::remove_dir_all(&self.path) {

@@ -247,11 +247,12 @@ fn move_to(tree: &OwnedFd, at: &Path) -> std::io::Result<()> {
 }
 
 /// The node's writable layer is kept from its first start to `lab down` (or a fresh start),
-/// as a container's is from `create` to `rm`: on a tmpfs of its own, mounted on the host at
-/// `<node dir>/layer` (mode 0700, nosuid, nodev), whose pages are charged to the node's
-/// memory cgroup as it writes them, and that holds at most `size` bytes. Mounts it unless it
-/// is there; runs on the host's side.
-pub fn keep_layer(node_dir: &Path, size: Option<u64>) -> Result<()> {
+/// as a container's is from `create` to `rm`, mounted on the host at `<node dir>/layer`
+/// (nosuid, nodev): the directory `disk` (0700, made if missing) bound there, as Docker keeps
+/// a container's layer on disk; or, without one, a tmpfs of its own (mode 0700) whose pages
+/// are charged to the node's memory cgroup as it writes them and that holds at most `size`
+/// bytes. Mounts it unless it is there; runs on the host's side.
+pub fn keep_layer(node_dir: &Path, size: Option<u64>, disk: Option<&Path>) -> Result<()> {
     let at = node_dir.join(LAYER);
     match fs::DirBuilder::new().mode(0o700).create(&at) {
         Ok(()) => {}
@@ -265,6 +266,17 @@ pub fn keep_layer(node_dir: &Path, size: Option<u64>) -> Result<()> {
             return Ok(());
         }
     }
+    if let Some(disk) = disk {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(disk)
+            .ctx(|| format!("creating {}", disk.display()))?;
+        let what = || format!("binding the node's writable layer {} on {}", disk.display(), at.display());
+        mount(Some(disk), &at, None::<&str>, MsFlags::MS_BIND, None::<&str>).ctx(what)?;
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+        return mount(None::<&str>, &at, None::<&str>, flags, None::<&str>).ctx(what);
+    }
     let options = match size {
         Some(bytes) => format!("mode=0700,size={bytes}"),
         None => "mode=0700".to_string(),
@@ -273,9 +285,9 @@ pub fn keep_layer(node_dir: &Path, size: Option<u64>) -> Result<()> {
         .ctx(|| format!("mounting the node's writable layer (tmpfs) on {}", at.display()))
 }
 
-/// Throws the node's kept writable layer away (`lab start --fresh`, `lab down`): the next
-/// start makes a new one. Already gone is success.
-pub fn discard_layer(node_dir: &Path) -> Result<()> {
+/// Throws the node's kept writable layer away (`lab start --fresh`, `lab down`), and what
+/// it holds on `disk`: the next start makes a new one. Already gone is success.
+pub fn discard_layer(node_dir: &Path, disk: Option<&Path>) -> Result<()> {
     let at = node_dir.join(LAYER);
     loop {
         match nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW) {
@@ -286,9 +298,16 @@ pub fn discard_layer(node_dir: &Path) -> Result<()> {
         }
     }
     match fs::remove_dir(&at) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::os(format!("removing {}", at.display()), e)),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::os(format!("removing {}", at.display()), e)),
+    }
+    // What the node wrote: removed without following any symlink in it.
+    match disk.map(fs::remove_dir_all) {
+        Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::os(format!("removing {}", disk.unwrap_or(&at).display()), e))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -60,10 +60,14 @@ pub struct NodeSpec {
     /// fails the start.
     #[serde(default)]
     pub setup: Vec<String>,
-    /// The most the writable layer (a tmpfs) may hold, in bytes: the node's memory limit, so
-    /// that what it keeps across stop/start stays within it. `None`: tmpfs's own default.
+    /// The most the writable layer may hold, in bytes, when it is a tmpfs (`scratch_dir` is
+    /// `None`). `None`: tmpfs's own default.
     #[serde(default)]
     pub layer_size: Option<u64>,
+    /// Where the writable layer lives on disk (made if missing, 0700), bind-mounted at the
+    /// node's `layer`; `None`: a tmpfs of `layer_size`.
+    #[serde(default)]
+    pub scratch_dir: Option<PathBuf>,
     /// The signal that asks the command to stop (`lab stop`, `lab down`), besides SIGTERM,
     /// SIGINT, SIGHUP and SIGQUIT: the init forwards it and does not restart the command.
     #[serde(default)]
@@ -311,6 +315,7 @@ mod tests {
             restart: Restart::OnFailure,
             setup: Vec::new(),
             layer_size: None,
+            scratch_dir: None,
             stop_signal: None,
         };
         spec.prepare().unwrap();

@@ -29,7 +29,7 @@ pub struct StartingNode {
 
 /// Spawns the node's monitor (which creates the init) and waits for the init's pid.
 pub async fn start(exe: &SealedExe, spec: &NodeSpec) -> Result<StartingNode> {
-    crate::layers::keep_layer(&spec.dir, spec.layer_size)?;
+    crate::layers::keep_layer(&spec.dir, spec.layer_size, spec.scratch_dir.as_deref())?;
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().ctx(|| "creating a socket pair".into())?;
     let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(exe.path());

@@ -133,6 +133,7 @@ impl<'a> Planner<'a> {
             rootfs: node.rootfs.clone(),
             layers: image.map(|i| i.layers.clone()).unwrap_or_default(),
             image_digest: image.map(|i| i.digest.clone()),
+            scratch: node.scratch,
             command: match &run {
                 Some(run) => run.command.clone(),
                 None => node.command.clone(),

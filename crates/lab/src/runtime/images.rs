@@ -133,9 +133,16 @@ pub(super) async fn pull_missing(
     };
     let pulls = wanted.into_iter().map(|r| {
         let (store, tell) = (&store, &tell);
+        // Told as the first node on it's.
+        let node = topology
+            .nodes
+            .iter()
+            .find(|n| matches!(&n.rootfs, Rootfs::Image(i) if i == r))
+            .map(|n| n.name.to_string())
+            .unwrap_or_default();
         async move {
             let reference = Reference::parse(r)?;
-            store.pull(&reference, false, tell).await?;
+            store.pull(&reference, false, tell).await.map_err(|e| Error::node(&node, Error::from(e)))?;
             Ok::<(), Error>(())
         }
     });

@@ -92,7 +92,9 @@ pub async fn start(lab: Option<&Name>, node: &str, fresh: bool, options: &Option
         l.save()?;
     }
     if fresh {
-        lab_sandbox::discard_layer(&l.dir.node_dir(node)).map_err(|e| Error::node(node, Error::from(e)))?;
+        let disk = super::up::scratch_dir(&l.state.plan.lab, l.node(node)?);
+        lab_sandbox::discard_layer(&l.dir.node_dir(node), disk.as_deref())
+            .map_err(|e| Error::node(node, Error::from(e)))?;
     }
     let mut profiles = Profiles::new();
     up::load_profile(&mut profiles, node, &l.node(node)?.policy.seccomp)?;

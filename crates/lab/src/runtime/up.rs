@@ -6,8 +6,8 @@ use super::hostside::HostSide;
 use super::services;
 use crate::plan::{Attach, NodePlan, Plan};
 use crate::state::{Journal, LabDir, NodeProcesses, Resource};
-use crate::topology::Rootfs;
 use crate::topology::SeccompChoice;
+use crate::topology::{Rootfs, Scratch};
 use crate::Error;
 use futures::future::try_join_all;
 use lab_net::{nat, netns, sysctl, Netlink, VethEnd};
@@ -255,7 +255,7 @@ impl Builder<'_> {
                 });
             }
             let seccomp = self.filters.get(node);
-            let spec = node_spec(node, self.dir.node_dir(node.name.as_str()), files, seccomp);
+            let spec = node_spec(&self.plan.lab, node, self.dir.node_dir(node.name.as_str()), files, seccomp);
             spec.prepare()?;
             Ok(spec)
         };
@@ -473,7 +473,13 @@ impl Filters {
     }
 }
 
-fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Option<Bpf>) -> NodeSpec {
+fn node_spec(
+    lab: &crate::topology::Name,
+    node: &NodePlan,
+    dir: PathBuf,
+    files: Vec<NodeFile>,
+    seccomp: Option<Bpf>,
+) -> NodeSpec {
     NodeSpec {
         name: node.name.to_string(),
         hostname: node.hostname.to_string(),
@@ -498,7 +504,11 @@ fn node_spec(node: &NodePlan, dir: PathBuf, files: Vec<NodeFile>, seccomp: Optio
         user: node.service.user.clone(),
         restart: node.service.restart,
         setup: node.service.setup.clone(),
-        layer_size: node.limits.memory,
+        layer_size: match node.scratch {
+            Scratch::Tmpfs { size } => size.or(node.limits.memory),
+            Scratch::Disk => None,
+        },
+        scratch_dir: scratch_dir(lab, node),
         stop_signal: Some(node.service.stop_signal),
     }
 }
@@ -554,4 +564,9 @@ fn tree(dir: &std::path::Path, at: &str, out: &mut Vec<NodeFile>) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Where node `node`'s writable layer is on disk, if it is (`scratch = "disk"`).
+pub(super) fn scratch_dir(lab: &crate::topology::Name, node: &NodePlan) -> Option<PathBuf> {
+    matches!(node.scratch, Scratch::Disk).then(|| crate::state::scratch_dir(lab, node.name.as_str()))
 }

@@ -51,6 +51,8 @@ pub(super) fn merged(defaults: &RawNode, node: &RawNode, name: &str) -> RawNode 
         preset: one(&d.preset, &node.preset),
         setup: list(&d.setup, &node.setup, |_| String::new()),
         memory: one(&d.memory, &node.memory),
+        scratch: one(&d.scratch, &node.scratch),
+        scratch_size: one(&d.scratch_size, &node.scratch_size),
         cpus: one(&d.cpus, &node.cpus),
         pids: one(&d.pids, &node.pids),
         io_weight: one(&d.io_weight, &node.io_weight),

@@ -96,6 +96,8 @@ pub struct Node {
     pub command: Option<Vec<String>>,
     /// `entrypoint`: on an image, replaces its Entrypoint.
     pub entrypoint: Option<Vec<String>>,
+    /// `scratch`, `scratch_size`: where its writable layer is.
+    pub scratch: Scratch,
     /// Whether the node (or `[defaults]`) names a stop signal (else an image's applies).
     pub stop_signal_given: bool,
     /// `env`, defaults first, in file order.
@@ -144,6 +146,22 @@ pub struct Volume {
     pub target: String,
     /// Mounted read-only.
     pub read_only: bool,
+}
+
+/// Where a node's writable layer is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Scratch {
+    /// A directory of the node's own under `/var/lib/lab/scratch`, as Docker keeps a
+    /// container's layer on disk.
+    #[default]
+    Disk,
+    /// A tmpfs: faster, in memory (charged to the node's memory limit), holding at most
+    /// `size` bytes (else the node's memory limit).
+    Tmpfs {
+        /// `scratch_size`.
+        size: Option<u64>,
+    },
 }
 
 /// What a node runs on.

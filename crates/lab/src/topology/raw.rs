@@ -85,6 +85,12 @@ pub struct RawNode {
     pub setup: Opt<Vec<Str>>,
     #[serde(default)]
     pub memory: Opt<RawScalar>,
+    /// Where the writable layer is: `"disk"` (the default) or `"tmpfs"`.
+    #[serde(default)]
+    pub scratch: Opt<String>,
+    /// The most a tmpfs writable layer holds: `"2G"`.
+    #[serde(default)]
+    pub scratch_size: Opt<RawScalar>,
     #[serde(default)]
     pub cpus: Opt<RawScalar>,
     #[serde(default)]

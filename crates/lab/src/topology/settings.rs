@@ -144,6 +144,39 @@ impl Validator {
         }
     }
 
+    /// `scratch` and `scratch_size`.
+    pub(super) fn scratch(&mut self, node: &RawNode) -> super::Scratch {
+        let size = node.scratch_size.get().and_then(|s| {
+            let bytes = match s.get_ref() {
+                RawScalar::Int(n) if *n > 0 => Ok(*n as u64),
+                RawScalar::Str(v) => crate::units::parse_size(v),
+                _ => Err("scratch_size is a size such as \"512M\" or \"2G\"".to_string()),
+            };
+            bytes.map_err(|m| self.err(s.span(), m)).ok()
+        });
+        match node.scratch.get().map(|s| (s.get_ref().as_str(), s.span())) {
+            None | Some(("disk", _)) => {
+                if let (Some(s), Some(_)) = (node.scratch_size.get(), size) {
+                    self.err_hint(
+                        s.span(),
+                        "scratch_size caps a tmpfs writable layer; on disk lab cannot cap it (that needs a file system with project quotas)",
+                        "add `scratch = \"tmpfs\"`, or leave scratch_size out",
+                    );
+                }
+                super::Scratch::Disk
+            }
+            Some(("tmpfs", _)) => super::Scratch::Tmpfs { size },
+            Some((other, span)) => {
+                self.err_hint(
+                    span,
+                    format!("scratch `{other}` is neither \"disk\" nor \"tmpfs\""),
+                    "scratch = \"disk\" (the default) or \"tmpfs\"",
+                );
+                super::Scratch::Disk
+            }
+        }
+    }
+
     pub(super) fn limits(&mut self, node: &RawNode) -> Limits {
         let memory = node.memory.get().and_then(|m| {
             let bytes = match m.get_ref() {

@@ -146,6 +146,7 @@ impl Validator {
                 command,
                 entrypoint,
                 stop_signal_given: rn.stop_signal.get().is_some(),
+                scratch: self.scratch(rn),
                 env: env.into_iter().collect(),
                 interfaces,
                 security,
