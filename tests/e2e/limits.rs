@@ -18,7 +18,7 @@ fn cgroup_file(lab: &Lab, node: &str, controller: &str, v1: &str, v2: &str) -> S
 #[test]
 fn limits_reach_the_kernel() {
     let _host = shared();
-    let lab_ = Lab::up("limits", "[nodes.a]\nmemory = \"48M\"\ncpus = 0.5\npids = 64\nio_weight = 300\n");
+    let lab_ = Lab::up("limits", "[nodes.a]\nmemory = \"48M\"\ncpus = 0.5\npids = 64\nio_weight = 300\nscratch = \"tmpfs\"\n");
     let v2 = text(&host("stat -f -c %T /sys/fs/cgroup").stdout).trim() == "cgroup2fs";
     assert_eq!(cgroup_file(&lab_, "a", "memory", "memory.limit_in_bytes", "memory.max"), (48u64 << 20).to_string());
     assert_eq!(cgroup_file(&lab_, "a", "pids", "pids.max", "pids.max"), "64");
@@ -28,7 +28,8 @@ fn limits_reach_the_kernel() {
         assert_eq!(cgroup_file(&lab_, "a", "cpu", "cpu.cfs_quota_us", ""), "50000");
         assert_eq!(cgroup_file(&lab_, "a", "blkio", "blkio.bfq.weight", ""), "300");
     }
-    // What the node writes (kept across stop/start) fits its memory too: its layer's size.
+    // What the node writes to an in-memory layer (kept across stop/start) fits its memory
+    // too: the tmpfs's size, with no scratch_size of its own.
     let layer = text(&host(&format!("stat -f -c '%b %S' /run/lab/{}/nodes/a/layer", lab_.name)).stdout);
     let bytes: u64 = layer.split_whitespace().map(|n| n.parse::<u64>().unwrap_or(0)).product();
     assert_eq!(bytes, 48 << 20, "the layer's size: {layer}");
