@@ -229,33 +229,48 @@ impl Store {
                     progress(&format!("layer {}/{total} {} already here", k + 1, short(&layer.digest)));
                     return Ok::<u64, Error>(0);
                 }
-                let file = store.temp_path("blob")?;
-                let out = tokio::fs::File::create(&file)
+                // Unpacked as it arrives: the download and the unpacking (on a thread of its
+                // own) overlap, and nothing is written but the layer itself.
+                let mut blob = client
+                    .pull_blob_stream(remote, layer.digest.as_str())
                     .await
-                    .map_err(|e| Error::io(format!("writing {}", file.display()), e))?;
-                let pulled = client.pull_blob(remote, layer.digest.as_str(), out).await;
-                let result = match pulled {
-                    Err(e) => Err(pull_error(reference, e)),
-                    Ok(()) => {
-                        progress(&format!(
-                            "layer {}/{total} {} downloaded ({} bytes)",
-                            k + 1,
-                            short(&layer.digest),
-                            layer.size
-                        ));
-                        let store = store.clone();
-                        let (file2, what2, digest, diff) =
-                            (file.clone(), what.clone(), layer.digest.clone(), diff_id.clone());
-                        tokio::task::spawn_blocking(move || {
-                            let f =
-                                std::fs::File::open(&file2).map_err(|e| Error::io(format!("reading {what2}"), e))?;
-                            store.add_layer(&what2, f, compression, Some(&digest), &diff)
-                        })
-                        .await
-                        .map_err(|e| Error::Invalid(format!("unpacking {what}: {e}")))?
+                    .map_err(|e| pull_error(reference, e))?;
+                let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(32);
+                let store = store.clone();
+                let (what2, digest, diff) = (what.clone(), layer.digest.clone(), diff_id.clone());
+                let unpacking = tokio::task::spawn_blocking(move || {
+                    store.add_layer(
+                        &what2,
+                        ChannelReader { rx, chunk: bytes::Bytes::new() },
+                        compression,
+                        Some(&digest),
+                        &diff,
+                    )
+                });
+                let mut received = 0u64;
+                while let Some(chunk) = futures::StreamExt::next(&mut blob.stream).await {
+                    match &chunk {
+                        Ok(b) => received += b.len() as u64,
+                        // After the whole body, oci-client's own digest check: ours, on the
+                        // same bytes, says it in lab's terms.
+                        Err(_) if received == layer.size => break,
+                        Err(_) => {}
                     }
-                };
-                let _ = std::fs::remove_file(&file);
+                    // The unpacking stopped (it failed): its error says why.
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                drop(tx);
+                let result = unpacking.await.map_err(|e| Error::Invalid(format!("unpacking {what}: {e}")))?;
+                if result.is_ok() {
+                    progress(&format!(
+                        "layer {}/{total} {} pulled ({} bytes)",
+                        k + 1,
+                        short(&layer.digest),
+                        layer.size
+                    ));
+                }
                 result
             }
         });
@@ -275,6 +290,27 @@ impl Store {
         self.record(&name, info)?;
         progress(&format!("pulled {}", reference.familiar()));
         Ok(name)
+    }
+}
+
+/// A blocking reader of what an async download sends it.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.chunk = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 
