@@ -243,6 +243,8 @@ user = "root"
     // ps, inspect and the store say which image the nodes run.
     let details = node_json(&lab_.name, "n1");
     assert_eq!(details["image"], tag.as_str(), "{details}");
+    let graph = text(&lab(&["graph", &lab_.name]).stdout);
+    assert!(graph.contains(&format!("n1<br/>{tag}")), "the drawing names the image: {graph}");
     let ls = text(&lab(&["image", "ls"]).stdout);
     let row = ls.lines().find(|l| l.starts_with(&tag)).unwrap_or_else(|| panic!("{tag} in {ls}"));
     assert!(row.contains(&lab_.name), "the image's row names the lab that runs it: {row}");

@@ -18,7 +18,8 @@ fn cgroup_file(lab: &Lab, node: &str, controller: &str, v1: &str, v2: &str) -> S
 #[test]
 fn limits_reach_the_kernel() {
     let _host = shared();
-    let lab_ = Lab::up("limits", "[nodes.a]\nmemory = \"48M\"\ncpus = 0.5\npids = 64\nio_weight = 300\nscratch = \"tmpfs\"\n");
+    let lab_ =
+        Lab::up("limits", "[nodes.a]\nmemory = \"48M\"\ncpus = 0.5\npids = 64\nio_weight = 300\nscratch = \"tmpfs\"\n");
     let v2 = text(&host("stat -f -c %T /sys/fs/cgroup").stdout).trim() == "cgroup2fs";
     assert_eq!(cgroup_file(&lab_, "a", "memory", "memory.limit_in_bytes", "memory.max"), (48u64 << 20).to_string());
     assert_eq!(cgroup_file(&lab_, "a", "pids", "pids.max", "pids.max"), "64");

@@ -210,7 +210,14 @@ pub fn dot(plan: &Plan, changes: Option<&RuntimeChanges>) -> String {
 
 /// A node's name, and its loopback addresses under it.
 fn node_label(n: &crate::plan::NodePlan) -> Vec<String> {
-    std::iter::once(n.name.to_string()).chain(n.loopback.iter().map(|a| format!("lo {a}"))).collect()
+    let image = match &n.rootfs {
+        crate::topology::Rootfs::Image(r) => {
+            let short = r.strip_prefix("docker.io/").unwrap_or(r);
+            Some(short.strip_prefix("library/").unwrap_or(short).to_string())
+        }
+        _ => None,
+    };
+    std::iter::once(n.name.to_string()).chain(image).chain(n.loopback.iter().map(|a| format!("lo {a}"))).collect()
 }
 
 fn network_label(n: &NetworkPlan) -> Vec<String> {
@@ -320,6 +327,15 @@ mod tests {
         let d = super::dot(&plan, None);
         assert!(d.contains("\"net_sw\" -- \"node_a\" [label=\"eth0\\nvlan 10\\n"), "{d}");
         assert!(d.contains("\"net_sw\" -- \"node_t\" [label=\"eth0\\ntrunk 10,20\"]"), "{d}");
+    }
+
+    #[test]
+    fn a_node_on_an_image_says_which() {
+        let text = "[nodes.a]\nimage = \"alpine:3.20\"\n[nodes.b]\nimage = \"localhost:5000/app:dev\"\n";
+        let facts = Facts { images_unresolved: true, ..Facts::default() };
+        let plan = Plan::new(&Topology::parse(Source::new("i.toml", text)).unwrap(), &facts).unwrap();
+        let m = super::mermaid(&plan, None);
+        assert!(m.contains("a<br/>alpine:3.20") && m.contains("b<br/>localhost:5000/app:dev"), "{m}");
     }
 
     #[test]

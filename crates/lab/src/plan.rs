@@ -57,6 +57,8 @@ pub struct Facts {
     pub no_ipv6: bool,
     /// The images the topology names that the image store has, by full reference.
     pub images: std::collections::BTreeMap<String, ImageFacts>,
+    /// Plan without the store (to draw a file): nodes on images take no layers or config.
+    pub images_unresolved: bool,
 }
 
 /// An image of the store, as a plan needs it.

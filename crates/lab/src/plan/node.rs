@@ -70,6 +70,7 @@ impl<'a> Planner<'a> {
             Rootfs::Dir(_) | Rootfs::Image(_) => (Vec::new(), Vec::new()),
         };
         let image = match &node.rootfs {
+            Rootfs::Image(_) if facts.images_unresolved => None,
             Rootfs::Image(reference) => {
                 let image = facts.images.get(reference).ok_or_else(|| {
                     topology.error_at(

@@ -394,7 +394,8 @@ pub fn plan_of(arg: &str) -> Result<(Plan, Option<crate::state::RuntimeChanges>)
     }
     let path = Path::new(arg);
     if arg.ends_with(".toml") || path.is_file() {
-        return Ok((Plan::new(&Topology::load(path)?, &plan::Facts::default())?, None));
+        let facts = plan::Facts { images_unresolved: true, ..plan::Facts::default() };
+        return Ok((Plan::new(&Topology::load(path)?, &facts)?, None));
     }
     Err(Error::Usage(format!("lab {name} is not up, and {arg} is not a topology file")))
 }
