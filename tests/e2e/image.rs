@@ -236,9 +236,15 @@ user = "root"
     // image's user has no raw sockets, as in Docker).
     let ping = lab(&["exec", "--lab", &lab_.name, "-u", "root", "n1", "ping", "-c1", "-W2", "n2"]);
     assert!(ping.status.success(), "{}", show(&ping));
-    // What a node writes is its own.
-    lab_.sh("n1", "echo mine > /tmp/mine");
-    assert!(!lab_.exec("n2", &["test", "-e", "/tmp/mine"]).status.success());
+    // What a node writes is its own, and stays across stop and start.
+    lab(&["exec", "--lab", &lab_.name, "-u", "root", "n1", "sh", "-c", "echo mine > /srv/mine"]);
+    assert!(!lab_.exec("n2", &["test", "-e", "/srv/mine"]).status.success());
+    let n1 = format!("{}/n1", lab_.name);
+    for cmd in ["stop", "start"] {
+        let out = lab(&[cmd, &n1]);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    assert_eq!(lab_.sh("n1", "cat /srv/mine"), "mine\n", "kept across stop/start");
 
     // ps, inspect and the store say which image the nodes run.
     let details = node_json(&lab_.name, "n1");
