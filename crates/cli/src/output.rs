@@ -75,7 +75,8 @@ impl Progress {
                 let _ = write!(err, "\r\x1b[K{line}");
                 let _ = err.flush();
                 shown.store(true, std::sync::atomic::Ordering::Relaxed);
-            } else {
+            } else if !matches!(p, P::Pulling { .. }) {
+                // A pull is told on a terminal only (as Docker's bars are): quiet in a log.
                 eprintln!("lab: {line}");
             }
         })
