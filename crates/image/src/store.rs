@@ -9,9 +9,9 @@
 //! ```
 //!
 //! A layer is unpacked into `tmp/` and renamed into `layers/` only once its digests check
-//! out, so a pull killed half-way leaves nothing that looks complete, and two imports of the
-//! same layer at once each unpack it and the second rename simply finds the first's. Changes
-//! to `images.json` hold `lock` (flock).
+//! out, so a pull killed half-way leaves nothing that looks complete; two imports or pulls of
+//! the same layer at once take turns on its lock in `tmp/`, and the second finds the first's
+//! work done. Changes to `images.json` hold `lock` (flock).
 
 use crate::digest::{Digest, Hashing};
 use crate::oci::{self, Compression, ImageConfig, Index, Manifest};
@@ -218,6 +218,22 @@ impl Store {
         diff_id: &Digest,
     ) -> Result<u64> {
         let dir = self.layer_dir(diff_id);
+        if dir.is_dir() {
+            return Ok(size_of(&dir));
+        }
+        // One unpacking of a layer at a time: a second import or pull of it waits for the
+        // first, then finds its work done.
+        let lock_path = self.root.join("tmp").join(format!("layer-{}.lock", diff_id.hex()));
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io(format!("locking {}", lock_path.display()), e.into()))?;
+        // Gone once the layer is in place or the try failed (whoever waits checks again).
+        let _unlink = Unlink(lock_path.clone());
         if dir.is_dir() {
             return Ok(size_of(&dir));
         }
@@ -501,6 +517,15 @@ pub(crate) fn resolve_platform(desc: &oci::Descriptor, read: &dyn Fn(&Digest) ->
         other => {
             Err(Error::UnsupportedMediaType { what: format!("manifest {}", desc.digest), media_type: other.into() })
         }
+    }
+}
+
+/// Removes a file when dropped.
+struct Unlink(PathBuf);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 
