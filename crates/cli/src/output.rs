@@ -49,17 +49,55 @@ pub fn json<T: serde::Serialize>(value: &T) {
 pub struct Progress {
     live: bool,
     shown: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// A bar per image being pulled (on a terminal).
+    pulls: std::sync::Arc<Pulls>,
+}
+
+#[derive(Default)]
+struct Pulls {
+    all: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
+}
+
+impl Pulls {
+    /// Moves image `image`'s bar to `done` of `total` bytes, making it on first use.
+    fn show(&self, image: &str, done: u64, total: u64) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(image.to_string()).or_insert_with(|| {
+            let bar = self.all.add(indicatif::ProgressBar::new(total));
+            let style = indicatif::ProgressStyle::with_template(
+                "pulling {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_message(image.to_string());
+            bar
+        });
+        bar.set_length(total);
+        bar.set_position(done);
+        if done >= total {
+            bar.finish();
+        }
+    }
 }
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress { live: std::io::stderr().is_terminal(), shown: Default::default() }
+        Progress { live: std::io::stderr().is_terminal(), shown: Default::default(), pulls: Default::default() }
     }
 
     pub fn callback(&self) -> lab::runtime::ProgressFn {
-        let (live, shown) = (self.live, self.shown.clone());
+        let (live, shown, pulls) = (self.live, self.shown.clone(), self.pulls.clone());
         std::sync::Arc::new(move |p: &lab::runtime::Progress| {
             use lab::runtime::Progress as P;
+            // A pull is shown as a bar on a terminal only (as Docker's are): quiet in a log.
+            if let P::Pulling { image, done, total } = p {
+                if live {
+                    pulls.show(image, *done, *total);
+                }
+                return;
+            }
             let line = match p {
                 P::Waiting { nodes, on } => format!("{} waiting for {}", nodes.join(", "), on.join(", ")),
                 P::Checking { node, check, failures, elapsed, why } => format!(
@@ -68,15 +106,14 @@ impl Progress {
                     count(*failures as usize, "failure")
                 ),
                 P::Healthy { node, elapsed } => format!("{node}: healthy after {:.1}s", elapsed.as_secs_f64()),
-                P::Pulling { what } => what.clone(),
+                P::Pulling { image, .. } => format!("pulling {image}"),
             };
             if live {
                 let mut err = std::io::stderr().lock();
                 let _ = write!(err, "\r\x1b[K{line}");
                 let _ = err.flush();
                 shown.store(true, std::sync::atomic::Ordering::Relaxed);
-            } else if !matches!(p, P::Pulling { .. }) {
-                // A pull is told on a terminal only (as Docker's bars are): quiet in a log.
+            } else {
                 eprintln!("lab: {line}");
             }
         })

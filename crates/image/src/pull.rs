@@ -22,8 +22,18 @@ use std::path::{Path, PathBuf};
 /// How many layers download at once.
 const PARALLEL: usize = 4;
 
-/// Told what a pull does, as it does it.
-pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+/// How far a pull is: bytes of its layers here (downloaded, or already in the store) of
+/// all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullProgress<'a> {
+    /// The image, as people write it.
+    pub image: &'a str,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// Told how far a pull is, as it goes.
+pub type Progress<'a> = &'a (dyn Fn(&PullProgress) + Sync);
 
 /// Why a pull failed, in the terms the user acts on.
 fn pull_error(image: &Reference, e: oci_client::errors::OciDistributionError) -> Error {
@@ -156,7 +166,7 @@ impl Store {
             .map_err(|e| Error::Reference { reference: reference.to_string(), why: e.to_string() })?;
         let err = |e| pull_error(reference, e);
         let accepted = [oci::OCI_MANIFEST, oci::DOCKER_MANIFEST, oci::OCI_INDEX, oci::DOCKER_LIST];
-        progress(&format!("pulling {}", reference.familiar()));
+        let familiar = reference.familiar();
         // HTTPS first; plain HTTP only where it may be used, if HTTPS does not connect (as
         // Docker does for insecure registries).
         let mut client = client_for(false);
@@ -215,18 +225,24 @@ impl Store {
                 config.rootfs.diff_ids.len()
             )));
         }
-        // Layers: those the store lacks, several at once, each to a file of tmp/ and then
-        // through the same unpacking (and digest checks) as an import.
-        let total = manifest.layers.len();
-        let fetch = manifest.layers.iter().zip(&config.rootfs.diff_ids).enumerate().map(|(k, (layer, diff_id))| {
-            let (client, remote, store) = (&client, &remote, self);
+        // Layers: those the store lacks, several at once, each through the same unpacking
+        // (and digest checks) as an import.
+        let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let tell = |n: u64| {
+            let now = done.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            progress(&PullProgress { image: &familiar, done: now, total });
+        };
+        tell(0);
+        let fetch = manifest.layers.iter().zip(&config.rootfs.diff_ids).map(|(layer, diff_id)| {
+            let (client, remote, store, tell) = (&client, &remote, self, &tell);
             async move {
                 let what = format!("layer {} of {}", layer.digest, reference.familiar());
                 let compression = Compression::of_layer(&layer.media_type).ok_or_else(|| {
                     Error::UnsupportedMediaType { what: what.clone(), media_type: layer.media_type.clone() }
                 })?;
                 if store.layer_dir(diff_id).is_dir() {
-                    progress(&format!("layer {}/{total} {} already here", k + 1, short(&layer.digest)));
+                    tell(layer.size);
                     return Ok::<u64, Error>(0);
                 }
                 // Unpacked as it arrives: the download and the unpacking (on a thread of its
@@ -250,7 +266,10 @@ impl Store {
                 let mut received = 0u64;
                 while let Some(chunk) = futures::StreamExt::next(&mut blob.stream).await {
                     match &chunk {
-                        Ok(b) => received += b.len() as u64,
+                        Ok(b) => {
+                            received += b.len() as u64;
+                            tell(b.len() as u64);
+                        }
                         // After the whole body, oci-client's own digest check: ours, on the
                         // same bytes, says it in lab's terms.
                         Err(_) if received == layer.size => break,
@@ -262,16 +281,7 @@ impl Store {
                     }
                 }
                 drop(tx);
-                let result = unpacking.await.map_err(|e| Error::Invalid(format!("unpacking {what}: {e}")))?;
-                if result.is_ok() {
-                    progress(&format!(
-                        "layer {}/{total} {} pulled ({} bytes)",
-                        k + 1,
-                        short(&layer.digest),
-                        layer.size
-                    ));
-                }
-                result
+                unpacking.await.map_err(|e| Error::Invalid(format!("unpacking {what}: {e}")))?
             }
         });
         use futures::stream::{StreamExt, TryStreamExt};
@@ -288,7 +298,7 @@ impl Store {
             size,
         };
         self.record(&name, info)?;
-        progress(&format!("pulled {}", reference.familiar()));
+
         Ok(name)
     }
 }
@@ -312,10 +322,6 @@ impl std::io::Read for ChannelReader {
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
     }
-}
-
-fn short(d: &Digest) -> &str {
-    &d.hex()[..12]
 }
 
 #[cfg(test)]

@@ -101,9 +101,9 @@ pub fn image_prune(all: bool) -> Result<(Vec<String>, usize), Error> {
 /// looks for a newer one). Returns its full reference.
 pub async fn image_pull(name: &str, progress: Option<&super::ProgressFn>) -> Result<String, Error> {
     let reference = Reference::parse(name)?;
-    let tell = |what: &str| {
+    let tell = |at: &lab_image::pull::PullProgress| {
         if let Some(p) = progress {
-            p(&super::Progress::Pulling { what: what.to_string() });
+            p(&super::Progress::Pulling { image: at.image.to_string(), done: at.done, total: at.total });
         }
     };
     Ok(store()?.pull(&reference, true, &tell).await?)
@@ -126,9 +126,9 @@ pub(super) async fn pull_missing(
         return Ok(());
     }
     let store = store()?;
-    let tell = |what: &str| {
+    let tell = |at: &lab_image::pull::PullProgress| {
         if let Some(p) = progress {
-            p(&super::Progress::Pulling { what: what.to_string() });
+            p(&super::Progress::Pulling { image: at.image.to_string(), done: at.done, total: at.total });
         }
     };
     let pulls = wanted.into_iter().map(|r| {

@@ -37,8 +37,12 @@ pub enum Progress {
     },
     /// An image is being pulled.
     Pulling {
-        /// What is happening: `pulling alpine:3.20`, `layer 2/3 1a2b3c4d5e6f downloaded`.
-        what: String,
+        /// The image, as people write it (`alpine:3.20`).
+        image: String,
+        /// Bytes of its layers here (downloaded, or already in the store).
+        done: u64,
+        /// Bytes of all its layers.
+        total: u64,
     },
     /// A node passed its health check.
     Healthy {
