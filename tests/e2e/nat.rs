@@ -90,6 +90,19 @@ impl Upstream {
     }
 }
 
+/// `f` again while it is refused (the server may take a moment to listen), nothing else.
+fn wait_for(f: &dyn Fn() -> std::io::Result<String>) -> std::io::Result<String> {
+    for _ in 0..50 {
+        match f() {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            other => return other,
+        }
+    }
+    f()
+}
+
 /// Connects to `to` and reads what it says, up to a newline.
 fn read_line(to: SocketAddr) -> std::io::Result<String> {
     let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
@@ -166,18 +179,6 @@ ports = ["{port}:80", "{}:53/udp"]
             port + 1
         ),
     );
-    // The server may take a moment to listen; a refused connection is retried, nothing else.
-    let wait_for = |f: &dyn Fn() -> std::io::Result<String>| {
-        for _ in 0..50 {
-            match f() {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                other => return other,
-            }
-        }
-        f()
-    };
     let from_upstream = wait_for(&|| upstream.fetch(SocketAddr::from((upstream.host_addr, port))));
     assert_eq!(from_upstream.expect("upstream reaches the forwarded port"), "hello-from-web");
     let from_host = read_line(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
@@ -225,17 +226,6 @@ fn a_copy_behind_its_gateway_namespace_forwards_its_ports_and_masquerades_both_v
             probe_mount()
         ),
     );
-    let wait_for = |f: &dyn Fn() -> std::io::Result<String>| {
-        for _ in 0..50 {
-            match f() {
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                other => return other,
-            }
-        }
-        f()
-    };
     let from_upstream = wait_for(&|| upstream.fetch(SocketAddr::from((upstream.host_addr, port))));
     assert_eq!(from_upstream.expect("upstream reaches the copy's forwarded port"), "hello-from-the-copy");
     let from_host = read_line(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));

@@ -89,15 +89,7 @@ impl Store {
 
     /// Runs `f` on the catalog under the store's lock, and writes back what it returns.
     fn update<T>(&self, f: impl FnOnce(&mut Catalog) -> Result<T>) -> Result<T> {
-        let lock_path = self.root.join("lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io(format!("locking {}", lock_path.display()), e.into()))?;
+        let _held = lock(&self.root.join("lock"))?;
         let mut catalog = self.catalog()?;
         let out = f(&mut catalog)?;
         let json = serde_json::to_vec_pretty(&catalog).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -224,14 +216,7 @@ impl Store {
         // One unpacking of a layer at a time: a second import or pull of it waits for the
         // first, then finds its work done.
         let lock_path = self.root.join("tmp").join(format!("layer-{}.lock", diff_id.hex()));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        let _held = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io(format!("locking {}", lock_path.display()), e.into()))?;
+        let _held = lock(&lock_path)?;
         // Gone once the layer is in place or the try failed (whoever waits checks again).
         let _unlink = Unlink(lock_path.clone());
         if dir.is_dir() {
@@ -518,6 +503,18 @@ pub(crate) fn resolve_platform(desc: &oci::Descriptor, read: &dyn Fn(&Digest) ->
             Err(Error::UnsupportedMediaType { what: format!("manifest {}", desc.digest), media_type: other.into() })
         }
     }
+}
+
+/// An exclusive flock on `path` (made if missing), held until dropped.
+fn lock(path: &Path) -> Result<nix::fcntl::Flock<File>> {
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| Error::io(format!("locking {}", path.display()), e.into()))
 }
 
 /// Removes a file when dropped.

@@ -46,17 +46,8 @@ pub(super) fn host_rules(plan: &Plan) -> Rules {
     let sealed = if plan.links.is_empty() { Vec::new() } else { vec![HostIf::Wire.pattern(Some(&plan.id))] };
     let Some(g) = &plan.gateway else {
         let bridges = |nat: bool| plan.networks.iter().filter(|n| n.nat == nat).map(|n| n.bridge.to_string()).collect();
-        let masquerades = plan
-            .networks
-            .iter()
-            .filter(|n| n.nat)
-            .flat_map(|n| {
-                [Some(n.subnet), n.subnet6]
-                    .into_iter()
-                    .flatten()
-                    .map(|subnet| nat::Masquerade { subnet, except: HostIf::Bridge.pattern(None) })
-            })
-            .collect();
+        let any_bridge = HostIf::Bridge.pattern(None);
+        let masquerades = plan.networks.iter().filter(|n| n.nat).flat_map(|n| masquerades_of(n, &any_bridge)).collect();
         let forwards = plan
             .ports
             .iter()
@@ -120,17 +111,7 @@ pub(super) fn host_rules(plan: &Plan) -> Rules {
 /// no NAT network reaching another (only replies and forwarded ports reach in).
 fn namespace_rules(plan: &Plan, g: &GatewayPlan) -> Rules {
     let leg_of = |network: usize| g.leg(network).map(|l| l.name.to_string());
-    let masquerades = g
-        .legs
-        .iter()
-        .flat_map(|l| {
-            let n = &plan.networks[l.network];
-            [Some(n.subnet), n.subnet6]
-                .into_iter()
-                .flatten()
-                .map(|subnet| nat::Masquerade { subnet, except: l.name.to_string() })
-        })
-        .collect();
+    let masquerades = g.legs.iter().flat_map(|l| masquerades_of(&plan.networks[l.network], l.name.as_str())).collect();
     let forwards = plan
         .ports
         .iter()
@@ -151,6 +132,14 @@ fn namespace_rules(plan: &Plan, g: &GatewayPlan) -> Rules {
         ..firewall::Isolation::default()
     };
     Rules { masquerades, forwards, isolation }
+}
+
+/// Network `n`'s subnets (both versions) masqueraded, except out of `except`.
+fn masquerades_of<'a>(n: &'a crate::plan::NetworkPlan, except: &'a str) -> impl Iterator<Item = nat::Masquerade> + 'a {
+    [Some(n.subnet), n.subnet6]
+        .into_iter()
+        .flatten()
+        .map(move |subnet| nat::Masquerade { subnet, except: except.to_string() })
 }
 
 /// The network an interface address is on (`10.42.248.1/30` → `10.42.248.0/30`).
