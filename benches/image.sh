@@ -49,7 +49,7 @@ open(d + "/index.json", "w").write(json.dumps({"schemaVersion": 2, "manifests": 
 open(d + "/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
 EOF
 printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$dir/registry" "$port" > "$dir/registry.yml"
-docker-registry serve "$dir/registry.yml" 2>/dev/null &
+docker-registry serve "$dir/registry.yml" >/dev/null 2>&1 &
 registry=$!
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 skopeo copy --quiet --dest-tls-verify=false "oci:$dir/layout:fifty" "docker://$image"
