@@ -101,7 +101,6 @@ fn xattrs<R: Read>(entry: &mut tar::Entry<'_, R>) -> Vec<(String, Vec<u8>)> {
 /// What one unpacking wrote.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
-    pub entries: u64,
     pub bytes: u64,
 }
 
@@ -129,7 +128,6 @@ pub fn unpack(reader: impl Read, dest: &Path) -> Result<Stats> {
             continue;
         }
         let mut path = components(&raw, "its path")?;
-        stats.entries += 1;
         let header = entry.header().clone();
         // Symlinks, hard links and whiteouts have no mode of their own: only read it when used.
         let mode = || -> Result<Mode> {

@@ -73,14 +73,7 @@ pub fn images(
     topology: &crate::topology::Topology,
 ) -> Result<std::collections::BTreeMap<String, crate::plan::ImageFacts>, Error> {
     let mut out = std::collections::BTreeMap::new();
-    let wanted: std::collections::BTreeSet<&str> = topology
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.rootfs {
-            crate::topology::Rootfs::Image(r) => Some(r.as_str()),
-            _ => None,
-        })
-        .collect();
+    let wanted = topology.images();
     if wanted.is_empty() {
         return Ok(out);
     }

@@ -97,16 +97,20 @@ pub fn image_prune(all: bool) -> Result<(Vec<String>, usize), Error> {
     Ok((removed, store.prune()?))
 }
 
+/// A pull's progress, told as lab's [`super::Progress`] to `progress`.
+fn teller(progress: Option<&super::ProgressFn>) -> impl Fn(&lab_image::pull::PullProgress) + Sync + '_ {
+    move |at| {
+        if let Some(p) = progress {
+            p(&super::Progress::Pulling { image: at.image.to_string(), done: at.done, total: at.total });
+        }
+    }
+}
+
 /// Pulls image `name` from its registry (even if the store has it by tag: `lab image pull`
 /// looks for a newer one). Returns its full reference.
 pub async fn image_pull(name: &str, progress: Option<&super::ProgressFn>) -> Result<String, Error> {
     let reference = Reference::parse(name)?;
-    let tell = |at: &lab_image::pull::PullProgress| {
-        if let Some(p) = progress {
-            p(&super::Progress::Pulling { image: at.image.to_string(), done: at.done, total: at.total });
-        }
-    };
-    Ok(store()?.pull(&reference, true, &tell).await?)
+    Ok(store()?.pull(&reference, true, &teller(progress)).await?)
 }
 
 /// Pulls the images `topology` names that the store does not have, all at once.
@@ -114,23 +118,12 @@ pub(super) async fn pull_missing(
     topology: &crate::topology::Topology,
     progress: Option<&super::ProgressFn>,
 ) -> Result<(), Error> {
-    let wanted: std::collections::BTreeSet<&str> = topology
-        .nodes
-        .iter()
-        .filter_map(|n| match &n.rootfs {
-            Rootfs::Image(r) => Some(r.as_str()),
-            _ => None,
-        })
-        .collect();
+    let wanted = topology.images();
     if wanted.is_empty() {
         return Ok(());
     }
     let store = store()?;
-    let tell = |at: &lab_image::pull::PullProgress| {
-        if let Some(p) = progress {
-            p(&super::Progress::Pulling { image: at.image.to_string(), done: at.done, total: at.total });
-        }
-    };
+    let tell = teller(progress);
     let pulls = wanted.into_iter().map(|r| {
         let (store, tell) = (&store, &tell);
         // Told as the first node on it's.

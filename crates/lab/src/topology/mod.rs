@@ -270,6 +270,17 @@ impl Node {
 }
 
 impl Topology {
+    /// The images its nodes run on (full references), each once.
+    pub fn images(&self) -> std::collections::BTreeSet<&str> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.rootfs {
+                Rootfs::Image(r) => Some(r.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Reads and checks a topology file: a lab.toml, or a Kathará lab's lab.conf.
     pub fn load(path: &Path) -> Result<Topology, crate::Error> {
         let text = std::fs::read_to_string(path)
