@@ -379,6 +379,14 @@ pub(crate) struct ExecArgs {
     /// The lab, when several have a node of this name.
     #[arg(short, long)]
     pub(crate) lab: Option<String>,
+    /// Kill the command (and its process group) after this long, then exit 124: seconds, or
+    /// a duration (500ms, 1m).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<Duration>,
+    /// Also write how it ended to FILE, as JSON: {"code", "signal", "timed_out"}, or
+    /// {"error"} when lab could not run the command (for programs that drive lab exec).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) status_file: Option<PathBuf>,
     /// The node: NODE, or LAB/NODE when several labs have one of that name.
     pub(crate) node: String,
     /// The command and its arguments.
@@ -436,6 +444,10 @@ pub(crate) struct DownArgs {
     /// Take down every lab on this machine.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Take down the labs whose owner is gone: programs that brought them up through the
+    /// Rust API and were killed (or ended) before taking them down.
+    #[arg(long, conflicts_with_all = ["all", "lab", "name", "keep_volumes"])]
+    pub(crate) orphans: bool,
     /// Keep the nodes' volumes: the next `lab up` of the lab finds them as they were.
     #[arg(long)]
     pub(crate) keep_volumes: bool,

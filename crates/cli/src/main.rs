@@ -102,7 +102,8 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
         topology.name = Name::parse(name).map_err(|m| Error::Usage(format!("--name: {m}")))?;
     }
     let progress = output::Progress::new();
-    let options = Options { wait: a.wait, progress: Some(progress.callback()), ..Options::default() };
+    let options =
+        Options { wait: a.wait, progress: Some(progress.callback()), catch_signals: true, ..Options::default() };
     let result = runtime::up(&topology, &options).await;
     progress.finish();
     let runtime::Up { state, status } = result?;
@@ -128,6 +129,16 @@ async fn up(a: UpArgs) -> Result<ExitCode, Error> {
 async fn down(a: DownArgs) -> Result<ExitCode, Error> {
     if a.all {
         for (name, report) in runtime::down_all(a.timeout, a.keep_volumes).await? {
+            output::down_report(&name, &report);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.orphans {
+        let taken = runtime::down_orphans(a.timeout).await?;
+        if taken.is_empty() {
+            eprintln!("lab: no orphaned labs");
+        }
+        for (name, report) in taken {
             output::down_report(&name, &report);
         }
         return Ok(ExitCode::SUCCESS);
@@ -371,9 +382,32 @@ fn exec(a: ExecArgs) -> Result<ExitCode, Error> {
         tty: a.tty,
         interactive: a.interactive,
         user: a.user,
+        timeout: a.timeout,
     };
-    let code = runtime::exec(&req)?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    let result = runtime::exec(&req);
+    if let Some(path) = &a.status_file {
+        let status = match &result {
+            Ok(exit) if exit.started => serde_json::json!({
+                "code": exit.code,
+                "signal": exit.signal,
+                "timed_out": exit.timed_out,
+            }),
+            Ok(exit) => {
+                serde_json::json!({ "error": format!("the command could not be started (exit {})", exit.code) })
+            }
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
+        std::fs::write(path, status.to_string())
+            .map_err(|e| Error::Io(format!("writing the status file {}", path.display()), e))?;
+    }
+    let exit = result?;
+    if exit.timed_out {
+        if let Some(t) = a.timeout {
+            eprintln!("lab exec: timed out after {t:?}: killed");
+        }
+        return Ok(ExitCode::from(124));
+    }
+    Ok(ExitCode::from(exit.code.clamp(0, 255) as u8))
 }
 
 async fn impair(a: ImpairArgs) -> Result<ExitCode, Error> {

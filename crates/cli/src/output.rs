@@ -453,7 +453,7 @@ pub fn report(e: &Error, command: Command) -> ExitCode {
     let (error, hint_word) =
         if colour_err() { ("\x1b[31merror\x1b[0m", "\x1b[33mhint\x1b[0m") } else { ("error", "hint") };
     eprintln!("lab: {error}: {e}");
-    if let Some(hint) = hint(e, command) {
+    if let Some(hint) = e.hint() {
         eprintln!("  {hint_word}: {hint}");
     }
     ExitCode::from(match e.root() {
@@ -464,72 +464,8 @@ pub fn report(e: &Error, command: Command) -> ExitCode {
     })
 }
 
-/// What to do next, chosen by what went wrong (whatever node it is about).
-fn hint(e: &Error, command: Command) -> Option<String> {
-    if e.is_missing_feature() {
-        return Some("the kernel was built without it; most distribution kernels have it".into());
-    }
-    Some(match (e.root(), command) {
-        (Error::NotRoot, _) => "run it as root, e.g. with sudo".into(),
-        (Error::AlreadyUp(name), _) => {
-            format!("take it down first with `lab down {name}`, or pick another name with --name")
-        }
-        (Error::LabNotUp(_) | Error::NoLabUp | Error::NoSuchNode { .. }, _) => {
-            "`lab ps` lists the labs and nodes that are up".into()
-        }
-        (Error::AmbiguousLab(labs), _) => match labs.first() {
-            Some(first) => format!("name the lab (`lab ps` lists them), e.g. {first}"),
-            None => return None,
-        },
-        (Error::AmbiguousNode { node, labs }, _) => match labs.first() {
-            Some(first) => format!("write LAB/NODE (e.g. {first}/{node}) or add --lab {first}"),
-            None => return None,
-        },
-        (Error::NoSuchInterface { node, .. }, _) => format!("`lab ps` shows the interfaces of {node}"),
-        (Error::NotRunning(lab::NodeRef { lab, node }), _) => {
-            format!("`lab logs {lab}/{node}` shows how it ended; `lab start {lab}/{node}` runs it again")
-        }
-        (Error::Stopped(lab::NodeRef { lab, node }), _) => format!("`lab start {lab}/{node}` starts it again"),
-        (Error::Paused(lab::NodeRef { lab, node }), _) => format!("`lab resume {lab}/{node}` thaws it"),
-        (Error::PortBusy { port, .. }, _) => format!("free port {port}, or forward another host port in `ports`"),
-        (Error::UndoFailed { .. } | Error::Unkillable(..), _) => {
-            "some resources are left behind; `lab down` removes them (it is safe to repeat)".into()
-        }
-        _ if matches!(e, Error::RolledBack(_)) => "everything made so far was removed".into(),
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{hint, Command};
-    use lab::{Error, Name};
-
-    fn name(s: &str) -> Name {
-        Name::parse(s).expect("a valid name")
-    }
-
-    #[test]
-    fn hints_follow_the_error_through_the_node_it_is_about() {
-        let stopped = Error::node("a", Error::NotRunning(lab::NodeRef::new(&name("demo"), "a")));
-        assert!(hint(&stopped, Command::Other).is_some_and(|h| h.contains("lab logs demo/a")));
-        // Nothing was made: no word of removing it.
-        assert_eq!(hint(&Error::Usage("x".into()), Command::Up), None);
-        let rolled = Error::RolledBack(Box::new(Error::node("b", Error::Service("exec hook failed".into()))));
-        assert_eq!(hint(&rolled, Command::Up).as_deref(), Some("everything made so far was removed"));
-        let ambiguous = Error::AmbiguousNode { node: "a".into(), labs: vec![name("x"), name("y")] };
-        assert_eq!(hint(&ambiguous, Command::Exec).as_deref(), Some("write LAB/NODE (e.g. x/a) or add --lab x"));
-        let undo = Error::UndoFailed {
-            cause: Box::new(Error::Interrupted),
-            what: "rolling back",
-            undo: Box::new(Error::Unkillable(2, 5)),
-        };
-        assert!(hint(&undo, Command::Up).is_some_and(|h| h.contains("lab down")));
-        assert!(undo.to_string().starts_with("interrupted; rolling back also failed: 2 processes"));
-        let gone = Error::node("b", Error::LabNotUp(name("demo")));
-        assert!(hint(&gone, Command::Other).is_some_and(|h| h.contains("lab ps")));
-    }
-
     #[test]
     fn plurals() {
         assert_eq!(super::count(1, "node"), "1 node");

@@ -201,6 +201,22 @@ impl LabDir {
         self.path.join("coming-up")
     }
 
+    /// Where a lab brought up for a program (the Rust API) names that program's process:
+    /// once it is gone, the lab is an orphan (`lab down --orphans`).
+    pub fn owner_path(&self) -> PathBuf {
+        self.path.join("owner")
+    }
+
+    /// The process that owns the lab, if one does (see [`LabDir::owner_path`]).
+    pub fn owner(&self) -> Option<lab_sandbox::ProcessRef> {
+        serde_json::from_slice(&fs::read(self.owner_path()).ok()?).ok()
+    }
+
+    /// The directory itself (inotify watches it for [`LabDir::taken_down_path`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Where `lab down` leaves word for that `lab up` that it was taken down.
     pub fn taken_down_path(&self) -> PathBuf {
         self.path.join("taken-down")

@@ -28,6 +28,7 @@ mod start;
 pub mod sync;
 mod syslog;
 mod user;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use layers::{discard_layer, keep_layer};

@@ -172,12 +172,44 @@ fn drain(r: &OwnedFd, target: i32, buf: &mut [u8]) {
 fn forward_signals(signals: &SignalFd, command: Option<Pid>, mut other: impl FnMut(Signal)) {
     while let Ok(Some(info)) = signals.read_signal() {
         let Ok(s) = Signal::try_from(info.ssi_signo as i32) else { continue };
+        if let (Signal::SIGALRM, Some(pid)) = (s, command) {
+            // Its timeout: the command and whatever it started in its session go.
+            TIMED_OUT.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+            let _ = kill(pid, Signal::SIGKILL);
+            continue;
+        }
         match (FORWARDED.contains(&s), command) {
             (true, Some(pid)) => _ = kill(pid, s),
             (true, None) => {}
             (false, _) => other(s),
         }
     }
+}
+
+/// Set when the command's timeout (SIGALRM) killed it.
+static TIMED_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Has SIGALRM arrive (on the relay's signalfd) once `after` has passed.
+pub(crate) fn alarm(after: std::time::Duration) -> Result<()> {
+    let at = libc::timeval {
+        tv_sec: after.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        // Below a million: fits any suseconds_t.
+        tv_usec: after.subsec_micros() as libc::suseconds_t,
+    };
+    // A zero timer would be no timer: the shortest one instead.
+    let at = if at.tv_sec == 0 && at.tv_usec == 0 { libc::timeval { tv_sec: 0, tv_usec: 1 } } else { at };
+    let timer = libc::itimerval { it_interval: libc::timeval { tv_sec: 0, tv_usec: 0 }, it_value: at };
+    // SAFETY: setitimer reads the itimerval we pass and writes nothing (old value null).
+    if unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) } < 0 {
+        return Err(Error::os("setting the command's timeout", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Whether the command's timeout killed it.
+pub(crate) fn timed_out() -> bool {
+    TIMED_OUT.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Puts our terminal in raw mode for the life of the value.

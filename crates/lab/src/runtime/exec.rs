@@ -28,16 +28,39 @@ pub struct ExecRequest {
     /// Who to run as (`-u`), `uid[:gid]` or `name[:group]`; `None`: the node's `user`, as
     /// `docker exec` does (its root if it has none).
     pub user: Option<String>,
+    /// Kill the command (and its process group) once it has run this long.
+    pub timeout: Option<std::time::Duration>,
 }
 
-/// Runs a command in a node; returns its exit code. Must be called from a single-threaded
-/// process (no async runtime): it forks and joins the node's namespaces.
-pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
-    let (lab, state) = find_node(req.lab.as_ref(), &req.node)?;
-    let plan = state.plan.node(&req.node).expect("find_node checked the node");
-    if state.runtime.stopped.contains(&req.node) {
-        return Err(Error::Stopped(NodeRef::new(&lab, &req.node)));
+/// How a command run by [`exec`] ended (its code, the signal that killed it, whether it
+/// started at all and whether its timeout killed it).
+pub use lab_sandbox::join::Exit as CommandExit;
+
+/// A node that can run a command now: in a lab that is up, running, not stopped or paused.
+/// Returns the lab, its state and the node's cgroup setup.
+pub fn runnable(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Error> {
+    let (lab, state) = find_node(lab, node)?;
+    let plan = state.plan.node(node).ok_or_else(|| Error::NoSuchNode { lab: Some(lab.clone()), node: node.into() })?;
+    if state.runtime.stopped.contains(node) {
+        return Err(Error::Stopped(NodeRef::new(&lab, node)));
     }
+    if state.node(node).is_none() {
+        return Err(Error::NotRunning(NodeRef::new(&lab, node)));
+    }
+    if cgroup::detect()?.frozen(&plan.cgroup) {
+        return Err(Error::Paused(NodeRef::new(&lab, node)));
+    }
+    Ok((lab, state))
+}
+
+/// Runs a command in a node; says how it ended. Must be called from a single-threaded
+/// process (no async runtime): it forks and joins the node's namespaces.
+pub fn exec(req: &ExecRequest) -> Result<CommandExit, Error> {
+    let (lab, state) = runnable(req.lab.as_ref(), &req.node)?;
+    let plan = state
+        .plan
+        .node(&req.node)
+        .ok_or_else(|| Error::NoSuchNode { lab: Some(lab.clone()), node: req.node.clone() })?;
     let procs = state.node(&req.node).ok_or_else(|| Error::NotRunning(NodeRef::new(&lab, &req.node)))?;
     let cgroups = cgroup::detect()?;
     // The node's environment (HOME comes from its root's passwd entry, in the node).
@@ -48,9 +71,6 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
     for (k, v) in &req.env {
         env.retain(|(key, _)| key != k);
         env.push((k.clone(), v.clone()));
-    }
-    if cgroups.frozen(&plan.cgroup) {
-        return Err(Error::Paused(NodeRef::new(&lab, &req.node)));
     }
     // The node's own settings, as its init applied them: the command gets the same.
     let spec_path = LabDir::new(&lab).node_dir(&req.node).join("spec.json");
@@ -67,7 +87,7 @@ pub fn exec(req: &ExecRequest) -> Result<i32, Error> {
         interactive: req.interactive,
         user: req.user.clone().or_else(|| plan.service.user.clone()),
     };
-    lab_sandbox::join::exec(&join).map_err(|e| match e {
+    lab_sandbox::join::exec(&join, req.timeout).map_err(|e| match e {
         lab_sandbox::Error::NotRunning => Error::NotRunning(NodeRef::new(&lab, &req.node)),
         e => Error::node(&req.node, e),
     })

@@ -88,6 +88,24 @@ pub async fn heal(lab: Option<&Name>) -> Result<(), Error> {
     l.save()
 }
 
+/// Ends the one partition between nodes `a` and nodes `b` (as [`partition`] made it, either
+/// side first); the others stay.
+pub async fn heal_partition(lab: Option<&Name>, a: &[String], b: &[String]) -> Result<(), Error> {
+    ensure_root()?;
+    let first = a.first().ok_or_else(|| Error::Usage("name at least one node on each side".into()))?;
+    let mut l = Locked::of_node(lab, first)?;
+    let side = |v: &[String]| v.iter().cloned().collect::<BTreeSet<String>>();
+    let (a, b) = (side(a), side(b));
+    let before = l.state.runtime.partitions.len();
+    l.state.runtime.partitions.retain(|[x, y]| !((x == &a && y == &b) || (x == &b && y == &a)));
+    if l.state.runtime.partitions.len() == before {
+        let names = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+        return Err(Error::Usage(format!("no partition between {} and {}", names(&a), names(&b))));
+    }
+    apply_partitions(&l.state).await?;
+    l.save()
+}
+
 /// The lab's partitions, carried out on the host as its state says.
 pub(super) async fn apply_partitions(state: &LabState) -> Result<(), Error> {
     let host = Netlink::host()?;

@@ -27,13 +27,13 @@ mod which;
 pub use capture::{capture, CaptureRequest};
 pub use check::{check, junit, CheckResult};
 pub use copy::{copy, parse_place, Copied, Place};
-pub use exec::{exec, find_node, ExecRequest};
-pub use faults::{heal, impair, partition, set_link};
+pub use exec::{exec, find_node, runnable, CommandExit, ExecRequest};
+pub use faults::{heal, heal_partition, impair, partition, set_link};
 pub use images::{image_import, image_list, image_prune, image_pull, image_remove, ImageRow};
 pub use lifecycle::{start, stop};
 pub use logs::{logs, since, LogRequest};
 pub use resources::DownReport;
-pub use services::{Health, Progress, ProgressFn};
+pub use services::{wait_until_healthy, Health, Progress, ProgressFn};
 pub use shape::*;
 pub use status::{inspect, list, pause, stats};
 pub use which::{down_target, lab_name_from_arg, topology_file, DownTarget};
@@ -59,6 +59,13 @@ pub struct Options {
     pub wait: bool,
     /// Told what bring-up waits for (dependencies, health checks) as it happens.
     pub progress: Option<ProgressFn>,
+    /// Roll back on SIGINT and SIGTERM during bring-up (the CLI's `lab up`). Handlers stay
+    /// installed for the rest of the process, so a library leaves this off: its caller's
+    /// signals are its caller's.
+    pub catch_signals: bool,
+    /// Record this process as the lab's owner: once the process is gone, the lab is an
+    /// orphan, which `lab down --orphans` (and the Rust API's next `up`) takes down.
+    pub owned: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -67,13 +74,21 @@ impl std::fmt::Debug for Options {
             .field("lab_binary", &self.lab_binary)
             .field("wait", &self.wait)
             .field("progress", &self.progress.is_some())
+            .field("catch_signals", &self.catch_signals)
+            .field("owned", &self.owned)
             .finish()
     }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { lab_binary: PathBuf::from("/proc/self/exe"), wait: false, progress: None }
+        Options {
+            lab_binary: PathBuf::from("/proc/self/exe"),
+            wait: false,
+            progress: None,
+            catch_signals: false,
+            owned: false,
+        }
     }
 }
 
@@ -107,8 +122,9 @@ pub struct Up {
     pub status: LabStatus,
 }
 
-/// Brings a lab up, or leaves the host as it was and says why not. Ctrl-C (SIGINT) and
-/// SIGTERM during bring-up roll back too, and so does a `lab down` of the same lab.
+/// Brings a lab up, or leaves the host as it was and says why not. A `lab down` of the same
+/// lab during bring-up rolls back too, and so do Ctrl-C (SIGINT) and SIGTERM if
+/// [`Options::catch_signals`].
 pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
     ensure_root()?;
     let profiles = preflight(topology)?;
@@ -116,7 +132,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
     // pull stopped by Ctrl-C leaves nothing in the store that looks complete).
     images::pull_missing(topology, options.progress.as_ref()).await?;
     // Caught from before anything is made: a signal at any point means roll back.
-    let mut interrupts = Interrupts::catch()?;
+    let mut interrupts = Interrupts::catch(options.catch_signals)?;
     // On a thread of its own meanwhile: the modules nodes may need, which they cannot load.
     let preloading = tokio::task::spawn_blocking(modules::preload);
     let exe = SealedExe::of(&options.lab_binary)?;
@@ -135,11 +151,23 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
         let filters = up::Filters::compile(&plan.nodes, &profiles)?;
         dir.create()?;
         let lock = dir.lock()?;
-        // Who is bringing it up: a `lab down` meanwhile stops us (see `lock_for_down`).
         let me = lab_sandbox::ProcessRef::of(std::process::id() as i32)
             .ok()
             .and_then(|p| serde_json::to_vec(&p).ok())
             .unwrap_or_default();
+        if options.owned {
+            let written = std::fs::write(dir.owner_path(), &me);
+            if let Err(e) = written.map_err(|e| Error::Io(format!("writing {}", dir.owner_path().display()), e)) {
+                let _ = dir.remove();
+                return Err(e);
+            }
+        }
+        // Who is bringing it up: a `lab down` meanwhile leaves word, which we watch for (see
+        // `lock_for_down`).
+        if let Err(e) = interrupts.watch(&dir) {
+            let _ = dir.remove();
+            return Err(e);
+        }
         let _ = std::fs::write(dir.coming_up_path(), me);
         let source = std::path::absolute(&topology.source.path).unwrap_or_else(|_| topology.source.path.clone());
         let state = LabState {
@@ -208,24 +236,55 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
     }
 }
 
-/// SIGINT and SIGTERM, held (not acted on by the default handler) while registered.
+/// What stops a bring-up: word from a `lab down` of the same lab (inotify on the lab's
+/// directory), and SIGINT or SIGTERM if caught (held, not acted on by the default handler,
+/// while registered).
 struct Interrupts {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    taken_down: Option<(lab_sandbox::watch::DirWatch, String)>,
 }
 
 impl Interrupts {
-    fn catch() -> Result<Interrupts, Error> {
+    fn catch(signals: bool) -> Result<Interrupts, Error> {
         use tokio::signal::unix::{signal, SignalKind};
         let catch = |kind| signal(kind).map_err(|e| Error::Io("catching SIGINT and SIGTERM".into(), e));
-        Ok(Interrupts { int: catch(SignalKind::interrupt())?, term: catch(SignalKind::terminate())? })
+        let signals =
+            if signals { Some((catch(SignalKind::interrupt())?, catch(SignalKind::terminate())?)) } else { None };
+        Ok(Interrupts { signals, taken_down: None })
     }
 
-    /// Returns once either signal has arrived since `catch`.
+    /// Watches `dir` for a `lab down`'s word (before anyone can know to leave it).
+    fn watch(&mut self, dir: &LabDir) -> Result<(), Error> {
+        let name = dir.taken_down_path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.taken_down = Some((lab_sandbox::watch::DirWatch::new(dir.path())?, name));
+        Ok(())
+    }
+
+    /// Returns once a caught signal has arrived, or a `lab down` has left word, since `catch`.
     async fn wait(&mut self) {
+        let signals = async {
+            match self.signals.as_mut() {
+                Some((int, term)) => tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                },
+                None => std::future::pending().await,
+            }
+        };
+        let taken_down = async {
+            match self.taken_down.as_ref().map(|(w, name)| w.exists(name)) {
+                Some(wait) => {
+                    if let Err(e) = wait.await {
+                        tracing::warn!("{e}: a lab down meanwhile will wait for the bring-up to end");
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+            () = signals => {}
+            () = taken_down => {}
         }
     }
 }
@@ -316,11 +375,12 @@ fn lock_for_down(dir: &LabDir) -> Result<(Lock, bool), Error> {
     let up = std::fs::read(dir.coming_up_path())
         .ok()
         .and_then(|b| serde_json::from_slice::<lab_sandbox::ProcessRef>(&b).ok());
-    if let Some(pidfd) = up.and_then(|p| p.open().ok().flatten()) {
+    if up.is_some_and(|p| p.is_alive()) {
+        // It watches its lab's directory for this file (no signal: the process may be a
+        // program using the library, whose signals are its own).
         tracing::info!("a lab up is bringing the lab up: stopping it");
         std::fs::write(dir.taken_down_path(), b"")
             .map_err(|e| Error::Io(format!("writing {}", dir.taken_down_path().display()), e))?;
-        pidfd.signal(libc::SIGTERM).map_err(Error::from)?;
         stopped = true;
     }
     Ok((dir.lock()?, stopped))
@@ -364,6 +424,31 @@ pub async fn known_labs() -> Result<Vec<Name>, Error> {
         }
     }
     Ok(names.into_iter().collect())
+}
+
+/// Takes down every lab whose owner (the program that brought it up through the Rust API)
+/// is gone: killed, crashed, or ended without taking it down. Labs without an owner (the
+/// CLI's) and those whose owner still runs are left alone.
+pub async fn down_orphans(timeout: Option<Duration>) -> Result<Vec<(Name, DownReport)>, Error> {
+    ensure_root()?;
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for name in lab_names() {
+        let dir = LabDir::new(&name);
+        if dir.owner().is_none_or(|owner| owner.is_alive()) {
+            continue;
+        }
+        tracing::info!(lab = %name, "its owner is gone: taking it down");
+        match down(&name, timeout, false).await {
+            Ok(r) => out.push((name, r)),
+            Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Error::Several(errors))
+    }
 }
 
 /// Takes every lab down.

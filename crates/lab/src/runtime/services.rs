@@ -140,7 +140,9 @@ async fn run(
     timeout: Duration,
 ) -> Result<Option<(i32, String)>, Error> {
     let mut cmd = tokio::process::Command::new(lab_binary);
-    cmd.args(["exec", "--lab", plan.lab.as_str()]);
+    // lab exec kills it (and what it started) at the timeout; ours is the backstop.
+    let ms = timeout.as_millis();
+    cmd.args(["exec", "--lab", plan.lab.as_str(), "--timeout", &format!("{ms}ms")]);
     if let Some(u) = user {
         cmd.args(["--user", u]);
     }
@@ -151,10 +153,13 @@ async fn run(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let child = cmd.spawn().map_err(|e| Error::Io(format!("running {}", lab_binary.display()), e))?;
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    match tokio::time::timeout(timeout + Duration::from_secs(1), child.wait_with_output()).await {
         Err(_) => Ok(None),
         Ok(out) => {
             let out = out.map_err(|e| Error::Io("waiting for lab exec".into(), e))?;
+            if out.status.code() == Some(124) {
+                return Ok(None);
+            }
             let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
             Ok(Some((out.status.code().unwrap_or(128), text.trim().to_string())))
         }
@@ -214,6 +219,30 @@ pub(super) async fn wait_healthy(
             ));
         }
     }
+}
+
+/// Runs node `node`'s health check (at its interval) until it passes, for at most `timeout`;
+/// fails if it fails `retries` times in a row first, or if the node has no health check.
+/// Its health is recorded for `lab ps` as it goes.
+pub async fn wait_until_healthy(
+    lab: Option<&crate::topology::Name>,
+    node: &str,
+    lab_binary: &Path,
+    timeout: Duration,
+) -> Result<(), Error> {
+    let (lab, state) = super::exec::runnable(lab, node)?;
+    let plan = &state.plan;
+    let node_plan = plan.node(node).ok_or_else(|| Error::NoSuchNode { lab: Some(lab.clone()), node: node.into() })?;
+    let hc = node_plan
+        .service
+        .healthcheck
+        .as_ref()
+        .ok_or_else(|| Error::node(node, Error::Usage("it has no healthcheck to wait for".into())))?;
+    let dir = LabDir::new(&lab);
+    let waiting = wait_healthy(lab_binary, plan, &dir, None, node_plan, hc);
+    tokio::time::timeout(timeout, waiting)
+        .await
+        .map_err(|_| Error::node(node, Error::TimedOut { what: "waiting until healthy".into(), after: timeout }))?
 }
 
 /// Runs the node's `exec` hooks in order, each by `/bin/sh -c` as the node's root (they set

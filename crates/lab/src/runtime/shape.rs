@@ -161,6 +161,28 @@ pub struct NodeStatus {
     pub usage: Option<Usage>,
 }
 
+impl NodeStatus {
+    /// Its interface on network `network`, if it has one.
+    pub fn interface_on(&self, network: &str) -> Option<&InterfaceStatus> {
+        self.interfaces.iter().find(|i| i.network.as_deref() == Some(network))
+    }
+
+    /// Its (first, primary) IPv4 address on network `network`.
+    pub fn ipv4(&self, network: &str) -> Option<std::net::Ipv4Addr> {
+        self.interface_on(network)?.addresses.iter().find_map(|a| a.address.parse().ok())
+    }
+
+    /// Its (first, primary) IPv6 address on network `network`.
+    pub fn ipv6(&self, network: &str) -> Option<std::net::Ipv6Addr> {
+        self.interface_on(network)?.addresses.iter().find_map(|a| a.address.parse().ok())
+    }
+
+    /// The MAC address of its interface on network `network`.
+    pub fn mac(&self, network: &str) -> Option<&str> {
+        self.interface_on(network)?.mac.as_deref()
+    }
+}
+
 /// An interface of a node.
 #[derive(Debug, Clone, Serialize)]
 pub struct InterfaceStatus {

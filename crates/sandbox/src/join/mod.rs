@@ -68,11 +68,25 @@ pub struct JoinRequest {
     pub user: Option<String>,
 }
 
-/// Runs `req` in its node. Returns the exit code to pass on (128 + signal if the command was
-/// killed, [`FAILED`] if the join process could not start it).
+/// How a command run by [`exec`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code to pass on: the command's, 128 + N if signal N killed it, [`FAILED`] if
+    /// the join process could not start it.
+    pub code: i32,
+    /// The signal that killed the command.
+    pub signal: Option<i32>,
+    /// Whether the command was started at all (if not, the join process said why on stderr).
+    pub started: bool,
+    /// Whether it ran past its timeout and was killed (with its process group).
+    pub timed_out: bool,
+}
+
+/// Runs `req` in its node and says how it ended. With a `timeout`, the command and its
+/// process group are killed (SIGKILL) once it has run that long.
 ///
 /// The calling process must be single-threaded (it blocks signals for itself alone).
-pub fn exec(req: &JoinRequest) -> Result<i32> {
+pub fn exec(req: &JoinRequest, timeout: Option<std::time::Duration>) -> Result<Exit> {
     let pidfd = req.init.open()?.ok_or(Error::NotRunning)?;
     let exe = File::open(format!("/proc/{}/exe", req.init.pid)).ctx(|| "opening the node's lab binary".into())?;
     // Above the fds the join process gets (3..=5), or moving those would replace it.
@@ -87,7 +101,7 @@ pub fn exec(req: &JoinRequest) -> Result<i32> {
 
     // Signals we forward or act on arrive on a signalfd; the command unblocks them.
     let mut mask = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGWINCH] {
+    for s in [Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGWINCH, Signal::SIGALRM] {
         mask.add(s);
     }
     mask.thread_block().ctx(|| "blocking signals".into())?;
@@ -124,8 +138,12 @@ pub fn exec(req: &JoinRequest) -> Result<i32> {
     let mut child = cmd.spawn().ctx(|| "starting lab's join process".into())?;
     drop((req_r, pid_w, exe));
     File::from(req_w).write_all(&json).ctx(|| "sending the join request".into())?;
-    let command = read_pid(pid_r);
+    let mut report = File::from(pid_r);
+    let command = read_i32(&mut report).map(Pid::from_raw);
     let child_fd = PidFd::open(child.id() as i32)?;
+    if let (Some(t), Some(_)) = (timeout, command) {
+        crate::relay::alarm(t)?;
+    }
     match (&master, streams) {
         (Some(m), _) => relay_pty(m, &signals, &child_fd, command, req.interactive)?,
         (None, Some(s)) => s.relay(&signals, &child_fd, command)?,
@@ -133,14 +151,27 @@ pub fn exec(req: &JoinRequest) -> Result<i32> {
     }
     let _ = SigSet::empty().thread_set_mask();
     let status = child.wait().ctx(|| "waiting for the command".into())?;
+    let timed_out = crate::relay::timed_out();
     use std::os::unix::process::ExitStatusExt;
-    Ok(status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(FAILED))
+    // The join process writes how the command ended after its pid: a code, or minus the signal.
+    let exit = match command.and_then(|_| read_i32(&mut report)) {
+        Some(sig @ ..0) => Exit { code: 128 - sig, signal: Some(-sig), started: true, timed_out },
+        Some(code) => Exit { code, signal: None, started: true, timed_out },
+        None => Exit {
+            code: status.code().or(status.signal().map(|s| 128 + s)).unwrap_or(FAILED),
+            signal: None,
+            started: command.is_some(),
+            timed_out,
+        },
+    };
+    Ok(exit)
 }
 
-fn read_pid(r: OwnedFd) -> Option<Pid> {
+/// The next number on the join process's report pipe, if it wrote one.
+fn read_i32(r: &mut File) -> Option<i32> {
     let mut buf = [0u8; 4];
-    File::from(r).read_exact(&mut buf).ok()?;
-    Some(Pid::from_raw(i32::from_ne_bytes(buf)))
+    r.read_exact(&mut buf).ok()?;
+    Some(i32::from_ne_bytes(buf))
 }
 
 /// Opens a new pty master in the node's own devpts instance (so the command sees its

@@ -63,12 +63,16 @@ pub fn main() -> ! {
         Ok(ForkResult::Child) => command(&req, master.as_ref()),
         Ok(ForkResult::Parent { child }) => {
             let _ = (&pid_report).write_all(&child.as_raw().to_ne_bytes());
-            drop((pid_report, master));
-            let code = match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, code)) => code,
-                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
-                _ => 1,
+            drop(master);
+            // How the command ended, on the same pipe: its exit code, or minus the signal
+            // that killed it (our own exit code cannot tell 128 + N from a signal).
+            let (code, report) = match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, code)) => (code, code),
+                Ok(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, -(sig as i32)),
+                _ => (1, 1),
             };
+            let _ = (&pid_report).write_all(&report.to_ne_bytes());
+            drop(pid_report);
             std::process::exit(code)
         }
         Err(e) => die(FAILED, &format!("forking into the node: {e}")),
