@@ -31,25 +31,27 @@
 //!
 //! ## Labs in integration tests
 //!
-//! [`api::RunningLab`] brings a lab up (from a file, or from an [`api::LabBuilder`]), runs
-//! commands in its nodes, breaks and heals it, and takes it down when dropped, also when the
-//! test panics. It needs root and the `lab` executable:
+//! [`api`] brings labs up from tests, sync ([`api::blocking::RunningLab`]) or async
+//! ([`api::RunningLab`]): it runs commands in their nodes, waits for logs, ports and health,
+//! breaks and heals the network, and takes them down when dropped, also when a test panics
+//! or its process is killed. It needs root and the `lab` executable (`$LAB_BIN`, or `lab`
+//! on `PATH`):
 //!
 //! ```no_run
-//! use lab::api::{toml::toml, LabBuilder, RunningLab};
-//! use lab::runtime::Options;
+//! use lab::api::blocking::RunningLab;
+//! use lab::api::{LabBuilder, Network, Node};
 //!
-//! let topology = LabBuilder::new("kv-test")
-//!     .network("lan", toml! { nat = false })
-//!     .node("n1", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n2,n3"] })
-//!     .node("n2", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n1,n3"] })
-//!     .node("n3", toml! { networks = ["lan"] command = ["my-kv", "--peers", "n1,n2"] })
+//! let kv = |peers: &str| Node::new().network("lan").command(["my-kv", "--peers", peers]);
+//! let topology = LabBuilder::unique("kv-test")
+//!     .network("lan", Network::new())
+//!     .node("n1", kv("n2,n3"))
+//!     .node("n2", kv("n1,n3"))
+//!     .node("n3", kv("n1,n2"))
 //!     .build()?;
-//! let options = Options { lab_binary: "/usr/local/bin/lab".into(), ..Options::default() };
-//! let lab = RunningLab::up(&topology, options)?;
+//! let lab = RunningLab::up(&topology)?;
 //!
 //! let out = lab.exec("n1", &["my-kv-cli", "put", "x", "1"])?;
-//! assert!(out.status.success());
+//! assert!(out.success());
 //! lab.partition(&["n1"], &["n2", "n3"])?;      // n1 is cut off from the majority
 //! assert_eq!(lab.sh("n2", "my-kv-cli get x")?, "1\n");
 //! lab.heal()?;
@@ -203,6 +205,25 @@ pub enum Error {
         /// What it wrote to standard error.
         stderr: String,
     },
+    /// `lab exec` could not run the command (what it said, and how it ended).
+    #[error("lab exec could not run `{command}`: {why}")]
+    ExecFailed {
+        /// The command.
+        command: String,
+        /// Why not, as lab exec said.
+        why: String,
+    },
+    /// Something waited for did not happen in time.
+    #[error("{what}: not within {after:?}")]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        after: std::time::Duration,
+    },
+    /// The `lab` executable the API runs cannot be found, or is not one it can use.
+    #[error("{0}")]
+    LabBinary(String),
     /// An error about one node.
     #[error("node {node}: {source}")]
     Node {
@@ -307,6 +328,53 @@ impl Error {
         )
     }
 
+    /// What to do next, chosen by what went wrong (whatever node it is about): the CLI's
+    /// `hint:` line.
+    pub fn hint(&self) -> Option<String> {
+        if self.is_missing_feature() {
+            return Some("the kernel was built without it; most distribution kernels have it".into());
+        }
+        Some(match self.root() {
+            Error::NotRoot => "run it as root, e.g. with sudo".into(),
+            Error::AlreadyUp(name) => {
+                format!("take it down first with `lab down {name}`, or pick another name with --name")
+            }
+            Error::LabNotUp(_) | Error::NoLabUp | Error::NoSuchNode { .. } => {
+                "`lab ps` lists the labs and nodes that are up".into()
+            }
+            Error::AmbiguousLab(labs) => format!("name the lab (`lab ps` lists them), e.g. {}", labs.first()?),
+            Error::AmbiguousNode { node, labs } => {
+                let first = labs.first()?;
+                format!("write LAB/NODE (e.g. {first}/{node}) or add --lab {first}")
+            }
+            Error::NoSuchInterface { node, .. } => format!("`lab ps` shows the interfaces of {node}"),
+            Error::NotRunning(NodeRef { lab, node }) => {
+                format!("`lab logs {lab}/{node}` shows how it ended; `lab start {lab}/{node}` runs it again")
+            }
+            Error::Stopped(NodeRef { lab, node }) => format!("`lab start {lab}/{node}` starts it again"),
+            Error::Paused(NodeRef { lab, node }) => format!("`lab resume {lab}/{node}` thaws it"),
+            Error::PortBusy { port, .. } => format!("free port {port}, or forward another host port in `ports`"),
+            Error::UndoFailed { .. } | Error::Unkillable(..) => {
+                "some resources are left behind; `lab down` removes them (it is safe to repeat)".into()
+            }
+            Error::LabBinary(_) => "set LAB_BIN to the lab executable (cargo build puts it in target/)".into(),
+            _ if matches!(self, Error::RolledBack(_)) => "everything made so far was removed".into(),
+            _ => return None,
+        })
+    }
+
+    /// The error as the CLI prints it (without colour): `error: ...` and its hint, or a
+    /// topology error with its file, line, column and the line itself.
+    pub fn report(&self) -> String {
+        if let Error::Topology(t) = self {
+            return t.to_string();
+        }
+        match self.hint() {
+            Some(h) => format!("error: {self}\n  hint: {h}"),
+            None => format!("error: {self}"),
+        }
+    }
+
     /// The error itself, whatever node it is about.
     pub fn root(&self) -> &Error {
         match self {
@@ -315,5 +383,44 @@ impl Error {
             Error::WithLog { source, .. } => source.root(),
             e => e,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, Name};
+
+    fn name(s: &str) -> Name {
+        Name::parse(s).expect("a valid name")
+    }
+
+    #[test]
+    fn hints_follow_the_error_through_the_node_it_is_about() {
+        let stopped = Error::node("a", Error::NotRunning(super::NodeRef::new(&name("demo"), "a")));
+        assert!(stopped.hint().is_some_and(|h| h.contains("lab logs demo/a")));
+        // Nothing was made: no word of removing it.
+        assert_eq!(Error::Usage("x".into()).hint(), None);
+        let rolled = Error::RolledBack(Box::new(Error::node("b", Error::Service("exec hook failed".into()))));
+        assert_eq!(rolled.hint().as_deref(), Some("everything made so far was removed"));
+        let ambiguous = Error::AmbiguousNode { node: "a".into(), labs: vec![name("x"), name("y")] };
+        assert_eq!(ambiguous.hint().as_deref(), Some("write LAB/NODE (e.g. x/a) or add --lab x"));
+        let undo = Error::UndoFailed {
+            cause: Box::new(Error::Interrupted),
+            what: "rolling back",
+            undo: Box::new(Error::Unkillable(2, 5)),
+        };
+        assert!(undo.hint().is_some_and(|h| h.contains("lab down")));
+        assert!(undo.to_string().starts_with("interrupted; rolling back also failed: 2 processes"));
+        let gone = Error::node("b", Error::LabNotUp(name("demo")));
+        assert!(gone.hint().is_some_and(|h| h.contains("lab ps")));
+    }
+
+    #[test]
+    fn reports_read_as_the_cli_prints_them() {
+        let stopped = Error::Stopped(super::NodeRef::new(&name("demo"), "a"));
+        assert_eq!(
+            stopped.report(),
+            "error: node a of lab demo is stopped; `lab start a` first\n  hint: `lab start demo/a` starts it again"
+        );
     }
 }
