@@ -3,6 +3,7 @@
 
 use crate::Error;
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -15,20 +16,23 @@ use std::sync::Mutex;
 /// # Ok::<(), lab::Error>(())
 /// ```
 pub fn lab_binary() -> Result<PathBuf, Error> {
-    if let Some(path) = std::env::var_os("LAB_BIN").filter(|p| !p.is_empty()) {
-        return check(Path::new(&path), "LAB_BIN");
+    let (path, from) = find(std::env::var_os("LAB_BIN"), std::env::var_os("PATH"))?;
+    check(&path, from)
+}
+
+/// Where `lab` is, given `$LAB_BIN` and `$PATH`, and which of the two said so.
+fn find(lab_bin: Option<OsString>, path: Option<OsString>) -> Result<(PathBuf, &'static str), Error> {
+    if let Some(bin) = lab_bin.filter(|p| !p.is_empty()) {
+        return Ok((PathBuf::from(bin), "LAB_BIN"));
     }
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("lab")).find(|c| is_executable(c)))
-        .unwrap_or_default();
-    match on_path {
-        Some(path) => check(&path, "PATH"),
-        None => Err(Error::LabBinary(
+    let on_path = path.and_then(|p| std::env::split_paths(&p).map(|d| d.join("lab")).find(|c| is_executable(c)));
+    on_path.map(|p| (p, "PATH")).ok_or_else(|| {
+        Error::LabBinary(
             "no lab executable: LAB_BIN is not set and there is no `lab` on PATH (in a cargo test of this \
              workspace: LAB_BIN=env!(\"CARGO_BIN_EXE_lab\"))"
                 .into(),
-        )),
-    }
+        )
+    })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -73,4 +77,34 @@ fn ask(path: &Path) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check, find};
+    use std::path::Path;
+
+    #[test]
+    fn lab_bin_wins_then_path_then_an_error_naming_both() {
+        let (p, from) = find(Some("/opt/lab".into()), Some("/bin".into())).unwrap();
+        assert_eq!((p.as_path(), from), (Path::new("/opt/lab"), "LAB_BIN"));
+        let dir = tempfile_dir();
+        let lab = dir.join("lab");
+        std::fs::write(&lab, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&lab, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(["/nonexistent", dir.to_str().unwrap()]).unwrap();
+        assert_eq!(find(None, Some(path)).unwrap(), (lab.clone(), "PATH"));
+        let err = find(Some("".into()), Some("/nonexistent".into())).unwrap_err().to_string();
+        assert!(err.contains("LAB_BIN is not set") && err.contains("no `lab` on PATH"), "{err}");
+        // A `lab` that does not answer as lab does is refused, by name and by who named it.
+        let err = check(&lab, "PATH").unwrap_err().to_string();
+        assert!(err.contains(lab.to_str().unwrap()) && err.contains("(from PATH) is not a lab executable"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("lab-binary-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
 }

@@ -431,32 +431,25 @@ pub async fn known_labs() -> Result<Vec<Name>, Error> {
 /// CLI's) and those whose owner still runs are left alone.
 pub async fn down_orphans(timeout: Option<Duration>) -> Result<Vec<(Name, DownReport)>, Error> {
     ensure_root()?;
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for name in lab_names() {
-        let dir = LabDir::new(&name);
-        if dir.owner().is_none_or(|owner| owner.is_alive()) {
-            continue;
-        }
-        tracing::info!(lab = %name, "its owner is gone: taking it down");
-        match down(&name, timeout, false).await {
-            Ok(r) => out.push((name, r)),
-            Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
-        }
-    }
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(Error::Several(errors))
-    }
+    let orphans = lab_names().into_iter().filter(|name| LabDir::new(name).owner().is_some_and(|o| !o.is_alive()));
+    down_each(orphans.collect(), timeout, false).await
 }
 
 /// Takes every lab down.
 pub async fn down_all(timeout: Option<Duration>, keep_volumes: bool) -> Result<Vec<(Name, DownReport)>, Error> {
     ensure_root()?;
+    down_each(known_labs().await?, timeout, keep_volumes).await
+}
+
+/// Takes `labs` down, one after the other, going on after a failure.
+async fn down_each(
+    labs: Vec<Name>,
+    timeout: Option<Duration>,
+    keep_volumes: bool,
+) -> Result<Vec<(Name, DownReport)>, Error> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for name in known_labs().await? {
+    for name in labs {
         match down(&name, timeout, keep_volumes).await {
             Ok(r) => out.push((name, r)),
             Err(e) => errors.push(Error::InLab { lab: name, source: Box::new(e) }),
