@@ -1,6 +1,6 @@
 //! `lab exec`: running a command in a node, and finding the node.
 
-use crate::state::{all_states, LabDir, LabState};
+use crate::state::{lab_names, LabDir, LabState};
 use crate::topology::Name;
 use crate::Error;
 use crate::NodeRef;
@@ -39,6 +39,11 @@ pub use lab_sandbox::join::Exit as CommandExit;
 /// A node that can run a command now: in a lab that is up, running, not stopped or paused.
 /// Returns the lab, its state and the node's cgroup setup.
 pub fn runnable(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Error> {
+    checked(lab, node).map(|(lab, state, _)| (lab, state))
+}
+
+/// [`runnable`], with the cgroup setup it looked at.
+fn checked(lab: Option<&Name>, node: &str) -> Result<(Name, LabState, Box<dyn cgroup::Cgroups>), Error> {
     let (lab, state) = find_node(lab, node)?;
     let plan = state.plan.node(node).ok_or_else(|| Error::NoSuchNode { lab: Some(lab.clone()), node: node.into() })?;
     if state.runtime.stopped.contains(node) {
@@ -47,22 +52,22 @@ pub fn runnable(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Erro
     if state.node(node).is_none() {
         return Err(Error::NotRunning(NodeRef::new(&lab, node)));
     }
-    if cgroup::detect()?.frozen(&plan.cgroup) {
+    let cgroups = cgroup::detect()?;
+    if cgroups.frozen(&plan.cgroup) {
         return Err(Error::Paused(NodeRef::new(&lab, node)));
     }
-    Ok((lab, state))
+    Ok((lab, state, cgroups))
 }
 
 /// Runs a command in a node; says how it ended. Must be called from a single-threaded
 /// process (no async runtime): it forks and joins the node's namespaces.
 pub fn exec(req: &ExecRequest) -> Result<CommandExit, Error> {
-    let (lab, state) = runnable(req.lab.as_ref(), &req.node)?;
+    let (lab, state, cgroups) = checked(req.lab.as_ref(), &req.node)?;
     let plan = state
         .plan
         .node(&req.node)
         .ok_or_else(|| Error::NoSuchNode { lab: Some(lab.clone()), node: req.node.clone() })?;
     let procs = state.node(&req.node).ok_or_else(|| Error::NotRunning(NodeRef::new(&lab, &req.node)))?;
-    let cgroups = cgroup::detect()?;
     // The node's environment (HOME comes from its root's passwd entry, in the node).
     let mut env = plan.env.clone();
     if req.tty {
@@ -95,10 +100,11 @@ pub fn exec(req: &ExecRequest) -> Result<CommandExit, Error> {
 
 /// The lab holding node `node`: lab `lab` if given, else the only lab that has it.
 pub fn find_node(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Error> {
-    let candidates: Vec<(Name, LabState)> = all_states()
+    // Only the lab named is read, if one is: `lab exec --lab` parses one state file.
+    let candidates: Vec<(Name, LabState)> = lab_names()
         .into_iter()
-        .filter(|(n, _)| lab.is_none_or(|l| l == n))
-        .filter_map(|(n, s)| s.map(|s| (n, s)))
+        .filter(|n| lab.is_none_or(|l| l == n))
+        .filter_map(|n| LabDir::new(&n).read_state().ok().flatten().map(|s| (n, s)))
         .collect();
     if let Some(l) = lab {
         if candidates.is_empty() {
