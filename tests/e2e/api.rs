@@ -116,6 +116,10 @@ fn exec_says_what_lab_could_not_do_apart_from_what_the_command_did() {
     let missing = lab.exec("nosuch", &["true"]).unwrap_err();
     assert!(matches!(missing.root(), Error::NoSuchNode { .. }), "{missing}");
     assert!(missing.report().contains("hint: `lab ps` lists"), "{}", missing.report());
+    let no_check = lab.wait_healthy("a", Duration::from_secs(1)).unwrap_err();
+    assert!(no_check.to_string().contains("it has no healthcheck to wait for"), "{no_check}");
+    let no_partition = lab.heal_partition(&["a"], &["a"]).unwrap_err();
+    assert_eq!(no_partition.to_string(), "no partition between a and a");
     lab.pause("a").unwrap();
     assert!(matches!(lab.exec("a", &["true"]).unwrap_err().root(), Error::Paused(_)));
     lab.resume("a").unwrap();
@@ -281,5 +285,7 @@ fn labs_of_a_killed_test_process_are_reaped() {
     assert!(out.status.success() && text(&out.stderr).contains(&second), "{}", show(&out));
     assert_eq!(leftovers(&second), Vec::<String>::new());
     assert!(!leftovers(reaper.name().as_str()).is_empty());
+    let again = lab(&["down", "--orphans"]);
+    assert!(again.status.success() && text(&again.stderr).contains("no orphaned labs"), "{}", show(&again));
     reaper.down().unwrap();
 }

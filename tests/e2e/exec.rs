@@ -74,6 +74,33 @@ fn exec_failures_of_lab_itself_exit_125_with_a_message() {
     let out = lab(&["exec", "--lab", "t-no-such-lab", "a", "true"]);
     assert_eq!(out.status.code(), Some(125), "{}", show(&out));
     assert!(text(&out.stderr).contains("lab t-no-such-lab is not up"), "{}", show(&out));
+    // The status file tells lab's failure apart from a command's own 125.
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.json");
+    let file = status.to_str().unwrap();
+    let out = lab(&["exec", "--lab", &lab_.name, "--status-file", file, "zz", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", show(&out));
+    let said: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    assert!(said["error"].as_str().is_some_and(|e| e.contains("has no node zz")), "{said}");
+    let out = lab(&["exec", "--lab", &lab_.name, "--status-file", file, "a", "sh", "-c", "exit 125"]);
+    assert_eq!(out.status.code(), Some(125), "{}", show(&out));
+    let said: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    assert_eq!(said, serde_json::json!({ "code": 125, "signal": null, "timed_out": false }));
+    lab_.down();
+}
+
+#[test]
+fn a_command_past_its_timeout_is_killed_with_its_process_group_and_exits_124() {
+    let _host = shared();
+    let lab_ = Lab::up("timeout", ONE);
+    let out = lab(&["exec", "--lab", &lab_.name, "--timeout", "300ms", "a", "sh", "-c", "sleep 300 & sleep 301"]);
+    assert_eq!(out.status.code(), Some(124), "{}", show(&out));
+    assert!(text(&out.stderr).contains("lab exec: timed out after 300ms: killed"), "{}", show(&out));
+    let left = lab_.sh("a", "ps -eo args | grep -c '^sleep 30[01]' || true");
+    assert_eq!(left.trim(), "0", "the background sleep went with the command");
+    // A command that ends in time is not touched.
+    let out = lab(&["exec", "--lab", &lab_.name, "--timeout", "10", "a", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     lab_.down();
 }
 

@@ -5,12 +5,11 @@
 use crate::error::{Error, Result};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A watch on one directory: files made, moved in, or written there.
 pub struct DirWatch {
     inotify: Inotify,
-    dir: PathBuf,
 }
 
 impl DirWatch {
@@ -21,7 +20,7 @@ impl DirWatch {
             Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(|e| Error::os(what(), e))?;
         let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_MODIFY;
         inotify.add_watch(dir, flags).map_err(|e| Error::os(what(), e))?;
-        Ok(DirWatch { inotify, dir: dir.to_path_buf() })
+        Ok(DirWatch { inotify })
     }
 
     /// Returns once something changed in the directory since the last call (or since `new`).
@@ -45,9 +44,8 @@ impl DirWatch {
         }
     }
 
-    /// Returns once file `name` exists in the directory.
-    pub async fn exists(&self, name: &str) -> Result<()> {
-        let path = self.dir.join(name);
+    /// Returns once `path` (a file in the directory) exists.
+    pub async fn exists(&self, path: &Path) -> Result<()> {
         while !path.exists() {
             self.changed().await?;
         }

@@ -37,7 +37,7 @@ pub struct ExecRequest {
 pub use lab_sandbox::join::Exit as CommandExit;
 
 /// A node that can run a command now: in a lab that is up, running, not stopped or paused.
-/// Returns the lab, its state and the node's cgroup setup.
+/// Returns the lab and its state.
 pub fn runnable(lab: Option<&Name>, node: &str) -> Result<(Name, LabState), Error> {
     checked(lab, node).map(|(lab, state, _)| (lab, state))
 }

@@ -241,7 +241,7 @@ pub async fn up(topology: &Topology, options: &Options) -> Result<Up, Error> {
 /// while registered).
 struct Interrupts {
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
-    taken_down: Option<(lab_sandbox::watch::DirWatch, String)>,
+    taken_down: Option<(lab_sandbox::watch::DirWatch, PathBuf)>,
 }
 
 impl Interrupts {
@@ -255,8 +255,7 @@ impl Interrupts {
 
     /// Watches `dir` for a `lab down`'s word (before anyone can know to leave it).
     fn watch(&mut self, dir: &LabDir) -> Result<(), Error> {
-        let name = dir.taken_down_path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.taken_down = Some((lab_sandbox::watch::DirWatch::new(dir.path())?, name));
+        self.taken_down = Some((lab_sandbox::watch::DirWatch::new(dir.path())?, dir.taken_down_path()));
         Ok(())
     }
 
@@ -272,7 +271,7 @@ impl Interrupts {
             }
         };
         let taken_down = async {
-            match self.taken_down.as_ref().map(|(w, name)| w.exists(name)) {
+            match self.taken_down.as_ref().map(|(w, path)| w.exists(path)) {
                 Some(wait) => {
                     if let Err(e) = wait.await {
                         tracing::warn!("{e}: a lab down meanwhile will wait for the bring-up to end");
